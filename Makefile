@@ -1,0 +1,31 @@
+# ShmBus: the two quick-start commands are `make demo` and `make test`.
+SWIFT ?= swift
+SHELL := /bin/bash
+
+.PHONY: deps demo test build release install clean
+
+deps:
+	@bash scripts/ensure-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product shmbus
+
+## The main job: a private bus if none runs, the registry daemon, a publisher and a subscriber.
+demo: release
+	.build/release/shmbus demo
+
+## The whole test suite, against real dbus-daemons started on private addresses.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+## Installs shmbus into ~/.local/bin and the D-Bus activation file for the session bus.
+install: release
+	install -D -m 755 .build/release/shmbus $(HOME)/.local/bin/shmbus
+	$(HOME)/.local/bin/shmbus install-service
+
+clean:
+	rm -rf .build

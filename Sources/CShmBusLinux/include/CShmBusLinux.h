@@ -1,0 +1,94 @@
+#ifndef CSHMBUS_LINUX_H
+#define CSHMBUS_LINUX_H
+
+/* The Linux calls ShmBus needs that Swift's Glibc module does not import:
+ * memfd_create and its flags, the F_SEAL_* file seals, futex wait/wake and
+ * eventfd. Every function is a thin wrapper: it returns what the kernel
+ * returned and leaves errno as the kernel set it. */
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* memfd_create(2) flags. */
+extern const unsigned int shmbus_MFD_CLOEXEC;
+extern const unsigned int shmbus_MFD_ALLOW_SEALING;
+
+/* fcntl(2) file seals. */
+extern const int shmbus_F_SEAL_SEAL;
+extern const int shmbus_F_SEAL_SHRINK;
+extern const int shmbus_F_SEAL_GROW;
+extern const int shmbus_F_SEAL_WRITE;
+extern const int shmbus_F_SEAL_FUTURE_WRITE;
+
+/* memfd_create(2). Returns a file descriptor or -1 with errno set. */
+int shmbus_memfd_create(const char *name, unsigned int flags);
+
+/* fcntl(fd, F_ADD_SEALS, seals). Returns 0 or -1 with errno set. */
+int shmbus_add_seals(int fd, int seals);
+
+/* fcntl(fd, F_GET_SEALS). Returns the seal bit set, or -1 with errno set
+ * (EINVAL when fd is not a file that supports sealing, e.g. not a memfd). */
+int shmbus_get_seals(int fd);
+
+/* futex(2) FUTEX_WAIT on a word in shared memory (not FUTEX_PRIVATE: waiter
+ * and waker may be different processes mapping the same memfd). Sleeps while
+ * *word == expected, for at most timeout_ns nanoseconds (negative: forever).
+ * Returns 0 when woken, -1 with errno EAGAIN (value differed), ETIMEDOUT or
+ * EINTR. */
+int shmbus_futex_wait(const uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/* futex(2) FUTEX_WAKE: wakes at most count waiters on word. Returns the
+ * number woken or -1 with errno set. */
+int shmbus_futex_wake(const uint32_t *word, int count);
+
+/* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
+int shmbus_eventfd(void);
+
+/* posix_spawn(3) of path with argv/envp, with an empty signal mask and default
+ * signal dispositions in the child (a Swift process blocks most signals in its
+ * threads, and children would inherit that), and with fd_map[2*i] dup2'ed onto
+ * fd_map[2*i+1] for i < fd_map_pairs. Returns 0 and stores the pid, or an errno. */
+#include <sys/types.h>
+int shmbus_spawn(const char *path, char *const argv[], char *const envp[],
+                 const int *fd_map, int fd_map_pairs, pid_t *pid_out);
+
+/* pipe2(fds, O_CLOEXEC). */
+int shmbus_pipe_cloexec(int fds[2]);
+
+/* Atomic loads and stores on memory that may be mapped read-only in this
+ * process (a reader's view of a sealed segment): C11 atomics accept const
+ * pointers, and on every Linux target a plain acquire load never writes. */
+uint64_t shmbus_load_acquire_u64(const uint64_t *p);
+uint32_t shmbus_load_acquire_u32(const uint32_t *p);
+void shmbus_store_release_u64(uint64_t *p, uint64_t v);
+void shmbus_store_release_u32(uint32_t *p, uint32_t v);
+uint32_t shmbus_fetch_or_u32(uint32_t *p, uint32_t bits);
+uint32_t shmbus_exchange_u32(uint32_t *p, uint32_t v);
+uint32_t shmbus_fetch_add_u32(uint32_t *p, uint32_t v);
+uint32_t shmbus_fetch_sub_u32(uint32_t *p, uint32_t v);
+void shmbus_fence_seq_cst(void);
+
+/* The segment record checksum (docs/FORMAT.md, "Checksums"): for each
+ * little-endian 64-bit word w of the input (the last one zero-padded),
+ * h = (h ^ w) * 0x9E3779B97F4A7C15; h ^= h >> 29. Starts from h = seed. */
+uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed);
+
+/* A checksum that reads every byte at memory speed (four independent lanes of
+ * 64-bit word sums, combined at the end), for benchmarks and integrity checks of
+ * large payloads. Not part of the segment format. */
+uint64_t shmbus_sum64(const void *data, size_t length);
+
+/* madvise(addr, length, MADV_POPULATE_READ) (Linux 5.14): populate the page tables
+ * of a read-only range in one call instead of one fault per few pages. Returns 0 or
+ * -1 with errno set (EINVAL on older kernels). addr need not be page-aligned. */
+int shmbus_populate_read(const void *addr, size_t length);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,142 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* also set by Package.swift's cSettings */
+#endif
+#include "CShmBusLinux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1; older glibc headers lack it */
+#endif
+
+const unsigned int shmbus_MFD_CLOEXEC = MFD_CLOEXEC;
+const unsigned int shmbus_MFD_ALLOW_SEALING = MFD_ALLOW_SEALING;
+
+const int shmbus_F_SEAL_SEAL = F_SEAL_SEAL;
+const int shmbus_F_SEAL_SHRINK = F_SEAL_SHRINK;
+const int shmbus_F_SEAL_GROW = F_SEAL_GROW;
+const int shmbus_F_SEAL_WRITE = F_SEAL_WRITE;
+const int shmbus_F_SEAL_FUTURE_WRITE = F_SEAL_FUTURE_WRITE;
+
+int shmbus_memfd_create(const char *name, unsigned int flags) {
+    return memfd_create(name, flags);
+}
+
+int shmbus_add_seals(int fd, int seals) {
+    return fcntl(fd, F_ADD_SEALS, seals);
+}
+
+int shmbus_get_seals(int fd) {
+    return fcntl(fd, F_GET_SEALS);
+}
+
+int shmbus_futex_wait(const uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts;
+    struct timespec *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    return rc == 0 ? 0 : -1;
+}
+
+int shmbus_futex_wake(const uint32_t *word, int count) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+int shmbus_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+uint64_t shmbus_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+uint32_t shmbus_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+void shmbus_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+void shmbus_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+uint32_t shmbus_fetch_or_u32(uint32_t *p, uint32_t bits) { return __atomic_fetch_or(p, bits, __ATOMIC_ACQ_REL); }
+uint32_t shmbus_exchange_u32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+uint32_t shmbus_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+uint32_t shmbus_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+void shmbus_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+int shmbus_spawn(const char *path, char *const argv[], char *const envp[],
+                 const int *fd_map, int fd_map_pairs, pid_t *pid_out) {
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    sigset_t empty, all;
+    int rc = posix_spawnattr_init(&attr);
+    if (rc != 0) return rc;
+    rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) { posix_spawnattr_destroy(&attr); return rc; }
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    for (int i = 0; i < fd_map_pairs && rc == 0; i++) {
+        rc = posix_spawn_file_actions_adddup2(&actions, fd_map[2 * i], fd_map[2 * i + 1]);
+    }
+    if (rc == 0) rc = posix_spawn(pid_out, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+int shmbus_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}
+
+#include <string.h>
+
+uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed) {
+    const unsigned char *bytes = data;
+    uint64_t h = seed;
+    size_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t w;
+        memcpy(&w, bytes + i, 8); /* little-endian targets only (x86_64, aarch64) */
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    if (i < length) {
+        uint64_t w = 0;
+        memcpy(&w, bytes + i, length - i);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+uint64_t shmbus_sum64(const void *data, size_t length) {
+    const unsigned char *bytes = data;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 32 <= length; i += 32) {
+        uint64_t w[4];
+        memcpy(w, bytes + i, 32);
+        a += w[0]; b ^= w[1]; c += w[2] ^ (w[2] >> 7); d ^= w[3] + (uint64_t)i;
+    }
+    uint64_t tail = 0;
+    for (; i < length; i++) tail = tail * 31 + bytes[i];
+    return ((a * 0x9E3779B97F4A7C15ULL) ^ b ^ (c * 0xC2B2AE3D27D4EB4FULL) ^ d ^ tail) + length;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+int shmbus_populate_read(const void *addr, size_t length) {
+    uintptr_t start = (uintptr_t)addr & ~(uintptr_t)4095;
+    size_t span = ((uintptr_t)addr + length) - start;
+    return madvise((void *)start, span, MADV_POPULATE_READ);
+}

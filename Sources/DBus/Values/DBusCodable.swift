@@ -1,0 +1,278 @@
+import Foundation
+
+/// A Swift type with a fixed D-Bus type that converts to and from ``DBusValue``.
+///
+/// Standard types conform (integers, `Bool`, `Double`, `String`, ``ObjectPath``,
+/// ``DBusSignature``, ``UnixFileDescriptor``, `[UInt8]` and `Data` as `ay`, arrays,
+/// dictionaries, ``DBusVariant``); conform your own structs to map D-Bus structs.
+public protocol DBusCodable: Sendable {
+    /// The D-Bus type every value of this Swift type has.
+    static var dbusType: DBusType { get }
+    /// This value as a D-Bus value.
+    var dbusValue: DBusValue { get }
+    /// Decodes from a D-Bus value, throwing ``DBusError/invalidArgument(_:)`` when the
+    /// value has another type.
+    init(dbusValue: DBusValue) throws(DBusError)
+}
+
+extension DBusCodable {
+    static func mismatch(_ value: DBusValue) -> DBusError {
+        .invalidArgument("expected a value of type '\(dbusType)', got '\(value.type)'")
+    }
+}
+
+extension DBusValue {
+    /// Wraps any codable Swift value.
+    public init<T: DBusCodable>(_ value: T) {
+        self = value.dbusValue
+    }
+
+    /// Decodes this value as `T`.
+    public func decode<T: DBusCodable>(as type: T.Type = T.self) throws(DBusError) -> T {
+        try T(dbusValue: self)
+    }
+}
+
+// MARK: Basic types
+
+extension UInt8: DBusCodable {
+    public static var dbusType: DBusType { .byte }
+    public var dbusValue: DBusValue { .byte(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .byte(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension Bool: DBusCodable {
+    public static var dbusType: DBusType { .boolean }
+    public var dbusValue: DBusValue { .boolean(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .boolean(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension Int16: DBusCodable {
+    public static var dbusType: DBusType { .int16 }
+    public var dbusValue: DBusValue { .int16(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .int16(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension UInt16: DBusCodable {
+    public static var dbusType: DBusType { .uint16 }
+    public var dbusValue: DBusValue { .uint16(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .uint16(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension Int32: DBusCodable {
+    public static var dbusType: DBusType { .int32 }
+    public var dbusValue: DBusValue { .int32(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .int32(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension UInt32: DBusCodable {
+    public static var dbusType: DBusType { .uint32 }
+    public var dbusValue: DBusValue { .uint32(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .uint32(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension Int64: DBusCodable {
+    public static var dbusType: DBusType { .int64 }
+    public var dbusValue: DBusValue { .int64(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .int64(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension UInt64: DBusCodable {
+    public static var dbusType: DBusType { .uint64 }
+    public var dbusValue: DBusValue { .uint64(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .uint64(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension Double: DBusCodable {
+    public static var dbusType: DBusType { .double }
+    public var dbusValue: DBusValue { .double(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .double(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension String: DBusCodable {
+    public static var dbusType: DBusType { .string }
+    public var dbusValue: DBusValue { .string(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .string(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension ObjectPath: DBusCodable {
+    public static var dbusType: DBusType { .objectPath }
+    public var dbusValue: DBusValue { .objectPath(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .objectPath(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension DBusSignature: DBusCodable {
+    public static var dbusType: DBusType { .signature }
+    public var dbusValue: DBusValue { .signature(self) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .signature(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        self = v
+    }
+}
+
+extension UnixFileDescriptor: DBusCodable {
+    public static var dbusType: DBusType { .unixFD }
+    public var dbusValue: DBusValue { .unixFD(self) }
+    public convenience init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .unixFD(let v) = dbusValue else { throw UnixFileDescriptor.mismatch(dbusValue) }
+        // The value keeps its own reference; this object owns a duplicate.
+        do {
+            try self.init(duplicating: v.rawValue)
+        } catch {
+            throw .failed("cannot duplicate \(v): \(error)")
+        }
+    }
+}
+
+/// A `v` value: any D-Bus value with its type.
+public struct DBusVariant: DBusCodable, Hashable, CustomStringConvertible {
+    public var value: DBusValue
+
+    public init(_ value: DBusValue) { self.value = value }
+    public init<T: DBusCodable>(_ value: T) { self.value = value.dbusValue }
+
+    public static var dbusType: DBusType { .variant }
+    public var dbusValue: DBusValue { .variant(value) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .variant(let v) = dbusValue else { throw Self.mismatch(dbusValue) }
+        value = v
+    }
+    public var description: String { "<\(value)>" }
+}
+
+// MARK: Containers
+
+extension Array: DBusCodable where Element: DBusCodable {
+    public static var dbusType: DBusType { .array(Element.dbusType) }
+
+    public var dbusValue: DBusValue {
+        if let bytes = self as? [UInt8] { return .bytes(bytes) }
+        return .array(Element.dbusType, map(\.dbusValue))
+    }
+
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        switch dbusValue {
+        case .bytes(let bytes) where Element.self == UInt8.self:
+            // Element is UInt8 here, so the cast always succeeds.
+            self = bytes as? [Element] ?? []
+        case .bytes(let bytes) where Element.dbusType == .byte:
+            var out: [Element] = []
+            out.reserveCapacity(bytes.count)
+            for b in bytes { out.append(try Element(dbusValue: .byte(b))) }
+            self = out
+        case .array(let type, let values) where type == Element.dbusType:
+            var out: [Element] = []
+            out.reserveCapacity(values.count)
+            for v in values { out.append(try Element(dbusValue: v)) }
+            self = out
+        default:
+            throw Self.mismatch(dbusValue)
+        }
+    }
+}
+
+extension Data: DBusCodable {
+    public static var dbusType: DBusType { .array(.byte) }
+    public var dbusValue: DBusValue { .bytes([UInt8](self)) }
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        self = Data(try [UInt8](dbusValue: dbusValue))
+    }
+}
+
+extension Dictionary: DBusCodable where Key: DBusCodable, Value: DBusCodable {
+    public static var dbusType: DBusType { .dictionary(key: Key.dbusType, value: Value.dbusType) }
+
+    /// Entries are sent in the dictionary's iteration order.
+    public var dbusValue: DBusValue {
+        .dictionary(
+            key: Key.dbusType, value: Value.dbusType,
+            map { DBusDictEntry(key: $0.key.dbusValue, value: $0.value.dbusValue) }
+        )
+    }
+
+    /// A repeated key keeps its last value.
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .dictionary(let k, let v, let entries) = dbusValue, k == Key.dbusType, v == Value.dbusType else {
+            throw Self.mismatch(dbusValue)
+        }
+        var out: [Key: Value] = [:]
+        out.reserveCapacity(entries.count)
+        for entry in entries {
+            out[try Key(dbusValue: entry.key)] = try Value(dbusValue: entry.value)
+        }
+        self = out
+    }
+}
+
+extension Dictionary where Key == String, Value == DBusVariant {
+    /// The value of `key` decoded as `T`, nil when absent; throws when present with
+    /// another type. For `a{sv}` option dictionaries.
+    public func decode<T: DBusCodable>(_ key: String, as type: T.Type = T.self) throws(DBusError) -> T? {
+        guard let variant = self[key] else { return nil }
+        do {
+            return try T(dbusValue: variant.value)
+        } catch {
+            throw .invalidArgument("option '\(key)' must have type '\(T.dbusType)', got '\(variant.value.type)'")
+        }
+    }
+}
+
+// MARK: Decoding message bodies
+
+extension Array where Element == DBusValue {
+    /// Decodes a message body as the given types, checking the count:
+    /// `let (name, path) = try reply.body.decode(String.self, ObjectPath.self)`.
+    public func decode<each T: DBusCodable>(_ types: repeat (each T).Type) throws(DBusError) -> (repeat each T) {
+        var index = 0
+        var expected = 0
+        for _ in repeat (each types) { expected += 1 }
+        guard count == expected else {
+            let wanted = repeatSignature(repeat each types)
+            throw .invalidArgument("expected \(expected) values of signature '\(wanted)', got \(count) of '\(DBusSignature(map(\.type)))'")
+        }
+        func next<U: DBusCodable>(_: U.Type) throws(DBusError) -> U {
+            defer { index += 1 }
+            return try U(dbusValue: self[index])
+        }
+        return (repeat try next(each types))
+    }
+}
+
+private func repeatSignature<each T: DBusCodable>(_ types: repeat (each T).Type) -> String {
+    var out = ""
+    for type in repeat each types { out += type.dbusType.signature }
+    return out
+}

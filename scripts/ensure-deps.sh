@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks that the system packages ShmBus needs are installed; installs the missing ones
+# with apt-get when run as root, and prints the exact command otherwise.
+set -euo pipefail
+
+missing=()
+need() { # need PACKAGE TEST...
+    local package=$1; shift
+    if ! "$@" >/dev/null 2>&1; then missing+=("$package"); fi
+}
+need pkg-config        command -v pkg-config
+need libdbus-1-dev     pkg-config --exists dbus-1
+need dbus-daemon       command -v dbus-daemon
+need dbus-bin          command -v dbus-send
+need systemd           command -v busctl
+need libglib2.0-bin    command -v gdbus
+need python3-dbus      /usr/bin/python3 -c 'import dbus'
+need python3-gi        /usr/bin/python3 -c 'from gi.repository import GLib'
+need util-linux        command -v setsid
+
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "ShmBus needs a Swift 6.1+ toolchain on PATH (https://www.swift.org/install/linux/)." >&2
+fi
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing missing packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+    echo "ShmBus needs these packages: ${missing[*]}" >&2
+    echo "Install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
