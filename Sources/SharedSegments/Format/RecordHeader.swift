@@ -1,0 +1,121 @@
+import CShmBusLinux
+
+/// A validated record header: where a chunk's key and payload are.
+struct RecordHeader {
+    var offset: UInt64
+    var length: UInt64
+    var sequence: UInt64
+    var timestamp: UInt64
+    var expiry: UInt64
+    var payloadLength: UInt64
+    /// From the record's start.
+    var payloadOffset: UInt64
+    var keyLength: Int
+    var checksum: UInt64
+
+    var end: UInt64 { offset + length }
+    var absolutePayloadOffset: UInt64 { offset + payloadOffset }
+
+    /// The record's total length for a key and payload, or nil on overflow.
+    static func layout(keyLength: Int, payloadLength: UInt64) -> (payloadOffset: UInt64, length: UInt64)? {
+        let L = SegmentLayout.self
+        guard let payloadOffset = L.alignUp(UInt64(L.recordKeyOffset + keyLength), L.alignment) else { return nil }
+        let (end, overflow) = payloadOffset.addingReportingOverflow(payloadLength)
+        guard !overflow, let length = L.alignUp(end, L.alignment) else { return nil }
+        return (payloadOffset, length)
+    }
+
+    /// The checksum of a record header (flags and checksum words read as zero) and
+    /// its key (docs/FORMAT.md, "Checksums").
+    static func checksum(header: UnsafeRawPointer, key: UnsafeRawBufferPointer) -> UInt64 {
+        let L = SegmentLayout.self
+        var copy = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &copy) { words in
+            words.copyMemory(from: UnsafeRawBufferPointer(start: header, count: L.recordChecksumOffset))
+            words.storeBytes(of: UInt32(0), toByteOffset: L.recordFlagsOffset, as: UInt32.self)
+            let h = shmbus_mix64(words.baseAddress, L.recordChecksumOffset, L.recordChecksumSeed)
+            return key.isEmpty ? h : shmbus_mix64(key.baseAddress, key.count, h)
+        }
+    }
+
+    /// Writes a record header and key at `offset` (writer).
+    static func write(
+        to mapping: MemoryMapping, at offset: Int, length: UInt64, sequence: UInt64, timestamp: UInt64, expiry: UInt64,
+        payloadLength: UInt64, payloadOffset: UInt64, key: UnsafeRawBufferPointer
+    ) {
+        let L = SegmentLayout.self
+        let base = mapping.base.advanced(by: offset)
+        base.storeBytes(of: L.recordMagic, toByteOffset: L.recordMagicOffset, as: UInt32.self)
+        base.storeBytes(of: UInt32(0), toByteOffset: L.recordFlagsOffset, as: UInt32.self)
+        base.storeBytes(of: length, toByteOffset: L.recordLengthOffset, as: UInt64.self)
+        base.storeBytes(of: sequence, toByteOffset: L.recordSequenceOffset, as: UInt64.self)
+        base.storeBytes(of: timestamp, toByteOffset: L.recordTimestampOffset, as: UInt64.self)
+        base.storeBytes(of: expiry, toByteOffset: L.recordExpiryOffset, as: UInt64.self)
+        base.storeBytes(of: payloadLength, toByteOffset: L.recordPayloadLengthOffset, as: UInt64.self)
+        base.storeBytes(of: UInt32(payloadOffset), toByteOffset: L.recordPayloadOffsetOffset, as: UInt32.self)
+        base.storeBytes(of: UInt16(key.count), toByteOffset: L.recordKeyLengthOffset, as: UInt16.self)
+        base.storeBytes(of: UInt16(0), toByteOffset: L.recordKeyLengthOffset + 2, as: UInt16.self)
+        if !key.isEmpty {
+            base.advanced(by: L.recordKeyOffset).copyMemory(from: key.baseAddress!, byteCount: key.count)
+        }
+        let sum = checksum(header: UnsafeRawPointer(base), key: key)
+        base.storeBytes(of: sum, toByteOffset: L.recordChecksumOffset, as: UInt64.self)
+    }
+
+    /// Reads and validates the record at `offset`, which must end at or before `limit`
+    /// (the committed end the caller loaded). The 64 header bytes and the key are
+    /// copied once; only the copies are checked and used. Returns the key bytes too.
+    static func read(from mapping: MemoryMapping, at offset: UInt64, limit: UInt64) throws(SegmentError) -> (RecordHeader, [UInt8]) {
+        let L = SegmentLayout.self
+        guard offset % UInt64(L.alignment) == 0 else { throw .badRecord(at: offset, "offset is not 64-byte aligned") }
+        guard limit <= UInt64(mapping.length), offset < limit, limit - offset >= UInt64(L.recordHeaderSize) else {
+            throw .badRecord(at: offset, "a record header does not fit below the committed end \(limit)")
+        }
+        var raw = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &raw) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(offset)), count: L.recordHeaderSize))
+        }
+        return try withUnsafeBytes(of: &raw) { (header) throws(SegmentError) -> (RecordHeader, [UInt8]) in
+            func u64(_ o: Int) -> UInt64 { header.loadUnaligned(fromByteOffset: o, as: UInt64.self) }
+            let magic = header.loadUnaligned(fromByteOffset: L.recordMagicOffset, as: UInt32.self)
+            guard magic == L.recordMagic else {
+                throw .badRecord(at: offset, "magic is 0x\(String(magic, radix: 16)), not 0x\(String(L.recordMagic, radix: 16)) (\"CHNK\")")
+            }
+            let length = u64(L.recordLengthOffset)
+            guard length >= UInt64(L.recordHeaderSize), length % UInt64(L.alignment) == 0 else {
+                throw .badRecord(at: offset, "length \(length) is not a multiple of 64 of at least 64")
+            }
+            guard length <= limit - offset else {
+                throw .badRecord(at: offset, "length \(length) runs past the committed end \(limit)")
+            }
+            let keyLength = Int(header.loadUnaligned(fromByteOffset: L.recordKeyLengthOffset, as: UInt16.self))
+            guard keyLength <= L.maximumKeyLength else {
+                throw .badRecord(at: offset, "key length \(keyLength) exceeds \(L.maximumKeyLength)")
+            }
+            let payloadOffset = UInt64(header.loadUnaligned(fromByteOffset: L.recordPayloadOffsetOffset, as: UInt32.self))
+            let payloadLength = u64(L.recordPayloadLengthOffset)
+            guard payloadOffset % UInt64(L.alignment) == 0, payloadOffset >= UInt64(L.recordKeyOffset + keyLength) else {
+                throw .badRecord(at: offset, "payload offset \(payloadOffset) overlaps the header or key, or is not 64-byte aligned")
+            }
+            guard payloadOffset <= length, payloadLength <= length - payloadOffset else {
+                throw .badRecord(at: offset, "payload (\(payloadLength) bytes at +\(payloadOffset)) runs past the record's \(length) bytes")
+            }
+            let key = Array(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(offset) + L.recordKeyOffset), count: keyLength))
+            let stored = u64(L.recordChecksumOffset)
+            let computed = key.withUnsafeBytes { checksum(header: header.baseAddress!, key: $0) }
+            guard stored == computed else {
+                throw .badRecord(at: offset, "checksum mismatch (stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16)))")
+            }
+            let record = RecordHeader(
+                offset: offset, length: length, sequence: u64(L.recordSequenceOffset), timestamp: u64(L.recordTimestampOffset),
+                expiry: u64(L.recordExpiryOffset), payloadLength: payloadLength, payloadOffset: payloadOffset,
+                keyLength: keyLength, checksum: stored)
+            return (record, key)
+        }
+    }
+
+    /// The record's flags word (atomic acquire load; the only mutable word of a record).
+    static func flags(in mapping: MemoryMapping, at offset: UInt64) -> UInt32 {
+        mapping.loadAcquire32(Int(offset) + SegmentLayout.recordFlagsOffset)
+    }
+}

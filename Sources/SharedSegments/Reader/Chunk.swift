@@ -1,0 +1,75 @@
+import CShmBusLinux
+import Foundation
+
+/// One committed chunk: metadata plus a zero-copy view of its payload in the mapped
+/// segment.
+///
+/// The view keeps the mapping alive: a chunk (or `Data` made from it) stays readable
+/// after its segment is retired or removed. The payload's bounds were validated, but
+/// its bytes are shared memory: a hostile writer could change them while you read.
+public struct Chunk: Sendable {
+    public let sequence: UInt64
+    public let key: String
+    /// CLOCK_REALTIME nanoseconds when the writer reserved the chunk.
+    public let timestamp: UInt64
+    /// CLOCK_REALTIME nanoseconds after which readers skip it; 0 = never.
+    public let expiry: UInt64
+    public let segment: SegmentID
+    public let generation: UInt64
+    /// The record's byte range in the segment.
+    public let recordOffset: UInt64
+    public let recordEnd: UInt64
+    /// The payload's byte offset in the segment.
+    public let payloadOffset: UInt64
+    public let count: Int
+    let mapping: MemoryMapping
+
+    init(record: RecordHeader, key: String, segment: SegmentID, generation: UInt64, mapping: MemoryMapping) {
+        sequence = record.sequence
+        self.key = key
+        timestamp = record.timestamp
+        expiry = record.expiry
+        self.segment = segment
+        self.generation = generation
+        recordOffset = record.offset
+        recordEnd = record.end
+        payloadOffset = record.absolutePayloadOffset
+        count = Int(record.payloadLength)
+        self.mapping = mapping
+    }
+
+    /// Calls `body` with the payload in place: no copy.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(payloadOffset)), count: count))
+    }
+
+    /// The payload as `Data` without a copy: its deallocator holds the mapping.
+    public var data: Data {
+        guard count > 0 else { return Data() }
+        let mapping = self.mapping
+        return Data(
+            bytesNoCopy: mapping.base.advanced(by: Int(payloadOffset)), count: count,
+            deallocator: .custom { _, _ in withExtendedLifetime(mapping) {} })
+    }
+
+    /// Populates the page tables for the payload in one system call
+    /// (`madvise(MADV_POPULATE_READ)`, Linux 5.14+), so that reading a large chunk does
+    /// not take a page fault every few pages. Optional; a no-op where unsupported.
+    public func prefetch() {
+        guard count > 0 else { return }
+        _ = shmbus_populate_read(mapping.base.advanced(by: Int(payloadOffset)), count)
+    }
+
+    /// A copy of the payload.
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Whether the obsolete bit is set now (a newer chunk has the same key).
+    public var isObsolete: Bool {
+        RecordHeader.flags(in: mapping, at: recordOffset) & SegmentLayout.obsoleteFlag != 0
+    }
+
+    /// Neither obsolete nor expired at `now` (CLOCK_REALTIME nanoseconds).
+    public func isLive(at now: UInt64) -> Bool {
+        !isObsolete && (expiry == 0 || expiry > now)
+    }
+}

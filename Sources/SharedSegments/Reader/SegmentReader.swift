@@ -1,0 +1,124 @@
+import CShmBusLinux
+import SystemPackage
+import Locking
+
+/// A read-only view of one segment, for readers in any process.
+///
+/// The segment is untrusted: its writer may rewrite it at any time, even after
+/// sealing. The reader maps it read-only, validates the header once, and validates
+/// every record it touches from a private copy of the record's header, so whatever
+/// the bytes, it returns errors or valid chunks, never traps and never reads outside
+/// the mapping.
+public final class SegmentReader: Sendable {
+    /// What a reader accepts.
+    public struct Options: Sendable {
+        /// Refuse a descriptor that is not a memfd with all four segment seals (the
+        /// default). Turning it off is for tests and tools reading copies.
+        public var requireSeals = true
+        public init(requireSeals: Bool = true) { self.requireSeals = requireSeals }
+    }
+
+    public let header: SegmentHeader
+    public let mapping: MemoryMapping
+    /// Where the newest live chunk of each key was found, and how far the index has scanned.
+    private let index = Lock(KeyIndex())
+
+    private struct KeyIndex {
+        var scanned = UInt64(SegmentLayout.headerSize)
+        var latest: [[UInt8]: UInt64] = [:]
+    }
+
+    /// Validates and maps `fd` read-only (`fstat`, `F_GET_SEALS`, `mmap(PROT_READ)`).
+    /// The descriptor stays the caller's; the mapping outlives it.
+    public init(fd: FileDescriptor, options: Options = Options()) throws(SegmentError) {
+        if options.requireSeals {
+            try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
+        }
+        let size = try Memfd.size(of: fd)
+        guard size >= SegmentLayout.headerSize + SegmentLayout.pageSize else {
+            throw SegmentError(.tooSmall, "the file is \(size) bytes; a segment takes at least \(SegmentLayout.headerSize + SegmentLayout.pageSize)")
+        }
+        let mapping = try MemoryMapping(fd: fd, length: size, writable: false)
+        header = try SegmentHeader.read(from: mapping, fileSize: size)
+        self.mapping = mapping
+    }
+
+    /// A reader over an existing mapping (the writer's own, or a test's buffer).
+    init(mapping: MemoryMapping, fileSize: Int) throws(SegmentError) {
+        header = try SegmentHeader.read(from: mapping, fileSize: fileSize)
+        self.mapping = mapping
+    }
+
+    public var id: SegmentID { header.id }
+    public var name: String { header.id.name }
+
+    /// The mutable header fields now (acquire loads), validated.
+    public func liveState() throws(SegmentError) -> SegmentLiveState {
+        let L = SegmentLayout.self
+        // The state word first: once the retired bit is seen, the final commit word and
+        // the successor are visible too.
+        let state = mapping.loadAcquire32(L.stateOffset)
+        let committedEnd = mapping.loadAcquire64(L.committedEndOffset)
+        guard committedEnd >= UInt64(L.headerSize), committedEnd <= header.capacity, committedEnd % UInt64(L.alignment) == 0 else {
+            throw .badHeader("committed end \(committedEnd) is outside [\(L.headerSize), \(header.capacity)] or unaligned")
+        }
+        var successor: SegmentID?
+        let retired = state & L.retiredFlag != 0
+        if retired {
+            let id = SegmentID(unchecked: mapping.bytes(L.successorIDOffset, 16))
+            guard !id.isZero, id != header.id else { throw .badHeader("retired without a valid successor ID") }
+            successor = id
+        }
+        return SegmentLiveState(
+            committedEnd: committedEnd, lastSequence: mapping.loadAcquire64(L.lastSequenceOffset),
+            recordCount: mapping.loadAcquire64(L.recordCountOffset), liveBytes: mapping.loadAcquire64(L.liveBytesOffset),
+            deadBytes: mapping.loadAcquire64(L.deadBytesOffset), liveChunks: mapping.loadAcquire64(L.liveChunksOffset),
+            isRetired: retired, successor: successor)
+    }
+
+    /// The chunk whose record starts at `offset`, validated against `limit` (a
+    /// committed end loaded by the caller).
+    public func chunk(at offset: UInt64, limit: UInt64) throws(SegmentError) -> Chunk {
+        let (record, key) = try RecordHeader.read(from: mapping, at: offset, limit: limit)
+        let keyString: String
+        if key.isEmpty {
+            keyString = ""
+        } else if let valid = String(validating: key, as: UTF8.self) {
+            keyString = valid
+        } else {
+            throw .badRecord(at: offset, "key is not UTF-8")
+        }
+        return Chunk(record: record, key: keyString, segment: header.id, generation: header.generation, mapping: mapping)
+    }
+
+    /// Every committed chunk in order, obsolete and expired ones included (see
+    /// ``Chunk/isLive(at:)``). Stops at the first invalid record by throwing.
+    public func allChunks() throws(SegmentError) -> [Chunk] {
+        let limit = try liveState().committedEnd
+        var out: [Chunk] = []
+        var offset = UInt64(SegmentLayout.headerSize)
+        while offset < limit {
+            let chunk = try chunk(at: offset, limit: limit)
+            out.append(chunk)
+            offset = chunk.recordEnd
+        }
+        return out
+    }
+
+    /// The newest live (not obsolete, not expired) chunk with `key`, or nil. Scans only
+    /// what was committed since the previous call.
+    public func latest(key: String) throws(SegmentError) -> Chunk? {
+        let wanted = Array(key.utf8)
+        let limit = try liveState().committedEnd
+        return try index.withLock { (index) throws(SegmentError) -> Chunk? in
+            while index.scanned < limit {
+                let (record, recordKey) = try RecordHeader.read(from: mapping, at: index.scanned, limit: limit)
+                index.latest[recordKey] = record.offset
+                index.scanned = record.end
+            }
+            guard let offset = index.latest[wanted] else { return nil }
+            let found = try chunk(at: offset, limit: limit)
+            return found.isLive(at: RealtimeClock.now()) ? found : nil
+        }
+    }
+}

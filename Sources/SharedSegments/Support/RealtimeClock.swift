@@ -1,0 +1,24 @@
+import Glibc
+
+/// CLOCK_REALTIME in nanoseconds: the clock of timestamps and expiry in segments. All
+/// processes share it, including those in other time namespaces (which offset only
+/// the monotonic and boot clocks).
+public enum RealtimeClock {
+    /// `clock_gettime(CLOCK_REALTIME)`.
+    @inline(__always)
+    public static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    /// `now() + duration`, saturating.
+    public static func after(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0 else { return now() }
+        let nanos = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let total = nanos.overflow ? UInt64.max : nanos.partialValue &+ UInt64(attoseconds / 1_000_000_000)
+        let (sum, overflow) = now().addingReportingOverflow(total)
+        return overflow ? UInt64.max : sum
+    }
+}

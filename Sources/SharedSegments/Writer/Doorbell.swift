@@ -1,0 +1,98 @@
+import CShmBusLinux
+import Glibc
+import SystemPackage
+
+/// A writer's doorbell: a one-page memfd holding a futex word and a count of waiting
+/// readers, so readers can sleep without the bus and the writer pays for a wake-up
+/// only when someone sleeps.
+///
+/// Readers map segments read-only and so cannot flag themselves inside one; the
+/// doorbell is the one shared page they may write. It is sealed against resizing but
+/// not against writes, so anyone holding it can disturb it: a reader treats its
+/// contents as hints and always bounds its wait (docs/FORMAT.md, "Doorbell").
+public final class Doorbell: Sendable {
+    /// The doorbell memfd, passed to readers next to the segment's.
+    public let fileDescriptor: FileDescriptor
+    let mapping: MemoryMapping
+
+    private init(fileDescriptor: FileDescriptor, mapping: MemoryMapping) {
+        self.fileDescriptor = fileDescriptor
+        self.mapping = mapping
+    }
+
+    deinit {
+        try? fileDescriptor.close()
+    }
+
+    /// Creates a doorbell (writer side).
+    public static func create() throws(SegmentError) -> Doorbell {
+        let L = SegmentLayout.self
+        let fd = try Memfd.create(name: "shmbus-doorbell", size: L.doorbellSize)
+        do throws(SegmentError) {
+            let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
+            mapping.store(L.doorbellMagic, at: L.doorbellMagicOffset)
+            try Memfd.addSeals(Memfd.doorbellSeals, to: fd)
+            return Doorbell(fileDescriptor: fd, mapping: mapping)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// Opens a doorbell received from a writer (reader side): a memfd sealed against
+    /// resizing, one page, with the doorbell magic. Takes ownership of `fd`.
+    public static func open(_ fd: FileDescriptor) throws(SegmentError) -> Doorbell {
+        let L = SegmentLayout.self
+        do throws(SegmentError) {
+            try Memfd.checkSealed(fd, required: shmbus_F_SEAL_SHRINK | shmbus_F_SEAL_GROW)
+            let size = try Memfd.size(of: fd)
+            guard size >= L.doorbellSize else {
+                throw SegmentError(.badDoorbell, "doorbell is \(size) bytes, not \(L.doorbellSize)")
+            }
+            let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
+            guard mapping.load(L.doorbellMagicOffset, as: UInt64.self) == L.doorbellMagic else {
+                throw SegmentError(.badDoorbell, "doorbell magic is wrong")
+            }
+            return Doorbell(fileDescriptor: fd, mapping: mapping)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    private var word: UnsafeMutablePointer<UInt32> {
+        mapping.base.advanced(by: SegmentLayout.doorbellWordOffset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    private var waiters: UnsafeMutablePointer<UInt32> {
+        mapping.base.advanced(by: SegmentLayout.doorbellWaitersOffset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Writer, after a commit: a full fence (ordering the commit before the waiter
+    /// check), then, only if a reader waits, bump the word and `FUTEX_WAKE` everyone.
+    @inline(__always)
+    public func ring() {
+        shmbus_fence_seq_cst()
+        guard shmbus_load_acquire_u32(waiters) != 0 else { return }
+        _ = shmbus_fetch_add_u32(word, 1)
+        _ = shmbus_futex_wake(word, Int32.max)
+    }
+
+    /// Reader: sleeps until rung, `timeout` passes, or `ready()` is already true.
+    /// Registers as a waiter, fences, reads the word, checks `ready()` once more (a
+    /// commit between the caller's last look and now is not missed), then
+    /// `FUTEX_WAIT`s on the word.
+    ///
+    /// - Returns: whether it slept and was woken (false: ready, timed out, or interrupted).
+    @discardableResult
+    public func wait(timeout: Duration, until ready: () -> Bool) -> Bool {
+        _ = shmbus_fetch_add_u32(waiters, 1)
+        defer { _ = shmbus_fetch_sub_u32(waiters, 1) }
+        shmbus_fence_seq_cst()
+        let seen = shmbus_load_acquire_u32(word)
+        if ready() { return false }
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = max(0, seconds) * 1_000_000_000 + attoseconds / 1_000_000_000
+        return shmbus_futex_wait(word, seen, nanoseconds) == 0
+    }
+}

@@ -1,0 +1,127 @@
+import CShmBusLinux
+import Glibc
+import SystemPackage
+
+/// One segment being written: a sealed memfd its writer keeps mapped read-write.
+///
+/// Created, mapped, given its header and sealed (`F_SEAL_SHRINK | F_SEAL_GROW |
+/// F_SEAL_FUTURE_WRITE | F_SEAL_SEAL`) before anyone else can see the descriptor; the
+/// writer keeps writing through the mapping it made before sealing. Not thread-safe:
+/// one writer owns it (``ChannelWriter`` does).
+public final class SegmentWriter {
+    public let header: SegmentHeader
+    /// The segment's name (its ID in hex), computed once: publishers report it with
+    /// every chunk.
+    public let name: String
+    /// The memfd (read-write for this process; the seals stop everyone else).
+    public let fileDescriptor: FileDescriptor
+    let mapping: MemoryMapping
+    /// The end of the last committed record.
+    @exclusivity(unchecked) public private(set) var committedEnd: UInt64
+    @exclusivity(unchecked) private(set) var recordCount: UInt64 = 0
+    @exclusivity(unchecked) private(set) var liveBytes: UInt64 = 0
+    @exclusivity(unchecked) private(set) var deadBytes: UInt64 = 0
+    @exclusivity(unchecked) private(set) var liveChunks: UInt64 = 0
+    public private(set) var isRetired = false
+
+    /// Creates and seals a segment of `capacity` bytes (a multiple of 4096, header
+    /// included).
+    public init(channel: String, capacity: UInt64, generation: UInt64, baseSequence: UInt64) throws(SegmentError) {
+        try ChannelName.validate(channel)
+        let L = SegmentLayout.self
+        guard capacity % UInt64(L.pageSize) == 0, capacity >= UInt64(L.headerSize + L.pageSize) else {
+            throw SegmentError(.invalidArgument, "capacity \(capacity) must be a multiple of \(L.pageSize) of at least \(L.headerSize + L.pageSize)")
+        }
+        guard capacity <= UInt64(Int.max) else { throw SegmentError(.invalidArgument, "capacity \(capacity) is too large") }
+        let header = SegmentHeader(
+            id: .random(), channel: channel, generation: generation, baseSequence: baseSequence, capacity: capacity,
+            created: RealtimeClock.now(), writerPID: UInt32(bitPattern: getpid()))
+        let fd = try Memfd.create(name: "shmbus:\(channel.prefix(200))", size: Int(capacity))
+        do {
+            mapping = try MemoryMapping(fd: fd, length: Int(capacity), writable: true)
+            header.write(to: mapping)
+            try Memfd.addSeals(Memfd.segmentSeals, to: fd)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+        self.header = header
+        name = header.id.name
+        fileDescriptor = fd
+        committedEnd = UInt64(L.headerSize)
+    }
+
+    deinit {
+        try? fileDescriptor.close()
+    }
+
+    public var capacity: UInt64 { header.capacity }
+    public var id: SegmentID { header.id }
+    /// Bytes left for records.
+    var freeBytes: UInt64 { header.capacity - committedEnd }
+
+    // MARK: Writing
+
+    /// Writes a record header and key past the committed end and returns the payload's
+    /// place; nothing is visible to readers until ``commit(end:sequence:payload:)``.
+    func prepare(
+        sequence: UInt64, key: UnsafeRawBufferPointer, payloadLength: UInt64, timestamp: UInt64, expiry: UInt64
+    ) -> (recordOffset: UInt64, length: UInt64, payload: UnsafeMutableRawBufferPointer)? {
+        guard let layout = RecordHeader.layout(keyLength: key.count, payloadLength: payloadLength),
+            layout.length <= freeBytes
+        else { return nil }
+        let offset = committedEnd
+        RecordHeader.write(
+            to: mapping, at: Int(offset), length: layout.length, sequence: sequence, timestamp: timestamp, expiry: expiry,
+            payloadLength: payloadLength, payloadOffset: layout.payloadOffset, key: key)
+        let payload = UnsafeMutableRawBufferPointer(
+            start: mapping.base.advanced(by: Int(offset + layout.payloadOffset)), count: Int(payloadLength))
+        return (offset, layout.length, payload)
+    }
+
+    /// Publishes everything below `end`: a release store of the commit word, then of
+    /// the last sequence (docs/FORMAT.md, "Commit protocol").
+    func commit(end: UInt64, sequence: UInt64, recordLength: UInt64) {
+        let L = SegmentLayout.self
+        committedEnd = end
+        recordCount += 1
+        liveBytes += recordLength
+        liveChunks += 1
+        mapping.storeRelease64(end, at: L.committedEndOffset)
+        mapping.storeRelease64(sequence, at: L.lastSequenceOffset)
+        mapping.storeRelease64(recordCount, at: L.recordCountOffset)
+        mapping.storeRelease64(liveBytes, at: L.liveBytesOffset)
+        mapping.storeRelease64(liveChunks, at: L.liveChunksOffset)
+    }
+
+    /// Sets a committed record's obsolete bit (atomic OR) and moves its bytes from live
+    /// to dead.
+    func markObsolete(recordAt offset: UInt64, length: UInt64) {
+        let L = SegmentLayout.self
+        let flags = mapping.base.advanced(by: Int(offset) + L.recordFlagsOffset).assumingMemoryBound(to: UInt32.self)
+        let before = shmbus_fetch_or_u32(flags, L.obsoleteFlag)
+        guard before & L.obsoleteFlag == 0 else { return }
+        liveBytes -= min(length, liveBytes)
+        deadBytes += length
+        liveChunks -= min(1, liveChunks)
+        mapping.storeRelease64(liveBytes, at: L.liveBytesOffset)
+        mapping.storeRelease64(deadBytes, at: L.deadBytesOffset)
+        mapping.storeRelease64(liveChunks, at: L.liveChunksOffset)
+    }
+
+    /// Retires the segment: the successor's ID first, then the retired bit with a
+    /// release store, so a reader that sees the bit sees the ID and the final commit.
+    public func retire(successor: SegmentID) {
+        let L = SegmentLayout.self
+        guard !isRetired else { return }
+        mapping.store(bytes: successor.bytes, at: L.successorIDOffset)
+        mapping.storeRelease32(L.retiredFlag, at: L.stateOffset)
+        isRetired = true
+    }
+
+    /// A reader of this segment through the writer's own descriptor (for copying during
+    /// GC and for tests).
+    func reader() throws(SegmentError) -> SegmentReader {
+        try SegmentReader(mapping: mapping, fileSize: Int(header.capacity))
+    }
+}
