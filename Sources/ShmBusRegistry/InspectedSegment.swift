@@ -1,0 +1,95 @@
+import DBus
+import SharedSegments
+import ShmBus
+import SystemPackage
+
+/// A segment the registry holds: the descriptor it was given (checked), reopened
+/// read-only, and mapped read-only for `Lookup` and the live properties. The registry
+/// never writes into it.
+final class InspectedSegment: Sendable {
+    /// Read-only descriptor (O_RDONLY through /proc/self/fd), handed out by OpenSegment.
+    private let descriptor: UnixFileDescriptor
+    let reader: SegmentReader
+
+    var name: String { reader.name }
+    var channel: String { reader.header.channel }
+    var generation: UInt64 { reader.header.generation }
+    var capacity: UInt64 { reader.header.capacity }
+
+    /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only.
+    init(_ fd: UnixFileDescriptor, expectedChannel: String) throws(ShmBusError) {
+        let readOnly: FileDescriptor
+        do {
+            try Memfd.checkSealed(fd.fileDescriptor, required: Memfd.segmentSeals)
+            readOnly = try Memfd.reopenReadOnly(fd.fileDescriptor)
+        } catch {
+            throw Self.map(error)
+        }
+        descriptor = UnixFileDescriptor(taking: readOnly)
+        do {
+            reader = try SegmentReader(fd: readOnly)
+        } catch {
+            throw Self.map(error)
+        }
+        guard reader.header.channel == expectedChannel else {
+            throw .badSegment("the segment's header names channel '\(reader.header.channel)', not '\(expectedChannel)'")
+        }
+        do {
+            _ = try reader.liveState()
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    /// Checks a writer's doorbell: a memfd sealed against resizing, one page at least.
+    static func checkDoorbell(_ fd: UnixFileDescriptor) throws(ShmBusError) {
+        do {
+            let copy = try fd.duplicate()
+            _ = try Doorbell.open(copy)
+        } catch let error as SegmentError {
+            throw .invalidArgument("option 'doorbell': \(error.message)")
+        } catch {
+            throw .invalidArgument("option 'doorbell': \(error)")
+        }
+    }
+
+    static func map(_ error: SegmentError) -> ShmBusError {
+        switch error.kind {
+        case .notMemfd, .invalidArgument: .invalidArgument(error.message)
+        case .notSealed: .notSealed(error.message)
+        case .tooSmall, .badHeader, .badRecord, .badDoorbell, .capacityExceeded, .retired: .badSegment(error.message)
+        case .system: .badSegment(error.message)
+        }
+    }
+
+    /// A new read-only descriptor for a client (`OpenSegment`).
+    func readOnlyDescriptor() throws(ShmBusError) -> UnixFileDescriptor {
+        do {
+            return try UnixFileDescriptor(duplicating: descriptor.rawValue)
+        } catch {
+            throw ShmBusError(.bus, "cannot duplicate the segment descriptor: \(error)")
+        }
+    }
+
+    struct LiveState {
+        var committedBytes: UInt64 = 0
+        var chunkCount: UInt64 = 0
+        var lastSequence: UInt64 = 0
+    }
+
+    /// The segment's counters now; zeros if its header has become invalid.
+    func liveState() -> LiveState {
+        guard let state = try? reader.liveState() else { return LiveState() }
+        return LiveState(committedBytes: state.committedBytes, chunkCount: state.liveChunks, lastSequence: state.lastSequence)
+    }
+
+    /// The newest live chunk with `key`, read from the segment (validated).
+    func latest(key: String) throws(ShmBusError) -> ChunkLocation? {
+        do {
+            guard let chunk = try reader.latest(key: key) else { return nil }
+            return ChunkLocation(offset: chunk.payloadOffset, length: UInt64(chunk.count), sequence: chunk.sequence)
+        } catch {
+            throw Self.map(error)
+        }
+    }
+}

@@ -1,0 +1,13 @@
+/// Limits and timings of a registry.
+public struct RegistryConfiguration: Sendable {
+    /// Segments one connection may have registered at once.
+    public var maxSegmentsPerConnection = 256
+    /// Total capacity, in bytes, of the segments one connection may have registered.
+    public var maxBytesPerConnection: UInt64 = 64 << 30
+    /// Segments in the whole registry, persistent ones of departed owners included.
+    public var maxSegments = 16_384
+    /// How often expired persistent segments are swept.
+    public var sweepInterval: Duration = .milliseconds(250)
+
+    public init() {}
+}

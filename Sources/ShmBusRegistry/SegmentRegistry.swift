@@ -1,0 +1,343 @@
+import DBus
+import Foundation
+import Logging
+import ShmBus
+
+/// The registry's state and rules: which segments exist, who owns which channel,
+/// quotas, lifetimes. The bus side (``RegistryService``) turns calls and
+/// NameOwnerChanged into calls of this actor, and this actor keeps the per-channel and
+/// per-segment objects exported and emits the registry's signals.
+///
+/// Every method finishes its state change before its first `await`, so interleaved
+/// calls (actors are reentrant) always see a consistent registry.
+actor SegmentRegistry {
+    enum SegmentState: String {
+        case active, retired
+    }
+
+    struct Segment {
+        let name: String
+        let channel: String
+        /// The registering connection; nil once it has left the bus.
+        var owner: String?
+        let ownerUID: UInt32?
+        let file: InspectedSegment
+        let doorbell: UnixFileDescriptor?
+        let persistent: Bool
+        let ttl: Duration?
+        let createdMicroseconds: UInt64
+        var expiresAt: ContinuousClock.Instant?
+        var expiresMicroseconds: UInt64 = 0
+        let replaces: String
+        var replacedBy = ""
+        var state = SegmentState.active
+        var export: DBusExport?
+
+        var path: ObjectPath { ShmBusProtocol.segmentPath(name) }
+    }
+
+    struct Channel {
+        let name: String
+        var owner: String?
+        /// Segment names in registration order.
+        var segments: [String] = []
+        var current: String?
+        var export: DBusExport?
+
+        var path: ObjectPath { ShmBusProtocol.channelPath(name) }
+    }
+
+    let configuration: RegistryConfiguration
+    let logger: Logger
+    var segments: [String: Segment] = [:]
+    var channels: [String: Channel] = [:]
+    /// Unique names seen leaving the bus. The bus never reuses a unique name, so a
+    /// registration racing with its caller's departure is recognised and refused.
+    private var departed: Set<String> = []
+    private var departedOrder: [String] = []
+    private var root: DBusExport?
+    private(set) var connection: DBusConnection?
+
+    init(configuration: RegistryConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func attach(connection: DBusConnection, root: DBusExport) {
+        self.connection = connection
+        self.root = root
+    }
+
+    // MARK: Queries
+
+    var totalBytes: UInt64 { segments.values.reduce(0) { $0 + $1.file.capacity } }
+
+    func channelInfos() -> [ChannelInfo] {
+        channels.values.sorted { $0.name < $1.name }.map { channel in
+            let current = channel.current.flatMap { segments[$0] }
+            return ChannelInfo(
+                name: channel.name, owner: channel.owner ?? "", currentSegment: channel.current ?? "",
+                generation: current?.file.generation ?? 0, segmentCount: UInt64(channel.segments.count),
+                bytes: channel.segments.compactMap { segments[$0]?.file.capacity }.reduce(0, +))
+        }
+    }
+
+    func segmentInfos(channel: String) throws(ShmBusError) -> [SegmentInfo] {
+        let selected: [Segment]
+        if channel.isEmpty {
+            selected = Array(segments.values)
+        } else {
+            guard let entry = channels[channel] else { throw .notFound("no channel '\(channel)' in the registry") }
+            selected = entry.segments.compactMap { segments[$0] }
+        }
+        return selected.sorted { ($0.channel, $0.file.generation, $0.name) < ($1.channel, $1.file.generation, $1.name) }
+            .map(info)
+    }
+
+    private func info(_ segment: Segment) -> SegmentInfo {
+        let live = segment.file.liveState()
+        return SegmentInfo(
+            name: segment.name, channel: segment.channel, path: segment.path, generation: segment.file.generation,
+            capacity: segment.file.capacity, committedBytes: live.committedBytes, chunkCount: live.chunkCount,
+            state: segment.state.rawValue, persistent: segment.persistent, createdMicroseconds: segment.createdMicroseconds)
+    }
+
+    func segment(_ name: String) -> Segment? { segments[name] }
+    func channel(_ name: String) -> Channel? { channels[name] }
+
+    /// The newest live chunk with `key` in `channel`: the current segment first, then
+    /// the channel's other active segments, newest generation first.
+    func lookup(channel: String, key: String) throws(ShmBusError) -> (String, ChunkLocation) {
+        guard let entry = channels[channel] else { throw .notFound("no channel '\(channel)' in the registry") }
+        var candidates = entry.segments.compactMap { segments[$0] }.filter { $0.state == .active }
+        candidates.sort { ($0.name == entry.current ? 1 : 0, $0.file.generation) > ($1.name == entry.current ? 1 : 0, $1.file.generation) }
+        var lastError: ShmBusError?
+        for segment in candidates {
+            do {
+                if let found = try segment.file.latest(key: key) { return (segment.name, found) }
+            } catch {
+                lastError = error
+            }
+        }
+        if let lastError { throw lastError }
+        throw .notFound("no live chunk with key '\(key)' in channel '\(channel)'")
+    }
+
+    // MARK: Registration
+
+    struct Registration {
+        var channel: String
+        var file: InspectedSegment
+        var sender: String
+        var senderUID: UInt32?
+        var persistent = false
+        var ttl: Duration?
+        var replaces = ""
+        var doorbell: UnixFileDescriptor?
+    }
+
+    /// Adds a segment after checking ownership, quotas and `replaces`.
+    func register(_ request: Registration) async throws(ShmBusError) -> (String, ObjectPath) {
+        let name = request.file.name
+        guard !departed.contains(request.sender) else {
+            throw .accessDenied("the caller \(request.sender) has left the bus")
+        }
+        if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
+            throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
+        }
+        guard segments[name] == nil else {
+            throw .invalidArgument("segment \(name) is already registered")
+        }
+        let mine = segments.values.filter { $0.owner == request.sender }
+        guard mine.count < configuration.maxSegmentsPerConnection else {
+            throw .quotaExceeded(
+                "\(request.sender) already has \(mine.count) segments registered (limit \(configuration.maxSegmentsPerConnection)); unregister some first")
+        }
+        let bytes = mine.reduce(0) { $0 + $1.file.capacity }
+        guard bytes + request.file.capacity <= configuration.maxBytesPerConnection else {
+            throw .quotaExceeded(
+                "registering \(request.file.capacity) bytes would bring \(request.sender) to \(bytes + request.file.capacity) bytes (limit \(configuration.maxBytesPerConnection))")
+        }
+        guard segments.count < configuration.maxSegments else {
+            throw .quotaExceeded("the registry holds \(segments.count) segments, its limit")
+        }
+        var replaced: Segment?
+        if !request.replaces.isEmpty {
+            guard let old = segments[request.replaces] else {
+                throw .notFound("segment \(request.replaces) (to be replaced) is not registered")
+            }
+            guard old.channel == request.channel else {
+                throw .invalidArgument("segment \(request.replaces) belongs to channel '\(old.channel)', not '\(request.channel)'")
+            }
+            guard old.owner == request.sender else {
+                throw .accessDenied("segment \(request.replaces) is not the caller's")
+            }
+            guard old.state == .active else {
+                throw .invalidArgument("segment \(request.replaces) is already retired (replaced by \(old.replacedBy))")
+            }
+            guard request.file.generation > old.file.generation else {
+                throw .invalidArgument(
+                    "a replacement must have a higher generation than \(old.file.generation), got \(request.file.generation)")
+            }
+            replaced = old
+        } else if let current = channels[request.channel]?.current, let active = segments[current],
+            active.state == .active, active.owner == request.sender
+        {
+            throw .channelBusy(
+                "channel '\(request.channel)' already has active segment \(current) of this connection; pass the option replaces='\(current)' after garbage collection")
+        }
+
+        // All checks passed: change the state, then talk to the bus.
+        let now = Date()
+        let segment = Segment(
+            name: name, channel: request.channel, owner: request.sender, ownerUID: request.senderUID, file: request.file,
+            doorbell: request.doorbell, persistent: request.persistent, ttl: request.ttl,
+            createdMicroseconds: UInt64(now.timeIntervalSince1970 * 1_000_000), replaces: request.replaces)
+        segments[name] = segment
+        let isNewChannel = channels[request.channel] == nil
+        var channel = channels[request.channel] ?? Channel(name: request.channel)
+        let ownerChanged = channel.owner != request.sender
+        channel.owner = request.sender
+        channel.segments.append(name)
+        channel.current = name
+        channels[request.channel] = channel
+        var dropped: [Segment] = []
+        if let replaced {
+            segments[replaced.name]?.state = .retired
+            segments[replaced.name]?.replacedBy = name
+            // A channel keeps its current segment and the one it replaced: readers still
+            // on the older one finish from their own mapping.
+            if !replaced.replaces.isEmpty, let older = segments[replaced.replaces], older.state == .retired {
+                dropped.append(older)
+                forget(older)
+            }
+        }
+        logger.info(
+            "segment registered",
+            metadata: [
+                "segment": "\(name)", "channel": "\(request.channel)", "owner": "\(request.sender)",
+                "generation": "\(request.file.generation)", "capacity": "\(request.file.capacity)",
+                "persistent": "\(request.persistent)",
+            ])
+
+        await exportSegment(name)
+        if isNewChannel {
+            await exportChannel(request.channel)
+        } else {
+            await channelChanged(request.channel, ownerChanged ? ["Owner", "CurrentSegment", "Generation", "Segments"] : ["CurrentSegment", "Generation", "Segments"])
+        }
+        emit("SegmentAdded", [.string(name), .string(request.channel), .objectPath(segment.path), .uint64(request.file.generation)])
+        if let replaced {
+            await segmentChanged(replaced.name, ["State", "ReplacedBy"])
+            emit("SegmentReplaced", [.string(replaced.name), .string(name), .string(request.channel), .uint64(request.file.generation)])
+        }
+        for old in dropped { emit("SegmentRemoved", [.string(old.name), .string(old.channel), .string("replaced")]) }
+        await rootChanged(["ChannelCount", "SegmentCount", "TotalBytes"])
+        return (name, segment.path)
+    }
+
+    /// Removes a segment on behalf of `sender`.
+    func unregister(_ name: String, sender: String, senderUID: UInt32?) async throws(ShmBusError) {
+        guard let segment = segments[name] else { throw .notFound("no segment '\(name)' in the registry") }
+        if let owner = segment.owner {
+            guard owner == sender else { throw .accessDenied("segment \(name) belongs to \(owner); only its owner may unregister it") }
+        } else {
+            guard let uid = segment.ownerUID, uid == senderUID else {
+                throw .accessDenied("segment \(name) outlived its owner; only a connection of the same Unix user may unregister it")
+            }
+        }
+        await remove([segment], reason: "unregistered")
+    }
+
+    /// A connection left the bus: its non-persistent segments go at once; persistent
+    /// ones stay until their ttl.
+    func ownerLeft(_ name: String) async {
+        departed.insert(name)
+        departedOrder.append(name)
+        if departedOrder.count > 65_536 {
+            departed.remove(departedOrder.removeFirst())
+        }
+        var removed: [Segment] = []
+        var orphaned: [String] = []
+        for segment in segments.values where segment.owner == name {
+            if segment.persistent {
+                segments[segment.name]?.owner = nil
+                if let ttl = segment.ttl {
+                    segments[segment.name]?.expiresAt = .now + ttl
+                    let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+                    segments[segment.name]?.expiresMicroseconds = UInt64((Date().timeIntervalSince1970 + seconds) * 1_000_000)
+                }
+                orphaned.append(segment.name)
+            } else {
+                removed.append(segment)
+            }
+        }
+        var channelsLeft: [String] = []
+        for channel in channels.values where channel.owner == name {
+            channels[channel.name]?.owner = nil
+            channelsLeft.append(channel.name)
+        }
+        guard !removed.isEmpty || !orphaned.isEmpty || !channelsLeft.isEmpty else { return }
+        logger.info("owner left the bus", metadata: ["owner": "\(name)", "removed": "\(removed.count)", "kept": "\(orphaned.count)"])
+        await remove(removed, reason: "owner-exited")
+        for segment in orphaned { await segmentChanged(segment, ["Owner", "Expires"]) }
+        for channel in channelsLeft where channels[channel] != nil { await channelChanged(channel, ["Owner"]) }
+    }
+
+    /// Removes persistent segments whose ttl has passed.
+    func sweep() async {
+        let now = ContinuousClock.now
+        let expired = segments.values.filter { ($0.expiresAt.map { $0 <= now }) ?? false }
+        if !expired.isEmpty { await remove(expired, reason: "expired") }
+    }
+
+    /// Removes segments from the state, then withdraws their objects and announces them.
+    private func remove(_ removed: [Segment], reason: String) async {
+        var touched = Set<String>()
+        for segment in removed {
+            forget(segment)
+            touched.insert(segment.channel)
+        }
+        for segment in removed {
+            logger.info("segment removed", metadata: ["segment": "\(segment.name)", "reason": "\(reason)"])
+            emit("SegmentRemoved", [.string(segment.name), .string(segment.channel), .string(reason)])
+        }
+        for channel in touched where channels[channel] != nil {
+            await channelChanged(channel, ["CurrentSegment", "Generation", "Segments"])
+        }
+        if !removed.isEmpty { await rootChanged(["ChannelCount", "SegmentCount", "TotalBytes"]) }
+    }
+
+    /// Drops a segment (and its channel when it was the last one) from the state. The
+    /// exports go with the entries, which unexports the objects.
+    private func forget(_ segment: Segment) {
+        segments[segment.name] = nil
+        guard var channel = channels[segment.channel] else { return }
+        channel.segments.removeAll { $0 == segment.name }
+        if channel.current == segment.name {
+            channel.current = channel.segments.last { segments[$0]?.state == .active } ?? channel.segments.last
+        }
+        channels[segment.channel] = channel.segments.isEmpty ? nil : channel
+    }
+
+    // MARK: Signals
+
+    private func emit(_ signal: String, _ arguments: [DBusValue]) {
+        do {
+            try root?.emit(signal, interface: ShmBusProtocol.registryInterfaceName, arguments)
+        } catch {
+            logger.warning("cannot emit \(signal)", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func rootChanged(_ names: [String]) async {
+        try? await root?.propertiesChanged(names, interface: ShmBusProtocol.registryInterfaceName)
+    }
+}
+
+/// Where a chunk's payload lies in its segment.
+struct ChunkLocation: Sendable {
+    var offset: UInt64
+    var length: UInt64
+    var sequence: UInt64
+}
