@@ -1,0 +1,124 @@
+import DBus
+import Locking
+
+/// A range of committed chunks in one segment, as announced by `Committed`.
+public struct CommittedRange: Sendable, Hashable {
+    public var segment: String
+    public var generation: UInt64
+    /// Byte offsets in the segment: the first record's start and the last record's end.
+    public var startOffset: UInt64
+    public var endOffset: UInt64
+    public var firstSequence: UInt64
+    public var lastSequence: UInt64
+
+    public init(segment: String, generation: UInt64, startOffset: UInt64, endOffset: UInt64, firstSequence: UInt64, lastSequence: UInt64) {
+        self.segment = segment
+        self.generation = generation
+        self.startOffset = startOffset
+        self.endOffset = endOffset
+        self.firstSequence = firstSequence
+        self.lastSequence = lastSequence
+    }
+
+    /// Extends this range by a later one in the same segment.
+    mutating func extend(with later: CommittedRange) {
+        endOffset = later.endOffset
+        lastSequence = later.lastSequence
+    }
+}
+
+/// Emits `org.shmbus.Publisher1.Committed` for a channel, coalescing under load.
+///
+/// The first commit after a quiet period is announced at once, so sparse publishing
+/// has the latency of one bus signal. Commits that follow within `minimumInterval` of
+/// the last signal are merged into one pending range, announced when the interval has
+/// passed: the bus carries at most one signal per interval, and the last chunk of a
+/// burst is announced at most one interval after it was committed. A change of segment
+/// (after garbage collection) flushes the pending range first, so ranges never span
+/// segments.
+final class CommitNotifier: Sendable {
+    private struct State {
+        var pending: CommittedRange?
+        var lastSent: ContinuousClock.Instant?
+        var flushScheduled = false
+        var signalsSent: UInt64 = 0
+    }
+
+    let connection: DBusConnection
+    let channel: String
+    let minimumInterval: Duration
+    private let state = Lock(State())
+
+    init(connection: DBusConnection, channel: String, minimumInterval: Duration) {
+        self.connection = connection
+        self.channel = channel
+        self.minimumInterval = minimumInterval
+    }
+
+    /// How many `Committed` signals were emitted.
+    var signalsSent: UInt64 { state.withLock { $0.signalsSent } }
+
+    /// Records a commit; emits now or schedules the coalesced emission.
+    func committed(_ range: CommittedRange) {
+        let (toSend, scheduleAfter) = state.withLock { state -> ([CommittedRange], Duration?) in
+            var out: [CommittedRange] = []
+            if var pending = state.pending {
+                if pending.segment == range.segment {
+                    pending.extend(with: range)
+                    state.pending = pending
+                } else {
+                    out.append(pending)
+                    state.pending = range
+                }
+            } else {
+                state.pending = range
+            }
+            // While a flush is scheduled, commits only extend the pending range: no clock read.
+            if state.flushScheduled { return (out, nil) }
+            let now = ContinuousClock.now
+            if let last = state.lastSent, now - last < minimumInterval {
+                state.flushScheduled = true
+                return (out, minimumInterval - (now - last))
+            }
+            if let pending = state.pending { out.append(pending) }
+            state.pending = nil
+            state.lastSent = now
+            state.signalsSent += UInt64(out.count)
+            return (out, nil)
+        }
+        for range in toSend { emit(range) }
+        if let delay = scheduleAfter {
+            Task { [self] in
+                try? await Task.sleep(for: delay)
+                flush()
+            }
+        }
+    }
+
+    /// Emits the pending range, if any, now.
+    func flush() {
+        let range = state.withLock { state -> CommittedRange? in
+            state.flushScheduled = false
+            guard let pending = state.pending else { return nil }
+            state.pending = nil
+            state.lastSent = .now
+            state.signalsSent += 1
+            return pending
+        }
+        if let range { emit(range) }
+    }
+
+    private func emit(_ range: CommittedRange) {
+        do {
+            try connection.emit(
+                path: ShmBusProtocol.publisherPath, interface: ShmBusProtocol.publisherInterfaceName, member: "Committed",
+                [
+                    .string(channel), .string(range.segment), .uint64(range.generation), .uint64(range.startOffset),
+                    .uint64(range.endOffset), .uint64(range.firstSequence), .uint64(range.lastSequence),
+                ])
+        } catch {
+            // The connection is gone; subscribers still find the chunks by reading the segment.
+            connection.logger.debug("Committed not sent", metadata: ["error": "\(error)"])
+        }
+    }
+}

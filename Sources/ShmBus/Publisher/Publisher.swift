@@ -1,0 +1,392 @@
+import DBus
+import Foundation
+import Logging
+import SharedSegments
+import Locking
+
+/// The single writer of a channel: publishes chunks into sealed shared memory and
+/// announces them on the bus.
+///
+/// ```swift
+/// let publisher = try await Publisher.open(channel: "camera/0")
+/// try publisher.publish(frameBytes, key: "latest")
+/// // or, zero-copy: write straight into shared memory
+/// try publisher.publish(key: "latest", length: frameSize) { buffer in render(into: buffer) }
+/// ```
+///
+/// Publishing is synchronous and never waits for the bus: the chunk is committed to the
+/// segment (readers can see it at once), and a `Committed` signal is emitted or
+/// coalesced. Garbage collection happens inside `publish` when the segment is full or
+/// mostly dead; the new generation is registered with the registry in the background
+/// and the old one retired right after, in order. If the registry restarts, the
+/// publisher registers its current segment again by itself.
+///
+/// A publisher owns its own bus connection; it is `Sendable` and may publish from any
+/// thread (calls are serialized).
+public final class Publisher: Sendable {
+    public struct Options: Sendable {
+        /// Bytes per segment, header included; the largest chunk is a bit smaller.
+        public var capacity: UInt64 = 64 << 20
+        public var garbageCollection: GarbageCollectionPolicy = .default
+        /// Keep the segments after this process leaves the bus.
+        public var persistent = false
+        /// With `persistent`: how long the segments outlive the publisher.
+        public var ttl: Duration?
+        /// The minimum interval between two `Committed` signals; commits in between
+        /// are announced together.
+        public var minimumSignalInterval: Duration = .milliseconds(1)
+        public init() {}
+    }
+
+    public let channel: String
+    public let connection: DBusConnection
+    let registry: RegistryClient
+    let options: Options
+    private let writer: Lock<ChannelWriter>
+    let notifier: CommitNotifier
+    private let rotations: AsyncStream<Registration>.Continuation
+    private let segmentNames = Lock<SegmentState>(SegmentState())
+    private let tasks = Lock<[Task<Void, Never>]>([])
+    private let export = Lock<DBusExport?>(nil)
+    let logger: Logger
+
+    struct SegmentState {
+        /// The last segment known to be registered.
+        var registered = ""
+        /// Rotations queued, not yet registered.
+        var pending = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private init(
+        channel: String, connection: DBusConnection, registry: RegistryClient, options: Options, writer: sending ChannelWriter,
+        rotations: AsyncStream<Registration>.Continuation, logger: Logger
+    ) {
+        self.channel = channel
+        self.connection = connection
+        self.registry = registry
+        self.options = options
+        self.writer = Lock(writer)
+        self.rotations = rotations
+        self.logger = logger
+        notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
+    }
+
+    /// Opens `channel` on `bus`: a new connection, a first segment registered with the
+    /// registry (which makes this connection the channel's owner), and the
+    /// `/org/shmbus/Publisher1` object.
+    ///
+    /// - Throws: ``ShmBusError`` (`AccessDenied` when another connection owns the
+    ///   channel, `RegistryUnavailable`, …).
+    public static func open(
+        channel: String, on bus: DBusConnection.Bus = .session, options: Options = Options(),
+        logger: Logger = Logger(label: "org.shmbus.publisher")
+    ) async throws -> Publisher {
+        if let problem = ChannelName.problem(with: channel) {
+            throw ShmBusError(.invalidArgument, "invalid channel name '\(channel)': \(problem)")
+        }
+        let connection: DBusConnection
+        do {
+            connection = try await DBusConnection.connect(to: bus, logger: logger)
+        } catch {
+            throw ShmBusError(.bus, error.message)
+        }
+        let registry = try RegistryClient(connection: connection)
+        // Sequences continue where the channel's live segments end (a publisher that
+        // takes over a channel whose persistent segments are still there).
+        let firstSequence = try await Self.nextSequence(of: channel, registry: registry)
+        let writer: ChannelWriter
+        do throws(SegmentError) {
+            writer = try ChannelWriter(
+                channel: channel, capacity: options.capacity, policy: options.garbageCollection, firstSequence: firstSequence)
+        } catch {
+            throw ShmBusError(.invalidArgument, error.message)
+        }
+        let (stream, continuation) = AsyncStream.makeStream(of: Registration.self)
+        let publisher = Publisher(
+            channel: channel, connection: connection, registry: registry, options: options, writer: writer,
+            rotations: continuation, logger: logger)
+        do {
+            try await publisher.exportObject()
+            try await publisher.registerCurrent()
+        } catch {
+            connection.close()
+            throw ShmBusError.wrapping(error)
+        }
+        publisher.startRegistrar(stream)
+        try await publisher.startFollowingRegistry()
+        return publisher
+    }
+
+    deinit {
+        rotations.finish()
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+        connection.close()
+    }
+
+    private static func nextSequence(of channel: String, registry: RegistryClient) async throws -> UInt64 {
+        let segments = try await registry.segments(of: nil).filter { $0.channel == channel }
+        var last: UInt64 = 0
+        for segment in segments {
+            if case .uint64(let sequence)? = try? await registry.segmentProperties(segment.name)["LastSequence"] {
+                last = max(last, sequence)
+            }
+        }
+        return last + 1
+    }
+
+    // MARK: Publishing
+
+    /// Publishes a copy of `bytes` as one chunk.
+    ///
+    /// - Parameters:
+    ///   - key: publishing a key again makes the previous chunk with that key obsolete.
+    ///   - expiresIn: readers skip the chunk after this long.
+    @discardableResult
+    public func publish(_ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil) throws -> PublishedChunk {
+        try bytes.withUnsafeBytes { buffer in
+            try publish(key: key, length: UInt64(buffer.count), expiresIn: expiresIn) { target in
+                if buffer.count > 0 { target.copyMemory(from: buffer) }
+            }
+        }
+    }
+
+    /// Publishes a chunk of `length` bytes written in place: `fill` gets the chunk's
+    /// memory in the shared segment (zero-copy). If `fill` throws, nothing is published.
+    @discardableResult
+    public func publish(
+        key: String = "", length: UInt64, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws -> PublishedChunk {
+        let expiry = expiresIn.map(RealtimeClock.after) ?? 0
+        let (appended, job) = try writer.withLock { writer throws -> (Committed, Registration?) in
+            let reservation: ChannelWriter.Reservation
+            do throws(SegmentError) {
+                reservation = try writer.reserve(length: length, key: key, expiresAt: expiry)
+            } catch {
+                throw ShmBusError(.invalidArgument, error.message)
+            }
+            let job = try reservation.rotation.map(Registration.init)
+            do {
+                try fill(reservation.buffer)
+            } catch {
+                writer.abandon(reservation)
+                if let job { enqueue(job) }
+                throw error
+            }
+            do throws(SegmentError) {
+                return (Committed(try writer.commit(reservation)), job)
+            } catch {
+                throw ShmBusError(.invalidArgument, error.message)
+            }
+        }
+        if let job { enqueue(job) }
+        // A new generation is announced once it is registered (see the registrar).
+        if !isRotationPending {
+            notifier.committed(appended.range)
+        }
+        return PublishedChunk(
+            segment: appended.segment, generation: appended.generation, offset: appended.payloadOffset,
+            length: appended.length, sequence: appended.sequence)
+    }
+
+    private var isRotationPending: Bool { segmentNames.withLock { $0.pending > 0 } }
+
+    private func enqueue(_ job: Registration) {
+        segmentNames.withLock { $0.pending += 1 }
+        rotations.yield(job)
+    }
+
+    /// A new generation to register, as Sendable facts (the writer objects stay behind
+    /// the mutex).
+    struct Registration: Sendable {
+        var new: UnixFileDescriptor
+        var newName: String
+        var old: SegmentID
+
+        init(_ rotation: ChannelWriter.Rotation) throws {
+            new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
+            newName = rotation.new.id.name
+            old = rotation.old.id
+        }
+    }
+
+    /// What a commit produced, as Sendable facts.
+    struct Committed: Sendable {
+        var segment: String
+        var generation: UInt64
+        var recordOffset: UInt64
+        var recordEnd: UInt64
+        var payloadOffset: UInt64
+        var length: UInt64
+        var sequence: UInt64
+
+        init(_ appended: ChannelWriter.Appended) {
+            segment = appended.segmentName
+            generation = appended.generation
+            recordOffset = appended.recordOffset
+            recordEnd = appended.recordEnd
+            payloadOffset = appended.payloadOffset
+            length = appended.length
+            sequence = appended.sequence
+        }
+
+        var range: CommittedRange {
+            CommittedRange(
+                segment: segment, generation: generation, startOffset: recordOffset, endOffset: recordEnd,
+                firstSequence: sequence, lastSequence: sequence)
+        }
+    }
+
+    /// Collects garbage now: copies the live chunks into a new generation.
+    public func collectGarbage() throws {
+        let job = try writer.withLock { writer throws -> Registration in
+            let rotation: ChannelWriter.Rotation
+            do throws(SegmentError) {
+                rotation = try writer.collectGarbage()
+            } catch {
+                throw ShmBusError(.invalidArgument, error.message)
+            }
+            return try Registration(rotation)
+        }
+        enqueue(job)
+    }
+
+    /// The segment chunks are published into now.
+    public var currentSegment: String { writer.withLock { $0.current.id.name } }
+    /// The last sequence published.
+    public var lastSequence: UInt64 { writer.withLock { $0.lastSequence } }
+    /// `Committed` signals emitted so far.
+    public var signalsSent: UInt64 { notifier.signalsSent }
+
+    /// Waits until every generation created so far is registered and announced.
+    public func flush() async {
+        await withCheckedContinuation { continuation in
+            let done = segmentNames.withLock { state -> Bool in
+                if state.pending == 0 { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        notifier.flush()
+    }
+
+    /// Stops publishing: flushes, then closes the connection. Non-persistent segments
+    /// leave the registry as the connection leaves the bus; persistent ones stay.
+    public func close() async {
+        await flush()
+        rotations.finish()
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+        export.withLock { $0?.cancel() }
+        connection.close()
+    }
+
+    // MARK: Registration
+
+    private func exportObject() async throws {
+        let channel = self.channel
+        let interface = try ShmBusProtocol.publisherInterface()
+            .implementingProperty("Channels", get: { .array(.string, [.string(channel)]) })
+        let handle = try await connection.export([interface], at: ShmBusProtocol.publisherPath)
+        export.withLock { $0 = handle }
+    }
+
+    /// Registers the current segment (with its doorbell), optionally as the
+    /// replacement of `old`.
+    func registerCurrent() async throws {
+        let (segment, name) = try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
+            (try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue), writer.current.id.name)
+        }
+        try await register(segment, replacing: nil)
+        segmentNames.withLock { $0.registered = name }
+    }
+
+    private func register(_ segment: UnixFileDescriptor, replacing old: String?) async throws {
+        let doorbell = try writer.withLock { try UnixFileDescriptor(duplicating: $0.doorbell.fileDescriptor.rawValue) }
+        var options: [String: DBusVariant] = [:]
+        if self.options.persistent { options["persistent"] = DBusVariant(true) }
+        if self.options.persistent, let ttl = self.options.ttl {
+            options["ttl"] = DBusVariant(UInt64(max(0, ttl.components.seconds)))
+        }
+        if let old { options["replaces"] = DBusVariant(old) }
+        options["doorbell"] = DBusVariant(.unixFD(doorbell))
+        _ = try await registry.registerSegment(channel: channel, fd: segment.fileDescriptor, options: options)
+    }
+
+    /// Registers each new generation in order, then retires the old one, then
+    /// announces what the new one holds.
+    private func startRegistrar(_ stream: AsyncStream<Registration>) {
+        let task = Task { [weak self] in
+            for await job in stream {
+                guard let self else { return }
+                do {
+                    try await self.register(job.new, replacing: job.old.name)
+                } catch {
+                    self.logger.warning(
+                        "cannot register the new generation; retiring the old one anyway",
+                        metadata: ["segment": "\(job.newName)", "error": "\(error)"])
+                }
+                self.writer.withLock { _ = $0.retire(segment: job.old) }
+                let settled = self.segmentNames.withLock { state -> Bool in
+                    state.registered = job.newName
+                    state.pending -= 1
+                    return state.pending == 0
+                }
+                if settled {
+                    // Announce everything the current generation holds: commits made
+                    // while it was being registered were not announced yet.
+                    if let announce = self.writer.withLock({ Self.wholeRange(of: $0) }) { self.notifier.committed(announce) }
+                    let waiters = self.segmentNames.withLock { state in
+                        defer { state.waiters = [] }
+                        return state.waiters
+                    }
+                    for waiter in waiters { waiter.resume() }
+                }
+            }
+        }
+        tasks.withLock { $0.append(task) }
+    }
+
+    /// The range of every record in the writer's current segment, nil when empty.
+    static func wholeRange(of writer: ChannelWriter) -> CommittedRange? {
+        let segment = writer.current
+        let start = UInt64(SegmentLayout.headerSize)
+        guard segment.committedEnd > start else { return nil }
+        return CommittedRange(
+            segment: segment.id.name, generation: segment.header.generation, startOffset: start,
+            endOffset: segment.committedEnd, firstSequence: segment.header.baseSequence + 1, lastSequence: writer.lastSequence)
+    }
+
+    /// Re-registers the current segment whenever a registry (re)appears on the bus.
+    private func startFollowingRegistry() async throws {
+        let owners = try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName)
+        let task = Task { [weak self] in
+            do {
+                for try await change in owners where change.newOwner != nil {
+                    guard let self else { return }
+                    self.logger.info("registry appeared; registering again", metadata: ["owner": "\(change.newOwner ?? "")"])
+                    do {
+                        try await self.registerCurrent()
+                        self.notifier.flush()
+                    } catch {
+                        self.logger.warning("re-registration failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            } catch {
+                // The connection closed.
+            }
+        }
+        tasks.withLock { $0.append(task) }
+    }
+}
+
+/// Where a published chunk is.
+public struct PublishedChunk: Sendable, Hashable, Codable {
+    /// The segment's name.
+    public var segment: String
+    public var generation: UInt64
+    /// The payload's byte offset in the segment.
+    public var offset: UInt64
+    public var length: UInt64
+    public var sequence: UInt64
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import DBus
+import Foundation
+import Glibc
+import ShmBus
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure ShmBus against D-Bus byte arrays, memcpy and bare bus signals, side by side.",
+        discussion: """
+            Starts its own private dbus-daemon and registry; publishers and subscribers are separate \
+            processes. Prints the machine, then every figure with the ratios that matter. Build with \
+            -c release for meaningful numbers.
+            """)
+
+    @Flag(help: "Print one JSON object with every figure.")
+    var json = false
+
+    @Option(help: "Blob sizes, comma separated (default 4KiB,1MiB,16MiB,64MiB,256MiB,1GiB).")
+    var sizes: String?
+
+    @Flag(help: "A few seconds in all: small sizes, few repetitions (for tests; checks correctness, not speed).")
+    var quick = false
+
+    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views.")
+    var only: String?
+
+    private func wants(_ part: String) -> Bool {
+        only.map { $0.split(separator: ",").contains { $0 == part } } ?? true
+    }
+
+    func run() async throws {
+        try await reportingFailures {
+            let blobSizes = try parseSizes()
+            var results = BenchResults(machine: await MachineInfo.current(), quick: quick)
+            let run = try await BenchRun(shmbus: InstallService.currentExecutable())
+            defer { run.stop() }
+            if wants("blobs") {
+                progress("blob transfer")
+                for size in blobSizes { results.blobs.append(try await run.blob(size: size, repetitions: repetitions(for: size))) }
+            }
+            if wants("latency") {
+                progress("notification latency")
+                results.latency = try await run.latency(count: quick ? 100 : 1000, rate: quick ? 500 : 200)
+            }
+            if wants("throughput") {
+                progress("small-chunk throughput")
+                results.throughput = [
+                    try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3),
+                    try await run.flood(subscribers: 4, seconds: quick ? 0.5 : 3),
+                ]
+            }
+            if wants("views") {
+                progress("views")
+                results.views = try await run.views(bigSize: quick ? 16 << 20 : 256 << 20, repetitions: quick ? 50 : 1000)
+            }
+            if json {
+                try JSONOutput.print(results)
+            } else {
+                Output.line(results.table)
+            }
+            guard results.allCorrect else {
+                throw ShmBusError(.badSegment, "some transfers were lost or corrupted; see the table")
+            }
+        }
+    }
+
+    private func progress(_ step: String) {
+        if !json { FileHandle.standardErrorWrite("bench: \(step)…\n") }
+    }
+
+    func parseSizes() throws -> [UInt64] {
+        if let sizes {
+            return try sizes.split(separator: ",").map { text in
+                guard let size = ByteCount(argument: String(text)), size.bytes >= 16 else {
+                    throw ValidationError("--sizes: '\(text)' is not a size of at least 16 bytes")
+                }
+                return size.bytes
+            }
+        }
+        return quick ? [4 << 10, 1 << 20, 16 << 20] : [4 << 10, 1 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30]
+    }
+
+    func repetitions(for size: UInt64) -> Int {
+        if quick { return 3 }
+        switch size {
+        case ..<(2 << 20): return 200
+        case ..<(32 << 20): return 40
+        case ..<(128 << 20): return 15
+        case ..<(512 << 20): return 7
+        default: return 4
+        }
+    }
+}

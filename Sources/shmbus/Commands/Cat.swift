@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SharedSegments
+import ShmBus
+
+struct Cat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the newest chunk with a key to stdout or a file, byte for byte.")
+
+    @Option(help: "The channel.")
+    var channel: String
+
+    @Option(help: "The key.")
+    var key: String
+
+    @Option(name: .shortAndLong, help: "Write to this file instead of stdout.")
+    var output: String?
+
+    @OptionGroup var bus: BusOption
+
+    func run() async throws {
+        try await reportingFailures {
+            let registry = try await RegistryClient.connect(to: bus.resolved())
+            let found = try await registry.lookup(channel: channel, key: key)
+            let (fd, _) = try await registry.openSegment(found.segment)
+            let reader: SegmentReader
+            do throws(SegmentError) {
+                reader = try SegmentReader(fd: fd.fileDescriptor)
+            } catch {
+                throw ShmBusError(.badSegment, error.message)
+            }
+            // Read it ourselves (validated), rather than trusting offsets from the bus.
+            let chunk: Chunk?
+            do throws(SegmentError) {
+                chunk = try reader.latest(key: key)
+            } catch {
+                throw ShmBusError(.badSegment, error.message)
+            }
+            guard let chunk else { throw ShmBusError(.notFound, "the chunk with key '\(key)' is gone (replaced or expired)") }
+            let target = output.map { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) } ?? STDOUT_FILENO
+            guard target >= 0 else {
+                FileHandle.standardErrorWrite("shmbus: cannot write \(output ?? ""): \(String(cString: strerror(errno)))\n")
+                throw ExitCode(73)
+            }
+            defer { if output != nil { close(target) } }
+            // Straight from the shared mapping to the output: no copy in between.
+            try chunk.withUnsafeBytes { bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = write(target, bytes.baseAddress! + done, bytes.count - done)
+                    if n < 0, errno == EINTR { continue }
+                    guard n > 0 else { throw ShmBusError(.bus, "write failed: \(String(cString: strerror(errno)))") }
+                    done += n
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import DBus
+import Dispatch
+import Foundation
+import Logging
+import ShmBusRegistry
+
+struct Daemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the registry daemon, owner of org.shmbus.Registry1.",
+        discussion: """
+            Started by hand, by a service manager, or by D-Bus activation (then it joins the bus \
+            that started it). SIGTERM and SIGINT stop it cleanly.
+            """)
+
+    @OptionGroup var bus: BusOption
+
+    @Option(help: "Segments one connection may register at once.")
+    var maxSegmentsPerConnection = RegistryConfiguration().maxSegmentsPerConnection
+
+    @Option(help: "Total capacity one connection may register (e.g. 64GiB).")
+    var maxBytesPerConnection = ByteCount(RegistryConfiguration().maxBytesPerConnection)
+
+    @Option(help: "Segments in the whole registry.")
+    var maxSegments = RegistryConfiguration().maxSegments
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        CommandLogging.bootstrap(level: logLevel)
+        let logger = Logger(label: "org.shmbus.registry")
+        try await reportingFailures {
+            var configuration = RegistryConfiguration()
+            configuration.maxSegmentsPerConnection = maxSegmentsPerConnection
+            configuration.maxBytesPerConnection = maxBytesPerConnection.bytes
+            configuration.maxSegments = maxSegments
+            let connection = try await DBusConnection.connect(to: bus.resolved(activated: true), logger: logger)
+            let service = try await RegistryService.start(on: connection, configuration: configuration, logger: logger)
+            let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in
+                logger.info("stopping", metadata: ["signal": "\(signal)"])
+                service.stop()
+            }
+            await service.run()
+            withExtendedLifetime(signals) {}
+            logger.info("registry stopped")
+        }
+    }
+}
+
+/// Handles termination signals on a dispatch queue.
+///
+/// The signals are unblocked first: a process started by a Swift parent (or any parent
+/// that blocked them) inherits a mask in which they are blocked.
+final class SignalHandlers {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        sources = signals.map { number in
+            Glibc.signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(number) }
+            source.resume()
+            return source
+        }
+    }
+
+    deinit {
+        for source in sources { source.cancel() }
+    }
+}

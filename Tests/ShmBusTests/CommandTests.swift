@@ -1,0 +1,57 @@
+import DBus
+import Foundation
+import ShmBus
+import TestSupport
+import Testing
+
+/// The demo and the benchmark keep working (correctness only: timings are never asserted).
+@Suite struct CommandTests {
+    @Test func theDemoMovesFramesAndABlobIntact() async throws {
+        // A bus without a registry: the demo starts its own daemon.
+        let fixture = try await RegistryFixture(startDaemon: false)
+        let (status, out, err) = try await fixture.run(["demo", "--frames", "20", "--frame-size", "64KiB", "--blob-size", "80MiB"])
+        #expect(status == .exited(0), "\(err)")
+        #expect(out.contains("registry  started `shmbus daemon`"))
+        let frames = try #require(out.split(separator: "\n").first { $0.hasPrefix("frames") })
+        #expect(frames.contains("20/20") && frames.hasSuffix("yes"))
+        let blob = try #require(out.split(separator: "\n").first { $0.hasPrefix("blob") })
+        #expect(blob.contains("1/1") && blob.contains("80.0 MiB") && blob.hasSuffix("yes"))
+        #expect(out.contains("D-Bus itself cannot carry the blob"))
+        // The daemon it started is gone again.
+        let connection = try await fixture.connect()
+        #expect(try await connection.nameOwner(of: ShmBusProtocol.registryName) == nil)
+    }
+
+    @Test func theQuickBenchmarkRunsEveryPartCorrectly() async throws {
+        let (status, out, err) = try await BuiltProducts.run(BuiltProducts.path("shmbus"), ["bench", "--quick", "--json"])
+        #expect(status == .exited(0), "\(err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        let machine = try #require(json["machine"] as? [String: Any])
+        #expect((machine["cores"] as? Int ?? 0) > 0)
+        let blobs = try #require(json["blobs"] as? [[String: Any]])
+        #expect(blobs.map { $0["size"] as? Int } == [4096, 1 << 20, 16 << 20])
+        for blob in blobs {
+            #expect(blob["errors"] as? Int == 0)
+            #expect(((blob["shmbus"] as? [String: Any])?["count"] as? Int) == 3)
+            #expect(blob["dbus"] != nil)
+        }
+        let throughput = try #require(json["throughput"] as? [[String: Any]])
+        #expect(throughput.map { $0["subscribers"] as? Int } == [1, 4])
+        for run in throughput {
+            let published = run["published"] as? Int ?? 0
+            #expect(published > 0)
+            for subscriber in run["subscriberResults"] as? [[String: Any]] ?? [] {
+                #expect(subscriber["received"] as? Int == published, "none lost")
+                #expect(subscriber["missed"] as? Int == 0)
+                #expect(subscriber["inOrder"] as? Bool == true)
+            }
+        }
+        let latency = try #require(json["latency"] as? [String: Any])
+        for path in ["busPath", "futexPath", "bareSignal"] {
+            #expect(((latency[path] as? [String: Any])?["count"] as? Int) == 100, "\(path)")
+        }
+        let views = try #require(json["views"] as? [String: Any])
+        #expect((views["bigSize"] as? Int) == 16 << 20)
+        #expect(json["ratios"] != nil)
+    }
+}

@@ -1,0 +1,103 @@
+import CShmBusLinux
+import DBus
+import Foundation
+import Glibc
+import SharedSegments
+import ShmBus
+import TestSupport
+import Testing
+
+/// A private bus of its own with a real `shmbus daemon` process on it.
+final class RegistryFixture: Sendable {
+    let bus: PrivateBus
+    let daemon: ChildProcess?
+    let shmbus = BuiltProducts.path("shmbus")
+
+    var address: String { bus.address }
+
+    /// Starts a bus and (unless `startDaemon` is false) the daemon, waiting until it owns
+    /// its name.
+    init(startDaemon: Bool = true, daemonArguments: [String] = [], serviceDirectories: [String] = []) async throws {
+        bus = try PrivateBus(serviceDirectories: serviceDirectories)
+        if startDaemon {
+            daemon = try Self.startDaemon(shmbus, address: bus.address, arguments: daemonArguments)
+            try await waitForRegistry()
+        } else {
+            daemon = nil
+        }
+    }
+
+    static func startDaemon(_ shmbus: String, address: String, arguments: [String] = []) throws -> ChildProcess {
+        try ChildProcess(shmbus, ["daemon", "--bus", address, "--log-level", "warning"] + arguments, stdout: .null, stderr: .inherit)
+    }
+
+    deinit {
+        daemon?.signal(SIGKILL)
+        daemon?.waitUntilExit()
+        bus.stop()
+    }
+
+    func connect() async throws -> DBusConnection {
+        try await DBusConnection.connect(to: bus.bus)
+    }
+
+    func client() async throws -> RegistryClient {
+        try RegistryClient(connection: try await connect())
+    }
+
+    /// Waits until someone owns org.shmbus.Registry1 on this bus.
+    func waitForRegistry(timeout: Duration = .seconds(10)) async throws {
+        let connection = try await connect()
+        let deadline = ContinuousClock.now + timeout
+        while try await connection.nameOwner(of: ShmBusProtocol.registryName) == nil {
+            guard ContinuousClock.now < deadline else { throw ShmBusError(.registryUnavailable, "the daemon did not start") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        connection.close()
+    }
+
+    /// Runs the shmbus command line against this bus.
+    func run(_ arguments: [String], stdin: ChildProcess.Stream = .null) async throws -> (status: ChildProcess.Termination, stdout: String, stderr: String) {
+        try await BuiltProducts.run(shmbus, arguments + ["--bus", address], stdin: stdin)
+    }
+}
+
+/// A real sealed segment with a few chunks, as a publisher would make it.
+func makeSegment(channel: String, chunks: [(key: String, bytes: [UInt8])], capacity: UInt64 = 1 << 20) throws -> ChannelWriter {
+    let writer = try ChannelWriter(channel: channel, capacity: capacity)
+    for chunk in chunks {
+        try chunk.bytes.withUnsafeBytes { _ = try writer.append($0, key: chunk.key) }
+    }
+    return writer
+}
+
+/// Payloads of the test peer: sequence, checksum of the rest, pseudo-random bytes.
+enum TestPayload {
+    static func check(_ chunk: Chunk) -> Bool {
+        chunk.withUnsafeBytes { bytes in
+            guard bytes.count >= 16 else { return false }
+            let sequence = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            let sum = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            return sequence == chunk.sequence && sum == shmbus_mix64(bytes.baseAddress! + 16, bytes.count - 16, 11)
+        }
+    }
+}
+
+/// The first element of `sequence` that satisfies `predicate`, or nil after `timeout`.
+func first<S: AsyncSequence & Sendable>(
+    _ sequence: S, within timeout: Duration = .seconds(5), where predicate: @escaping @Sendable (S.Element) -> Bool
+) async throws -> S.Element? where S.Element: Sendable {
+    try await withThrowingTaskGroup(of: S.Element?.self) { group in
+        group.addTask {
+            for try await element in sequence where predicate(element) { return element }
+            return nil
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let result = try await group.next() ?? nil
+        group.cancelAll()
+        return result
+    }
+}
