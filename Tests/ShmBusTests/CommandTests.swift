@@ -6,7 +6,7 @@ import Testing
 
 /// The demo and the benchmark keep working (correctness only: timings are never asserted).
 @Suite struct CommandTests {
-    @Test func theDemoMovesFramesAndABlobIntact() async throws {
+    @Test(.timeLimit(.minutes(5))) func theDemoMovesFramesAndABlobIntact() async throws {
         // A bus without a registry: the demo starts its own daemon.
         let fixture = try await RegistryFixture(startDaemon: false)
         let (status, out, err) = try await fixture.run(["demo", "--frames", "20", "--frame-size", "64KiB", "--blob-size", "80MiB"])
@@ -22,7 +22,7 @@ import Testing
         #expect(try await connection.nameOwner(of: ShmBusProtocol.registryName) == nil)
     }
 
-    @Test func theQuickBenchmarkRunsEveryPartCorrectly() async throws {
+    @Test(.timeLimit(.minutes(5))) func theQuickBenchmarkRunsEveryPartCorrectly() async throws {
         let (status, out, err) = try await BuiltProducts.run(BuiltProducts.path("shmbus"), ["bench", "--quick", "--json"])
         #expect(status == .exited(0), "\(err)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])

@@ -246,6 +246,32 @@ public final class Subscriber: AsyncSequence, Sendable {
     /// The last sequence delivered (or passed over).
     public var lastSequence: UInt64? { reading.withLock { $0.cursor.lastSequence } }
 
+    /// How far this subscriber is behind the segment it reads.
+    public struct Progress: Sendable, Hashable {
+        /// The segment being read.
+        public var segment: String
+        /// The last sequence committed in it (0 before the first).
+        public var committed: UInt64
+        /// The last sequence delivered or reported missing; nil before the first.
+        public var delivered: UInt64?
+        /// The publisher moved on to a successor segment.
+        public var segmentRetired: Bool
+
+        /// Chunks committed in this segment and not yet delivered.
+        public var backlog: UInt64 { committed - Swift.min(committed, delivered ?? 0) }
+    }
+
+    /// The progress read from the shared segment's header (no bus call, so it also
+    /// answers after the publisher is gone); nil when the header is invalid.
+    public var progress: Progress? {
+        reading.withLock { state in
+            guard let live = try? state.cursor.segment.liveState() else { return nil }
+            return Progress(
+                segment: state.cursor.segment.name, committed: live.lastSequence, delivered: state.cursor.lastSequence,
+                segmentRetired: live.isRetired)
+        }
+    }
+
     // MARK: Wake-ups
 
     private func spawn(_ body: @escaping @Sendable () async -> Void) {

@@ -229,13 +229,17 @@ struct BenchWorker: AsyncParsableCommand {
     func floodSubscriber(_ bus: DBusConnection.Bus) async throws {
         let subscriber = try await Subscriber.open(channel: channel, on: bus, options: .init(start: .oldest))
         Output.line("ready")
-        // (last read, last wanted, time the last one was read)
-        let progress = Lock<(read: UInt64, wanted: UInt64, done: UInt64)>((0, .max, 0))
+        // The last sequence read and when, and the last one wanted. The reader updates
+        // it after every event: the stop line may arrive after the last chunk was read,
+        // while the reader waits for more, and then only the stopper can end the loop.
+        let progress = Lock<(read: UInt64, readAt: UInt64, wanted: UInt64, done: UInt64)>((0, 0, .max, 0))
         let stopper = Thread {
             guard let line = readLine(), let wanted = UInt64(line.split(separator: " ").last ?? "") else { return }
             let finished = progress.withLock { state -> Bool in
                 state.wanted = wanted
-                return state.read >= wanted
+                guard state.read >= wanted else { return false }
+                state.done = state.readAt
+                return true
             }
             if finished { subscriber.cancel() }
         }
@@ -250,18 +254,19 @@ struct BenchWorker: AsyncParsableCommand {
                 ordered = ordered && chunk.sequence > last
                 last = chunk.sequence
                 received += 1
-            case .gap(let n, _):
+            case .gap(let n, let after):
                 missed += n
+                last = after + n
             }
-            // Publish progress every so often, and at the end.
-            if received % 1024 == 0 || last >= progress.withLock({ $0.wanted }) {
-                let reached = progress.withLock { state -> Bool in
-                    state.read = last
-                    if last >= state.wanted, state.done == 0 { state.done = BenchClock.now() }
-                    return last >= state.wanted
-                }
-                if reached { break }
+            let now = BenchClock.now()
+            let reached = progress.withLock { state -> Bool in
+                state.read = last
+                state.readAt = now
+                guard last >= state.wanted else { return false }
+                if state.done == 0 { state.done = now }
+                return true
             }
+            if reached { break }
         }
         let done = progress.withLock { $0.done == 0 ? BenchClock.now() : $0.done }
         subscriber.cancel()
