@@ -91,7 +91,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "shmbus-test-peer",
-            dependencies: ["ShmBus", "DBus", "CShmBusLinux"]
+            dependencies: ["ShmBus", "DBus", "TestSupport"]
         ),
         .executableTarget(
             name: "segment-pipe-example",
@@ -108,7 +108,7 @@ let package = Package(
             name: "camera-viewer", dependencies: ["ShmBus", "DBus", "SharedSegments"], path: "examples/camera-viewer"),
         .target(
             name: "TestSupport",
-            dependencies: ["DBus"],
+            dependencies: ["DBus", "SharedSegments", "CShmBusLinux"],
             path: "Tests/TestSupport"
         ),
         .testTarget(

@@ -15,31 +15,20 @@
 // `scribble` is a hostile publisher: it publishes 64 valid chunks, prints "ready", and
 // for each line on stdin writes random bytes over its own sealed segment (header and
 // records) through the writable mapping every publisher keeps, then prints "scribbled".
-import CShmBusLinux
 import DBus
 import Foundation
 import Glibc
 import ShmBus
+import TestSupport
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("test-peer: \(message)\n".utf8))
     exit(1)
 }
 
-/// The payload of chunk `sequence`: its sequence, a checksum of the rest, then bytes
-/// derived from the sequence. `TestPayload.check` in the tests verifies it.
+/// The payload of chunk `sequence` (see TestPayload).
 func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
-    var state = sequence &* 0x9E37_79B9_7F4A_7C15 | 1
-    var i = 16
-    while i + 8 <= buffer.count {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        buffer.storeBytes(of: state, toByteOffset: i, as: UInt64.self)
-        i += 8
-    }
-    while i < buffer.count { buffer[i] = UInt8(truncatingIfNeeded: i); i += 1 }
-    buffer.storeBytes(of: sequence, toByteOffset: 0, as: UInt64.self)
-    let sum = shmbus_mix64(buffer.baseAddress! + 16, buffer.count - 16, 11)
-    buffer.storeBytes(of: sum, toByteOffset: 8, as: UInt64.self)
+    TestPayload.fill(buffer, sequence: sequence)
 }
 
 let args = CommandLine.arguments

@@ -207,6 +207,41 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// The child's stdout as lines (without newlines), read on a thread of its own in
+    /// 64 KiB blocks until end of file. For chatty children; do not mix with
+    /// ``readLine()``.
+    public func lines() -> AsyncThrowingStream<String, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: String.self)
+        guard let out = standardOutput else {
+            continuation.finish()
+            return stream
+        }
+        let thread = Thread {
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            do {
+                while true {
+                    let n = try buffer.withUnsafeMutableBytes { try out.read(into: $0, retryOnInterrupt: true) }
+                    if n == 0 { break }
+                    var start = 0
+                    for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
+                        pending.append(contentsOf: buffer[start..<i])
+                        continuation.yield(String(decoding: pending, as: UTF8.self))
+                        pending.removeAll(keepingCapacity: true)
+                        start = i + 1
+                    }
+                    pending.append(contentsOf: buffer[start..<n])
+                }
+                if !pending.isEmpty { continuation.yield(String(decoding: pending, as: UTF8.self)) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        thread.start()
+        return stream
+    }
+
     /// Reads two pipes to their ends, whichever has data (`poll`), so that a child
     /// filling one pipe never blocks on it while the other is read.
     private static func readBoth(_ first: FileDescriptor?, _ second: FileDescriptor?) throws -> (Data, Data) {

@@ -77,7 +77,7 @@ struct GioService: Sendable {
 
     func call(
         _ client: DBusConnection, _ method: String, _ arguments: [DBusValue] = [], interface: String = interfaceName,
-        path: ObjectPath? = nil, timeout: Duration? = .seconds(10)
+        path: ObjectPath? = nil, timeout: Duration? = .seconds(30)
     ) async throws -> [DBusValue] {
         try await client.call(
             destination: name, path: path ?? self.path, interface: interface, method: method, arguments, timeout: timeout)
@@ -134,7 +134,7 @@ enum InteropFiles {
 
 enum InteropWait {
     /// The first element of `sequence`, or nil when none comes within `timeout`.
-    static func first<S: AsyncSequence & Sendable>(_ sequence: S, timeout: Duration = .seconds(10)) async throws -> S.Element?
+    static func first<S: AsyncSequence & Sendable>(_ sequence: S, timeout: Duration = .seconds(30)) async throws -> S.Element?
     where S.Element: Sendable {
         try await withThrowingTaskGroup(of: S.Element?.self) { group in
             group.addTask {

@@ -352,7 +352,7 @@ extension InteropTool {
     /// The messages of `stream` that `keep` accepts, until `done` holds for them;
     /// empty after `timeout`.
     static func messages(
-        _ stream: DBusSignalStream, timeout: Duration = .seconds(10), keep: @escaping @Sendable (DBusMessage) -> Bool,
+        _ stream: DBusSignalStream, timeout: Duration = .seconds(30), keep: @escaping @Sendable (DBusMessage) -> Bool,
         until done: @escaping @Sendable ([DBusMessage]) -> Bool
     ) async throws -> [DBusMessage] {
         try await withThrowingTaskGroup(of: [DBusMessage]?.self) { group in
@@ -375,7 +375,7 @@ extension InteropTool {
     }
 
     /// The first value of `stream`, or nil after `timeout`.
-    static func first<T: Sendable>(_ stream: AsyncStream<T>, timeout: Duration = .seconds(10)) async -> T? {
+    static func first<T: Sendable>(_ stream: AsyncStream<T>, timeout: Duration = .seconds(30)) async -> T? {
         await withTaskGroup(of: T?.self) { group in
             group.addTask {
                 for await value in stream { return value }

@@ -260,7 +260,7 @@ def serve(address, name, path):
     conn.register_object(path, info, method, get_property, set_property)
     reply = conn.call_sync(
         "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "RequestName",
-        GLib.Variant("(su)", (name, 4)), GLib.VariantType("(u)"), Gio.DBusCallFlags.NONE, 10000, None)
+        GLib.Variant("(su)", (name, 4)), GLib.VariantType("(u)"), Gio.DBusCallFlags.NONE, 60000, None)
     if reply.unpack()[0] != 1:
         raise SystemExit("RequestName(%s) replied %d" % (name, reply.unpack()[0]))
     loop = GLib.MainLoop()
@@ -338,7 +338,9 @@ def gates(address, name, path):
                 problems.append("%s%r failed: %s" % (member, args, e.message))
                 loop.quit()
 
-        conn.call(name, path, iface, member, GLib.Variant(signature, args), None, Gio.DBusCallFlags.NONE, 10000, None,
+        # Generous: Wait('b') stays blocked through the whole exchange, and the test
+        # machines are shared; these timeouts only keep a broken service from hanging.
+        conn.call(name, path, iface, member, GLib.Variant(signature, args), None, Gio.DBusCallFlags.NONE, 120000, None,
                   finished)
 
     # Three handlers block in Wait until Release names them; 300 quick Adds are sent
@@ -386,7 +388,7 @@ def gates(address, name, path):
         return True
 
     GLib.timeout_add(5, first_release)
-    GLib.timeout_add_seconds(10, lambda: (problems.append("timeout"), loop.quit(), False)[-1])
+    GLib.timeout_add_seconds(120, lambda: (problems.append("timeout"), loop.quit(), False)[-1])
     loop.run()
     for line in log:
         print(line)
@@ -412,7 +414,7 @@ def badfd(address, name, path, interface, method):
     message = Gio.DBusMessage.new_method_call(name, path, interface, method)
     message.set_body(GLib.Variant("(hy)", (5, 1)))
     try:
-        reply, _ = conn.send_message_with_reply_sync(message, Gio.DBusSendMessageFlags.NONE, 1000, None)
+        reply, _ = conn.send_message_with_reply_sync(message, Gio.DBusSendMessageFlags.NONE, 30000, None)
     except GLib.Error as e:
         if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT):
             print("no-answer", flush=True)

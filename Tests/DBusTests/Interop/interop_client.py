@@ -123,7 +123,7 @@ def signal(address, name, path, token):
                             sender_keyword="sender", path_keyword="signal_path")
     bus.get_object(name, path, introspect=False).Ready(token, dbus_interface=IFACE, signature="s")
     print("me", bus.get_unique_name(), flush=True)
-    GLib.timeout_add_seconds(10, timeout)
+    GLib.timeout_add_seconds(60, timeout)
     loop.run()
 
 

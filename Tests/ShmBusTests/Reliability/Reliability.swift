@@ -81,19 +81,25 @@ struct StreamAudit: Sendable {
 
     mutating func record(_ event: Subscriber.Event) {
         switch event {
-        case .chunk(let chunk):
-            if let next, chunk.sequence != next { problems.append("sequence \(chunk.sequence), expected \(next)") }
-            if !TestPayload.check(chunk) { problems.append("bad checksum at \(chunk.sequence)") }
-            if first == nil { first = chunk.sequence }
-            delivered += 1
-            next = chunk.sequence + 1
-        case .gap(let count, let after):
-            if let next, after + 1 != next { problems.append("gap after \(after), expected after \(next - 1)") }
-            if first == nil { first = after + 1 }
-            gaps.append((after, count))
-            missed += count
-            next = after + count + 1
+        case .chunk(let chunk): self.chunk(chunk.sequence, valid: TestPayload.check(chunk))
+        case .gap(let count, let after): gap(after: after, missed: count)
         }
+    }
+
+    mutating func chunk(_ sequence: UInt64, valid: Bool) {
+        if let next, sequence != next { problems.append("sequence \(sequence), expected \(next)") }
+        if !valid { problems.append("bad payload at \(sequence)") }
+        if first == nil { first = sequence }
+        delivered += 1
+        next = sequence + 1
+    }
+
+    mutating func gap(after: UInt64, missed count: UInt64) {
+        if let next, after + 1 != next { problems.append("gap after \(after), expected after \(next - 1)") }
+        if first == nil { first = after + 1 }
+        gaps.append((after, count))
+        missed += count
+        next = after + count + 1
     }
 
     /// The last sequence accounted for (delivered or reported missing).

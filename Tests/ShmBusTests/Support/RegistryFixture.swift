@@ -71,18 +71,6 @@ func makeSegment(channel: String, chunks: [(key: String, bytes: [UInt8])], capac
     return writer
 }
 
-/// Payloads of the test peer: sequence, checksum of the rest, pseudo-random bytes.
-enum TestPayload {
-    static func check(_ chunk: Chunk) -> Bool {
-        chunk.withUnsafeBytes { bytes in
-            guard bytes.count >= 16 else { return false }
-            let sequence = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
-            let sum = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-            return sequence == chunk.sequence && sum == shmbus_mix64(bytes.baseAddress! + 16, bytes.count - 16, 11)
-        }
-    }
-}
-
 /// The first element of `sequence` that satisfies `predicate`, or nil after `timeout`.
 func first<S: AsyncSequence & Sendable>(
     _ sequence: S, within timeout: Duration = .seconds(5), where predicate: @escaping @Sendable (S.Element) -> Bool
