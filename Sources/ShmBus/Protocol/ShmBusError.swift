@@ -18,7 +18,7 @@ public struct ShmBusError: Error, Hashable, Sendable, CustomStringConvertible {
         case quotaExceeded = "QuotaExceeded"
         /// The channel already has an active segment of this owner.
         case channelBusy = "ChannelBusy"
-        /// The registry is not running and could not be activated.
+        /// The registry is not running and could not be activated, or did not answer.
         case registryUnavailable = "RegistryUnavailable"
         /// Any other failure on the bus.
         case bus = "Bus"
@@ -45,9 +45,12 @@ public struct ShmBusError: Error, Hashable, Sendable, CustomStringConvertible {
         if error.name.hasPrefix(prefix), let code = Code(rawValue: String(error.name.dropFirst(prefix.count))) {
             self.init(code, error.message)
         } else if error.name == DBusError.serviceUnknownName || error.name == DBusError.nameHasNoOwnerName
-            || error.name == "org.freedesktop.DBus.Error.Spawn.ServiceNotFound"
+            || error.name.hasPrefix("org.freedesktop.DBus.Error.Spawn.")
         {
             self.init(.registryUnavailable, "the ShmBus registry is not running: \(error.message)")
+        } else if error.name == DBusError.noReplyName {
+            // It died (or hung) with the call in flight.
+            self.init(.registryUnavailable, "the ShmBus registry did not answer: \(error.message)")
         } else {
             self.init(.bus, error.description)
         }

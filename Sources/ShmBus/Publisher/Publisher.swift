@@ -44,14 +44,15 @@ public final class Publisher: Sendable {
     let options: Options
     private let writer: Lock<ChannelWriter>
     let notifier: CommitNotifier
-    private let rotations: AsyncStream<Registration>.Continuation
+    private let registrar: AsyncStream<RegistrarJob>.Continuation
     private let segmentNames = Lock<SegmentState>(SegmentState())
     private let tasks = Lock<[Task<Void, Never>]>([])
     private let export = Lock<DBusExport?>(nil)
     let logger: Logger
 
     struct SegmentState {
-        /// The last segment known to be registered.
+        /// The segment of ours that the running registry has as the channel's current
+        /// one; empty after the registry went away.
         var registered = ""
         /// Rotations queued, not yet registered.
         var pending = 0
@@ -60,14 +61,14 @@ public final class Publisher: Sendable {
 
     private init(
         channel: String, connection: DBusConnection, registry: RegistryClient, options: Options, writer: sending ChannelWriter,
-        rotations: AsyncStream<Registration>.Continuation, logger: Logger
+        registrar: AsyncStream<RegistrarJob>.Continuation, logger: Logger
     ) {
         self.channel = channel
         self.connection = connection
         self.registry = registry
         self.options = options
         self.writer = Lock(writer)
-        self.rotations = rotations
+        self.registrar = registrar
         self.logger = logger
         notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
     }
@@ -102,10 +103,10 @@ public final class Publisher: Sendable {
         } catch {
             throw ShmBusError(.invalidArgument, error.message)
         }
-        let (stream, continuation) = AsyncStream.makeStream(of: Registration.self)
+        let (stream, continuation) = AsyncStream.makeStream(of: RegistrarJob.self)
         let publisher = Publisher(
             channel: channel, connection: connection, registry: registry, options: options, writer: writer,
-            rotations: continuation, logger: logger)
+            registrar: continuation, logger: logger)
         do {
             try await publisher.exportObject()
             try await publisher.registerCurrent()
@@ -119,7 +120,7 @@ public final class Publisher: Sendable {
     }
 
     deinit {
-        rotations.finish()
+        registrar.finish()
         for task in tasks.withLock({ $0 }) { task.cancel() }
         connection.close()
     }
@@ -193,7 +194,16 @@ public final class Publisher: Sendable {
 
     private func enqueue(_ job: Registration) {
         segmentNames.withLock { $0.pending += 1 }
-        rotations.yield(job)
+        registrar.yield(.rotation(job))
+    }
+
+    /// What the registrar task does, one job after the other, so that registrations
+    /// reach the registry in the order the generations were made.
+    enum RegistrarJob: Sendable {
+        /// Register a new generation and retire the old one.
+        case rotation(Registration)
+        /// A registry (re)appeared on the bus: register the current segment there.
+        case registryAppeared
     }
 
     /// A new generation to register, as Sendable facts (the writer objects stay behind
@@ -275,7 +285,7 @@ public final class Publisher: Sendable {
     /// leave the registry as the connection leaves the bus; persistent ones stay.
     public func close() async {
         await flush()
-        rotations.finish()
+        registrar.finish()
         for task in tasks.withLock({ $0 }) { task.cancel() }
         export.withLock { $0?.cancel() }
         connection.close()
@@ -314,37 +324,85 @@ public final class Publisher: Sendable {
     }
 
     /// Registers each new generation in order, then retires the old one, then
-    /// announces what the new one holds.
-    private func startRegistrar(_ stream: AsyncStream<Registration>) {
+    /// announces what the new one holds; and registers again after a registry restart.
+    private func startRegistrar(_ stream: AsyncStream<RegistrarJob>) {
         let task = Task { [weak self] in
             for await job in stream {
                 guard let self else { return }
-                do {
-                    try await self.register(job.new, replacing: job.old.name)
-                } catch {
-                    self.logger.warning(
-                        "cannot register the new generation; retiring the old one anyway",
-                        metadata: ["segment": "\(job.newName)", "error": "\(error)"])
-                }
-                self.writer.withLock { _ = $0.retire(segment: job.old) }
-                let settled = self.segmentNames.withLock { state -> Bool in
-                    state.registered = job.newName
-                    state.pending -= 1
-                    return state.pending == 0
-                }
-                if settled {
-                    // Announce everything the current generation holds: commits made
-                    // while it was being registered were not announced yet.
-                    if let announce = self.writer.withLock({ Self.wholeRange(of: $0) }) { self.notifier.committed(announce) }
-                    let waiters = self.segmentNames.withLock { state in
-                        defer { state.waiters = [] }
-                        return state.waiters
-                    }
-                    for waiter in waiters { waiter.resume() }
+                switch job {
+                case .rotation(let rotation): await self.register(rotation)
+                case .registryAppeared: await self.registerAfterRestart()
                 }
             }
         }
         tasks.withLock { $0.append(task) }
+    }
+
+    private func register(_ job: Registration) async {
+        do {
+            try await registerAsCurrent(job.new, name: job.newName)
+        } catch let error as ShmBusError where error.code == .registryUnavailable {
+            // It gets the current segment when it is back; readers of the old
+            // generation then move there and report what they missed.
+            logger.debug("registry down; generation not registered", metadata: ["segment": "\(job.newName)"])
+        } catch {
+            logger.warning(
+                "cannot register the new generation; retiring the old one anyway",
+                metadata: ["segment": "\(job.newName)", "error": "\(error)"])
+        }
+        writer.withLock { _ = $0.retire(segment: job.old) }
+        let settled = segmentNames.withLock { state -> Bool in
+            state.pending -= 1
+            return state.pending == 0
+        }
+        if settled {
+            // Announce everything the current generation holds: commits made while it
+            // was being registered were not announced yet.
+            if let announce = writer.withLock({ Self.wholeRange(of: $0) }) { notifier.committed(announce) }
+            let waiters = segmentNames.withLock { state in
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Registers `segment` as the channel's current one, replacing the segment of ours
+    /// the registry has as current. When the registry restarted since we last looked
+    /// (it knows nothing of the segment we would replace, or already has a newer one of
+    /// ours), asks it what it has and tries once more.
+    private func registerAsCurrent(_ segment: UnixFileDescriptor, name: String) async throws {
+        let known = segmentNames.withLock { $0.registered }
+        do {
+            try await register(segment, replacing: known.isEmpty ? nil : known)
+        } catch let error as ShmBusError where [.notFound, .channelBusy, .invalidArgument].contains(error.code) {
+            let me = connection.uniqueName
+            let current = try await registry.channels().first { $0.name == channel && $0.owner == me }?.currentSegment ?? ""
+            // (A call that got no answer from a dying registry may still have been
+            // carried out by the one D-Bus activated in its place.)
+            if current != name { try await register(segment, replacing: current.isEmpty ? nil : current) }
+        }
+        segmentNames.withLock { $0.registered = name }
+    }
+
+    /// After a registry (re)appeared: registers the current segment unless a rotation
+    /// registered it there already.
+    private func registerAfterRestart() async {
+        do {
+            let (segment, name) = try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
+                (try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue), writer.current.id.name)
+            }
+            let me = connection.uniqueName
+            let listed = try await registry.channels().first { $0.name == channel }
+            if listed?.currentSegment == name, listed?.owner == me {
+                segmentNames.withLock { $0.registered = name }
+            } else {
+                try await registerAsCurrent(segment, name: name)
+            }
+            notifier.flush()
+        } catch {
+            logger.warning("re-registration failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The range of every record in the writer's current segment, nil when empty.
@@ -362,15 +420,13 @@ public final class Publisher: Sendable {
         let owners = try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName)
         let task = Task { [weak self] in
             do {
-                for try await change in owners where change.newOwner != nil {
+                for try await change in owners {
                     guard let self else { return }
-                    self.logger.info("registry appeared; registering again", metadata: ["owner": "\(change.newOwner ?? "")"])
-                    do {
-                        try await self.registerCurrent()
-                        self.notifier.flush()
-                    } catch {
-                        self.logger.warning("re-registration failed", metadata: ["error": "\(error)"])
-                    }
+                    // A new registry knows none of our segments.
+                    self.segmentNames.withLock { $0.registered = "" }
+                    guard let owner = change.newOwner else { continue }
+                    self.logger.info("registry appeared; registering again", metadata: ["owner": "\(owner)"])
+                    self.registrar.yield(.registryAppeared)
                 }
             } catch {
                 // The connection closed.

@@ -433,19 +433,26 @@ public final class Subscriber: AsyncSequence, Sendable {
     /// (this subscriber fell two collections behind), moves to the channel's current
     /// segment; the cursor then reports what was lost as a gap.
     func follow(_ successor: SegmentID) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        var deadline = ContinuousClock.now + .seconds(10)
+        let mine = reading.withLock { $0.cursor.segment.name }
         while true {
-            if let (reader, doorbell) = try await Self.openIfRegistered(successor.name, registry: registry) {
-                move(to: reader, doorbell: doorbell)
-                return
-            }
-            let current = try await registry.channels().first { $0.name == channel }?.currentSegment ?? ""
-            let mine = reading.withLock { $0.cursor.segment.name }
-            if !current.isEmpty, current != successor.name, current != mine,
-                let (reader, doorbell) = try await Self.openIfRegistered(current, registry: registry)
-            {
-                move(to: reader, doorbell: doorbell)
-                return
+            do {
+                if let (reader, doorbell) = try await Self.openIfRegistered(successor.name, registry: registry) {
+                    move(to: reader, doorbell: doorbell)
+                    return
+                }
+                let current = try await registry.channels().first { $0.name == channel }?.currentSegment ?? ""
+                if !current.isEmpty, current != successor.name, current != mine,
+                    let (reader, doorbell) = try await Self.openIfRegistered(current, registry: registry)
+                {
+                    move(to: reader, doorbell: doorbell)
+                    return
+                }
+            } catch let error as ShmBusError where error.code == .registryUnavailable {
+                // The registry is down: the publisher registers its current segment
+                // when it is back, however long that takes. Only time with a running
+                // registry counts towards the deadline.
+                deadline = ContinuousClock.now + .seconds(10)
             }
             // Not registered yet: the publisher registers before it retires, but the
             // registry may have restarted in between.
@@ -474,10 +481,19 @@ public final class Subscriber: AsyncSequence, Sendable {
             return state.channelMayHaveMoved
         }
         guard check else { return false }
-        guard let current = try await registry.channels().first(where: { $0.name == channel })?.currentSegment,
-            !current.isEmpty, current != reading.withLock({ $0.cursor.segment.name })
-        else { return false }
-        guard let (reader, doorbell) = try await Self.openIfRegistered(current, registry: registry) else { return false }
+        let current: String?
+        let opened: (SegmentReader, Doorbell?)?
+        do {
+            current = try await registry.channels().first(where: { $0.name == channel })?.currentSegment
+            guard let current, !current.isEmpty, current != reading.withLock({ $0.cursor.segment.name }) else { return false }
+            opened = try await Self.openIfRegistered(current, registry: registry)
+        } catch let error as ShmBusError where error.code == .registryUnavailable {
+            // Look again once it is back (its start is announced, and the ticker wakes
+            // us meanwhile); the segment being read stays readable.
+            status.withLock { $0.channelMayHaveMoved = true }
+            return false
+        }
+        guard let (reader, doorbell) = opened else { return false }
         // Read the rest of the old segment before moving (it is final: nobody appends).
         if reading.withLock({ $0.cursor.hasPending() }) {
             status.withLock { $0.channelMayHaveMoved = true }
