@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps demo test build release install clean
+.PHONY: deps demo test reliability build release install clean
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -21,6 +21,10 @@ demo: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+## Faults and hostile peers in their full form (docs/RELIABILITY.md); the quick form runs in `make test`.
+reliability: deps
+	SWIFT=$(SWIFT) bash scripts/reliability.sh
 
 ## Installs shmbus into ~/.local/bin and the D-Bus activation file for the session bus.
 install: release

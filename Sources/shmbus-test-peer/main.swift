@@ -112,11 +112,11 @@ do {
         let span = 64 * 1024  // The header and every record of the 64 chunks.
         while let _ = readLine() {
             // Some random bytes anywhere, and some words set to extreme values.
-            for _ in 0..<(1 + random.next(below: 32)) {
+            for _ in 0..<(1 + random.next(below: 4)) {
                 let offset = Int(random.next(below: UInt64(span)))
                 segmentBase.storeBytes(of: UInt8(truncatingIfNeeded: random.next()), toByteOffset: offset, as: UInt8.self)
             }
-            for _ in 0..<random.next(below: 4) {
+            for _ in 0..<random.next(below: 2) {
                 let offset = Int(random.next(below: UInt64(span / 8))) * 8
                 let extremes: [UInt64] = [0, .max, UInt64(Int64.max), 1 << 32, 0xFFFF_FFFF, random.next()]
                 segmentBase.storeBytes(of: extremes[Int(random.next(below: 6))], toByteOffset: offset, as: UInt64.self)
