@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SharedSegments
 import SystemPackage
+import TestSupport
 import Testing
 
 /// Whatever the bytes of a segment, a reader returns errors or valid chunks: it never
@@ -37,7 +38,11 @@ import Testing
         return (Array(UnsafeRawBufferPointer(start: reader.mapping.base, count: 64 * 1024)), records, end)
     }
 
-    @Test func randomlyMutatedSegmentsNeverCrashTheReader() throws {
+    @Test func randomlyMutatedSegmentsNeverCrashTheReader() async throws {
+        try await onOwnThread { try Self.mutateAndRead() }
+    }
+
+    static func mutateAndRead() throws {
         let seed = ProcessInfo.processInfo.environment["SHMBUS_FUZZ_SEED"].flatMap(UInt64.init)
             ?? UInt64.random(in: 1...UInt64.max)
         let cases = ProcessInfo.processInfo.environment["SHMBUS_FUZZ_CASES"].flatMap(Int.init) ?? 100_000

@@ -1,6 +1,7 @@
 import DBus
 import Foundation
 import Glibc
+import Locking
 import SharedSegments
 import ShmBus
 import TestSupport
@@ -32,14 +33,29 @@ import Testing
         #expect(try await watcher.channels().map(\.name).sorted() == ["dies", "stays"])
         let segment = try #require(try await watcher.channels().first { $0.name == "dies" }?.currentSegment)
 
+        // The signal's arrival is timed on the connection's loop thread, not by a task:
+        // with the whole suite running, the test process's two pool threads may be busy
+        // with other tests for a while, and that is not the registry's delay.
+        let heard = Lock<ContinuousClock.Instant?>(nil)
+        let timing = try await watcher.connection.onSignal(
+            matching: MatchRule(
+                sender: ShmBusProtocol.registryName, interface: ShmBusProtocol.registryInterfaceName, member: "SegmentRemoved",
+                path: ShmBusProtocol.registryPath)
+        ) { message in
+            if message.body == [.string(segment), .string("dies"), .string("owner-exited")] {
+                heard.withLock { $0 = $0 ?? .now }
+            }
+        }
         let killed = ContinuousClock.now
         peer.signal(SIGKILL)
         persistentPeer.signal(SIGKILL)
-        let removed = try await first(events, within: .seconds(1)) { event in
+        let removed = try await first(events, within: .seconds(10)) { event in
             if case .segmentRemoved(segment, "dies", "owner-exited") = event { true } else { false }
         }
-        let elapsed = ContinuousClock.now - killed
-        #expect(removed != nil, "SegmentRemoved(owner-exited) within 1 s")
+        timing.cancel()
+        let elapsed = try #require(heard.withLock { $0 }, "SegmentRemoved(owner-exited) was announced") - killed
+        #expect(removed != nil)
+        #expect(elapsed < .seconds(1), "SegmentRemoved(owner-exited) within 1 s, took \(elapsed)")
         print("owner-exited announced \(elapsed) after SIGKILL")
         _ = await peer.exit()
         _ = await persistentPeer.exit()
