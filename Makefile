@@ -2,7 +2,11 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
+<<<<<<< HEAD
 .PHONY: deps demo test test-asan reliability build release install clean
+=======
+.PHONY: deps demo test test-asan test-tsan build release install clean
+>>>>>>> faf85e5 (make test-tsan: the whole suite under ThreadSanitizer; clean removes sanitizer builds)
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -36,10 +40,17 @@ test-asan: deps
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 \
 		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --no-parallel
 
+## The whole suite under ThreadSanitizer, in .build-tsan, child processes included. Locks
+## are pthread mutexes (Sources/Locking), which ThreadSanitizer understands, so no
+## suppressions are needed. Tests run one at a time, for the same reason as test-asan.
+test-tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --no-parallel
+
 ## Installs shmbus into ~/.local/bin and the D-Bus activation file for the session bus.
 install: release
 	install -D -m 755 .build/release/shmbus $(HOME)/.local/bin/shmbus
 	$(HOME)/.local/bin/shmbus install-service
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-asan .build-tsan
