@@ -2,11 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-<<<<<<< HEAD
-.PHONY: deps demo test test-asan reliability build release install clean
-=======
-.PHONY: deps demo test test-asan test-tsan build release install clean
->>>>>>> faf85e5 (make test-tsan: the whole suite under ThreadSanitizer; clean removes sanitizer builds)
+.PHONY: deps demo test test-asan test-tsan reliability build release install clean
 
 deps:
 	@bash scripts/ensure-deps.sh
