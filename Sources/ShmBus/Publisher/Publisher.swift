@@ -301,12 +301,18 @@ public final class Publisher: Sendable {
         export.withLock { $0 = handle }
     }
 
-    /// Registers the current segment (with its doorbell), optionally as the
-    /// replacement of `old`.
-    func registerCurrent() async throws {
-        let (segment, name) = try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
+    /// A descriptor of the current segment of our own (to send to the registry), and
+    /// its name.
+    private func currentSegmentDescriptor() throws -> (UnixFileDescriptor, String) {
+        try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
             (try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue), writer.current.id.name)
         }
+    }
+
+    /// Registers the current segment (with its doorbell) as the channel's first, when
+    /// the publisher opens.
+    func registerCurrent() async throws {
+        let (segment, name) = try currentSegmentDescriptor()
         try await register(segment, replacing: nil)
         segmentNames.withLock { $0.registered = name }
     }
@@ -389,9 +395,7 @@ public final class Publisher: Sendable {
     /// registered it there already.
     private func registerAfterRestart() async {
         do {
-            let (segment, name) = try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
-                (try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue), writer.current.id.name)
-            }
+            let (segment, name) = try currentSegmentDescriptor()
             let me = connection.uniqueName
             let listed = try await registry.channels().first { $0.name == channel }
             if listed?.currentSegment == name, listed?.owner == me {
