@@ -54,4 +54,18 @@ import Testing
         #expect((views["bigSize"] as? Int) == 16 << 20)
         #expect(json["ratios"] != nil)
     }
+
+    @Test func theBenchmarkRunsOnlyThePartsNamedAndRefusesUnknownOnes() async throws {
+        let shmbus = BuiltProducts.path("shmbus")
+        let (refused, _, why) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "blob"])
+        #expect(refused == .exited(64), "a usage error, not an empty table")
+        #expect(why.contains("'blob' is not one of blobs, latency, throughput, views"), "\(why)")
+
+        let (status, out, err) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "views"])
+        #expect(status == .exited(0), "\(err)")
+        #expect(out.contains("4. Zero copy"))
+        for other in ["1. Blob transfer", "2. Notification latency", "3. Small-chunk throughput"] {
+            #expect(!out.contains(other), "\(other) did not run and is not printed")
+        }
+    }
 }

@@ -25,32 +25,52 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views.")
     var only: String?
 
-    private func wants(_ part: String) -> Bool {
-        only.map { $0.split(separator: ",").contains { $0 == part } } ?? true
+    /// The four parts of a run, in the order they run and print.
+    enum Part: String, CaseIterable {
+        case blobs, latency, throughput, views
+    }
+
+    func validate() throws {
+        _ = try parts()
+        _ = try parseSizes()
+    }
+
+    /// The parts `--only` names (all of them without it); an unknown name is an error,
+    /// not a part silently skipped.
+    func parts() throws -> Set<Part> {
+        guard let only else { return Set(Part.allCases) }
+        return try Set(
+            only.split(separator: ",").map { name in
+                guard let part = Part(rawValue: String(name)) else {
+                    throw ValidationError("--only: '\(name)' is not one of \(Part.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return part
+            })
     }
 
     func run() async throws {
         try await reportingFailures {
             let blobSizes = try parseSizes()
+            let parts = try parts()
             var results = BenchResults(machine: await MachineInfo.current(), quick: quick)
             let run = try await BenchRun(shmbus: InstallService.currentExecutable())
             defer { run.stop() }
-            if wants("blobs") {
+            if parts.contains(.blobs) {
                 progress("blob transfer")
                 for size in blobSizes { results.blobs.append(try await run.blob(size: size, repetitions: repetitions(for: size))) }
             }
-            if wants("latency") {
+            if parts.contains(.latency) {
                 progress("notification latency")
                 results.latency = try await run.latency(count: quick ? 100 : 1000, rate: quick ? 500 : 200)
             }
-            if wants("throughput") {
+            if parts.contains(.throughput) {
                 progress("small-chunk throughput")
                 results.throughput = [
                     try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3),
                     try await run.flood(subscribers: 4, seconds: quick ? 0.5 : 3),
                 ]
             }
-            if wants("views") {
+            if parts.contains(.views) {
                 progress("views")
                 results.views = try await run.views(bigSize: quick ? 16 << 20 : 256 << 20, repetitions: quick ? 50 : 1000)
             }

@@ -71,9 +71,11 @@ struct BenchResults: Codable, Sendable {
     var machine: MachineInfo
     var quick: Bool
     var blobs: [BlobResult] = []
-    var latency = LatencyResult(count: 0, rate: 0, size: 0)
+    /// nil when the part did not run (`--only`).
+    var latency: LatencyResult?
     var throughput: [ThroughputResult] = []
-    var views = ViewResult(smallSize: 0, bigSize: 0, smallP50Microseconds: 0, smallP99Microseconds: 0, bigP50Microseconds: 0, bigP99Microseconds: 0, privateMemoryGrowthBytes: 0)
+    /// nil when the part did not run (`--only`).
+    var views: ViewResult?
 
     /// Every transfer arrived intact, and no subscriber lost or reordered a chunk.
     var allCorrect: Bool {
@@ -92,17 +94,17 @@ struct BenchResults: Codable, Sendable {
         var dbusOverShmbusAt64MiB: Double?
         var shmbusOverMemcpyAt64MiB: Double?
         var shmbusOverFreshMemcpyAt64MiB: Double?
-        var busPathOverBareSignal: Double
-        var futexPathOverBareSignal: Double
-        var bigViewOverSmallView: Double
+        var busPathOverBareSignal: Double?
+        var futexPathOverBareSignal: Double?
+        var bigViewOverSmallView: Double?
     }
 
     var ratios: Ratios {
         let at64 = blobs.first { $0.size == 64 << 20 }
         return Ratios(
             dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
-            shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, busPathOverBareSignal: latency.busOverBare,
-            futexPathOverBareSignal: latency.futexOverBare, bigViewOverSmallView: views.bigOverSmall)
+            shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, busPathOverBareSignal: latency?.busOverBare,
+            futexPathOverBareSignal: latency?.futexOverBare, bigViewOverSmallView: views?.bigOverSmall)
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -126,49 +128,8 @@ struct BenchResults: Codable, Sendable {
         machine = try container.decode(MachineInfo.self, forKey: .machine)
         quick = try container.decode(Bool.self, forKey: .quick)
         blobs = try container.decode([BlobResult].self, forKey: .blobs)
-        latency = try container.decode(LatencyResult.self, forKey: .latency)
+        latency = try container.decodeIfPresent(LatencyResult.self, forKey: .latency)
         throughput = try container.decode([ThroughputResult].self, forKey: .throughput)
-        views = try container.decode(ViewResult.self, forKey: .views)
-    }
-
-    var table: String {
-        func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
-        func ms(_ s: Samples) -> String { s.count == 0 ? "-" : "\(f(s.p50, 3)) / \(f(s.p99, 3))" }
-        var out = "machine: \(machine.cores) cores, \(f(machine.memoryGiB, 1)) GiB, \(machine.cpu), Linux \(machine.kernel), \(machine.busDaemon), \(machine.build) build\n\n"
-        out += "1. Blob transfer: publisher holds the bytes -> subscriber has read every byte (ms, p50 / p99)\n"
-        out += "   SHMBUS: zero-copy publish (bytes written in place); SHMBUS COPY: published from private memory\n"
-        var blobTable = TextTable(
-            "SIZE", "SHMBUS", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS", "SHMBUS/MEMCPY", "SHMBUS/FRESH", "OK")
-        for b in blobs {
-            blobTable.add(
-                ByteCount.human(b.size), ms(b.shmbus), ms(b.shmbusCopy), b.dbus.map(ms) ?? "cannot (>64 MiB)", ms(b.memcpy), ms(b.memcpyFresh),
-                b.dbusOverShmbus.map { f($0, 1) + "x" } ?? "-", f(b.shmbusOverMemcpy) + "x", f(b.shmbusOverFreshMemcpy) + "x",
-                b.errors == 0 ? "yes" : "\(b.errors) errors")
-        }
-        out += blobTable.rendered + "\n\n"
-        out += "2. Notification latency, \(latency.size)-byte chunks at \(latency.rate)/s, \(latency.count) each (µs, p50 / p99)\n"
-        var latencyTable = TextTable("PATH", "P50", "P99", "RATIO TO BARE SIGNAL (p50)")
-        latencyTable.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x")
-        latencyTable.add("shmbus, futex", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1), f(latency.futexOverBare) + "x")
-        latencyTable.add("bare D-Bus signal", f(latency.bareSignal.p50, 1), f(latency.bareSignal.p99, 1), "1.00x")
-        out += latencyTable.rendered + "\n\n"
-        out += "3. Small-chunk throughput, 64-byte chunks as fast as the publisher goes\n"
-        var floodTable = TextTable("SUBSCRIBERS", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S")
-        for t in throughput {
-            floodTable.add(
-                "\(t.subscribers)", f(t.publishedPerSecond, 0), t.subscriberResults.map { f($0.receivedPerSecond, 0) }.joined(separator: ", "),
-                t.subscriberResults.map { f($0.lagMilliseconds, 1) }.joined(separator: ", "),
-                "\(t.subscriberResults.map { Int(t.published) - Int($0.received) }.max() ?? 0)",
-                t.subscriberResults.allSatisfy(\.inOrder) ? "yes" : "no", "\(t.signals)", f(t.signalsPerSecond, 0))
-        }
-        out += floodTable.rendered + "\n\n"
-        out += "4. Zero copy: time to get a view (µs, p50 / p99) and private memory growth while reading\n"
-        var viewTable = TextTable("CHUNK", "VIEW p50 / p99", "RATIO", "PRIVATE MEMORY GROWTH")
-        viewTable.add(ByteCount.human(views.smallSize), "\(f(views.smallP50Microseconds, 2)) / \(f(views.smallP99Microseconds, 2))", "1.00x", "-")
-        viewTable.add(
-            ByteCount.human(views.bigSize), "\(f(views.bigP50Microseconds, 2)) / \(f(views.bigP99Microseconds, 2))", f(views.bigOverSmall) + "x",
-            ByteCount.human(views.privateMemoryGrowthBytes))
-        out += viewTable.rendered
-        return out
+        views = try container.decodeIfPresent(ViewResult.self, forKey: .views)
     }
 }

@@ -1,0 +1,74 @@
+import Foundation
+
+/// The human-readable report of `shmbus bench`: the machine, then one table for each part
+/// that ran.
+extension BenchResults {
+    var table: String {
+        var parts = [
+            "machine: \(machine.cores) cores, \(f(machine.memoryGiB, 1)) GiB, \(machine.cpu), Linux \(machine.kernel), "
+                + "\(machine.busDaemon), \(machine.build) build"
+        ]
+        if !blobs.isEmpty { parts.append(blobTable) }
+        if let latency { parts.append(Self.latencyTable(latency)) }
+        if !throughput.isEmpty { parts.append(throughputTable) }
+        if let views { parts.append(Self.viewTable(views)) }
+        return parts.joined(separator: "\n\n")
+    }
+
+    private var blobTable: String {
+        func ms(_ s: Samples) -> String { s.count == 0 ? "-" : "\(f(s.p50, 3)) / \(f(s.p99, 3))" }
+        var table = TextTable(
+            "SIZE", "SHMBUS", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS", "SHMBUS/MEMCPY", "SHMBUS/FRESH", "OK")
+        for b in blobs {
+            table.add(
+                ByteCount.human(b.size), ms(b.shmbus), ms(b.shmbusCopy), b.dbus.map(ms) ?? "cannot (>64 MiB)", ms(b.memcpy), ms(b.memcpyFresh),
+                b.dbusOverShmbus.map { f($0, 1) + "x" } ?? "-", f(b.shmbusOverMemcpy) + "x", f(b.shmbusOverFreshMemcpy) + "x",
+                b.errors == 0 ? "yes" : "\(b.errors) errors")
+        }
+        return """
+            1. Blob transfer: publisher holds the bytes -> subscriber has read every byte (ms, p50 / p99)
+               SHMBUS: zero-copy publish (bytes written in place); SHMBUS COPY: published from private memory
+            \(table.rendered)
+            """
+    }
+
+    private static func latencyTable(_ latency: LatencyResult) -> String {
+        var table = TextTable("PATH", "P50", "P99", "RATIO TO BARE SIGNAL (p50)")
+        table.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x")
+        table.add("shmbus, futex", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1), f(latency.futexOverBare) + "x")
+        table.add("bare D-Bus signal", f(latency.bareSignal.p50, 1), f(latency.bareSignal.p99, 1), "1.00x")
+        return """
+            2. Notification latency, \(latency.size)-byte chunks at \(latency.rate)/s, \(latency.count) each (µs, p50 / p99)
+            \(table.rendered)
+            """
+    }
+
+    private var throughputTable: String {
+        var table = TextTable("SUBSCRIBERS", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S")
+        for t in throughput {
+            table.add(
+                "\(t.subscribers)", f(t.publishedPerSecond, 0), t.subscriberResults.map { f($0.receivedPerSecond, 0) }.joined(separator: ", "),
+                t.subscriberResults.map { f($0.lagMilliseconds, 1) }.joined(separator: ", "),
+                "\(t.subscriberResults.map { Int(t.published) - Int($0.received) }.max() ?? 0)",
+                t.subscriberResults.allSatisfy(\.inOrder) ? "yes" : "no", "\(t.signals)", f(t.signalsPerSecond, 0))
+        }
+        return """
+            3. Small-chunk throughput, 64-byte chunks as fast as the publisher goes
+            \(table.rendered)
+            """
+    }
+
+    private static func viewTable(_ views: ViewResult) -> String {
+        var table = TextTable("CHUNK", "VIEW p50 / p99", "RATIO", "PRIVATE MEMORY GROWTH")
+        table.add(ByteCount.human(views.smallSize), "\(f(views.smallP50Microseconds, 2)) / \(f(views.smallP99Microseconds, 2))", "1.00x", "-")
+        table.add(
+            ByteCount.human(views.bigSize), "\(f(views.bigP50Microseconds, 2)) / \(f(views.bigP99Microseconds, 2))", f(views.bigOverSmall) + "x",
+            ByteCount.human(views.privateMemoryGrowthBytes))
+        return """
+            4. Zero copy: time to get a view (µs, p50 / p99) and private memory growth while reading
+            \(table.rendered)
+            """
+    }
+}
+
+private func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
