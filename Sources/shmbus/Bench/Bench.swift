@@ -61,7 +61,7 @@ struct Bench: AsyncParsableCommand {
             }
             if parts.contains(.latency) {
                 progress("notification latency")
-                results.latency = try await run.latency(count: quick ? 100 : 1000, rate: quick ? 500 : 200)
+                results.latency = try await run.latency(count: quick ? 100 : 1000, rate: quick ? 500 : 200, rounds: quick ? 1 : 5)
             }
             if parts.contains(.throughput) {
                 progress("small-chunk throughput")

@@ -33,12 +33,13 @@ extension BenchResults {
     }
 
     private static func latencyTable(_ latency: LatencyResult) -> String {
-        var table = TextTable("PATH", "P50", "P99", "RATIO TO BARE SIGNAL (p50)")
-        table.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x")
-        table.add("shmbus, futex", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1), f(latency.futexOverBare) + "x")
+        var table = TextTable("PATH", "P50", "P99", "RATIO TO ITS BARE PATH (p50)")
+        table.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x (bare signal)")
         table.add("bare D-Bus signal", f(latency.bareSignal.p50, 1), f(latency.bareSignal.p99, 1), "1.00x")
+        table.add("shmbus, futex", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1), f(latency.futexOverBareFutex) + "x (bare futex)")
+        table.add("bare futex wake", f(latency.bareFutex.p50, 1), f(latency.bareFutex.p99, 1), "1.00x")
         return """
-            2. Notification latency, \(latency.size)-byte chunks at \(latency.rate)/s, \(latency.count) each (µs, p50 / p99)
+            2. Notification latency, \(latency.size)-byte chunks at \(latency.rate)/s, \(latency.count) each, paths taking turns (µs, p50 / p99)
             \(table.rendered)
             """
     }

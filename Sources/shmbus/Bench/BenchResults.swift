@@ -27,10 +27,19 @@ struct LatencyResult: Codable, Sendable {
     var size: Int
     var busPath = Samples(nanoseconds: [])
     var futexPath = Samples(nanoseconds: [])
+    /// A libdbus signal emit -> receive on the same bus, no ShmBus in between.
     var bareSignal = Samples(nanoseconds: [])
+    /// A cross-process `FUTEX_WAKE` -> waiter running, no ShmBus in between.
+    var bareFutex = Samples(nanoseconds: [])
+
+    /// What each measurement is; the raw values double as the workers' `--wait`.
+    enum Path: String, CaseIterable {
+        case bus, futex, bareSignal, bareFutex
+    }
 
     var busOverBare: Double { busPath.p50 / bareSignal.p50 }
     var futexOverBare: Double { futexPath.p50 / bareSignal.p50 }
+    var futexOverBareFutex: Double { futexPath.p50 / bareFutex.p50 }
 }
 
 struct ThroughputResult: Codable, Sendable {
@@ -96,6 +105,7 @@ struct BenchResults: Codable, Sendable {
         var shmbusOverFreshMemcpyAt64MiB: Double?
         var busPathOverBareSignal: Double?
         var futexPathOverBareSignal: Double?
+        var futexPathOverBareFutex: Double?
         var bigViewOverSmallView: Double?
     }
 
@@ -104,7 +114,8 @@ struct BenchResults: Codable, Sendable {
         return Ratios(
             dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
             shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, busPathOverBareSignal: latency?.busOverBare,
-            futexPathOverBareSignal: latency?.futexOverBare, bigViewOverSmallView: views?.bigOverSmall)
+            futexPathOverBareSignal: latency?.futexOverBare,
+            futexPathOverBareFutex: latency?.futexOverBareFutex, bigViewOverSmallView: views?.bigOverSmall)
     }
 
     func encode(to encoder: any Encoder) throws {

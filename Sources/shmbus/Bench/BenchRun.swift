@@ -133,29 +133,53 @@ final class BenchRun {
 
     // MARK: 2. Notification latency
 
-    func latency(count: Int, rate: Int) async throws -> LatencyResult {
+    /// The four paths take turns: `rounds` rounds of `count / rounds` notifications each,
+    /// every round in a rotated order, so that a noisy minute on this shared machine
+    /// lands on every path alike instead of on whichever ran during it.
+    func latency(count: Int, rate: Int, rounds: Int) async throws -> LatencyResult {
         var result = LatencyResult(count: count, rate: rate, size: 4096)
-        for strategy in ["bus", "futex"] {
-            let channel = "bench/latency-\(strategy)"
-            let publisher = try await worker("paced-pub", ["--channel", channel, "--count", "\(count)", "--rate", "\(rate)", "--size", "4096"])
-            let subscriber = try await worker("latency-sub", ["--channel", channel, "--count", "\(count)", "--wait", strategy])
-            try publisher.send("go")
-            let samples = try JSONDecoder().decode(Samples.self, from: Data(try await subscriber.line().utf8))
-            _ = try await publisher.line()
-            try publisher.send("quit")
-            await publisher.finish()
-            await subscriber.finish()
-            if strategy == "bus" { result.busPath = samples } else { result.futexPath = samples }
+        let paths = LatencyResult.Path.allCases
+        var samples: [LatencyResult.Path: [UInt64]] = [:]
+        let perRound = max(1, count / rounds)
+        for round in 0..<rounds {
+            for offset in paths.indices {
+                let path = paths[(round + offset) % paths.count]
+                samples[path, default: []] += try await latencySamples(path, count: perRound, rate: rate)
+            }
         }
-        let receiver = try await worker("signal-recv", ["--count", "\(count)"])
-        let sender = try await worker("signal-send", ["--count", "\(count)", "--rate", "\(rate)"])
+        result.count = perRound * rounds
+        result.busPath = Samples(nanoseconds: samples[.bus] ?? [])
+        result.futexPath = Samples(nanoseconds: samples[.futex] ?? [])
+        result.bareSignal = Samples(nanoseconds: samples[.bareSignal] ?? [])
+        result.bareFutex = Samples(nanoseconds: samples[.bareFutex] ?? [])
+        return result
+    }
+
+    /// One round of one path: a fresh sender and receiver, `count` notifications.
+    private func latencySamples(_ path: LatencyResult.Path, count: Int, rate: Int) async throws -> [UInt64] {
+        let paced = ["--count", "\(count)", "--rate", "\(rate)"]
+        let receiver: Worker
+        let sender: Worker
+        switch path {
+        case .bus, .futex:
+            let channel = "bench/latency-\(path.rawValue)"
+            sender = try await worker("paced-pub", ["--channel", channel, "--size", "4096"] + paced)
+            receiver = try await worker("latency-sub", ["--channel", channel, "--count", "\(count)", "--wait", path.rawValue])
+        case .bareSignal:
+            receiver = try await worker("signal-recv", ["--count", "\(count)"])
+            sender = try await worker("signal-send", paced)
+        case .bareFutex:
+            receiver = try await worker("futex-recv", ["--count", "\(count)"])
+            let page = receiver.readyLine.split(separator: " ").dropFirst().joined(separator: ":")
+            sender = try await worker("futex-send", ["--dest", page] + paced)
+        }
         try sender.send("go")
-        result.bareSignal = try JSONDecoder().decode(Samples.self, from: Data(try await receiver.line().utf8))
+        let samples = try JSONDecoder().decode([UInt64].self, from: Data(try await receiver.line().utf8))
         _ = try await sender.line()
         try sender.send("quit")
         await sender.finish()
         await receiver.finish()
-        return result
+        return samples
     }
 
     // MARK: 3. Small-chunk throughput

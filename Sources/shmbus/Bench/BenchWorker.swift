@@ -36,6 +36,8 @@ struct BenchWorker: AsyncParsableCommand {
         case "flood-pub": try await floodPublisher(address)
         case "flood-sub": try await floodSubscriber(address)
         case "view-probe": try await viewProbe(address)
+        case "futex-recv": try await bareFutexReceiver()
+        case "futex-send": try await bareFutexSender()
         default: throw ValidationError("unknown role \(role)")
         }
     }
@@ -132,7 +134,8 @@ struct BenchWorker: AsyncParsableCommand {
     }
 
     /// Records, for each chunk, the time from the publisher reserving it to this
-    /// process holding it (CLOCK_REALTIME, shared by every process).
+    /// process holding it (CLOCK_REALTIME, shared by every process); prints the
+    /// nanoseconds as a JSON array.
     func latencySubscriber(_ bus: DBusConnection.Bus) async throws {
         let strategy: Subscriber.Wait = wait == "futex" ? .futex : .bus
         let subscriber = try await Subscriber.open(channel: channel, on: bus, options: .init(start: .now, wait: strategy))
@@ -161,7 +164,7 @@ struct BenchWorker: AsyncParsableCommand {
             latencies = samples
         }
         subscriber.cancel()
-        try JSONOutput.print(Samples(nanoseconds: latencies))
+        try JSONOutput.print(latencies)
     }
 
     /// Runs `body` on a new thread (for blocking work) and returns its result.
@@ -186,6 +189,8 @@ struct BenchWorker: AsyncParsableCommand {
         _ = readLine()
     }
 
+    /// Records, for each bare signal, the time from its emission to its arrival; prints
+    /// the nanoseconds as a JSON array.
     func signalReceiver(_ bus: DBusConnection.Bus) async throws {
         let connection = try await DBusConnection.connect(to: bus)
         let stream = try await connection.signals(matching: MatchRule(interface: "org.shmbus.Bench1", member: "Tick"))
@@ -196,7 +201,7 @@ struct BenchWorker: AsyncParsableCommand {
             latencies.append(RealtimeClock.now() &- sent)
             if latencies.count == count { break }
         }
-        try JSONOutput.print(Samples(nanoseconds: latencies))
+        try JSONOutput.print(latencies)
     }
 
     /// Publishes `size`-byte chunks as fast as it can for `seconds`.
