@@ -121,7 +121,7 @@ uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed) {
  * on every lane lets the compiler vectorize the loop, and target_clones picks AVX-512 or
  * AVX2 at load time (ifunc) where the CPU has it, so the loop keeps enough loads in flight
  * to run at memory bandwidth. The four-lane scalar loop it replaces was compute-bound:
- * the benchmark's 64 MiB subscriber spent 8.2-9.0 ms in it, against 4.6 ms now
+ * the benchmark's 64 MiB subscriber spent 8.0-9.1 ms in it, against 4.6 ms now
  * (docs/BENCHMARKS.md). The sum of sums makes the result depend on each word's position,
  * not only on the multiset of words. */
 #define SHMBUS_SUM_LANES 16
