@@ -144,7 +144,7 @@ final class BenchRun {
         for round in 0..<rounds {
             for offset in paths.indices {
                 let path = paths[(round + offset) % paths.count]
-                samples[path, default: []] += try await latencySamples(path, count: perRound, rate: rate)
+                samples[path, default: []] += try await latencySamples(path, round: round, count: perRound, rate: rate)
             }
         }
         result.count = perRound * rounds
@@ -155,14 +155,15 @@ final class BenchRun {
         return result
     }
 
-    /// One round of one path: a fresh sender and receiver, `count` notifications.
-    private func latencySamples(_ path: LatencyResult.Path, count: Int, rate: Int) async throws -> [UInt64] {
+    /// One round of one path: a fresh sender and receiver (on a channel of their own),
+    /// `count` notifications.
+    private func latencySamples(_ path: LatencyResult.Path, round: Int, count: Int, rate: Int) async throws -> [UInt64] {
         let paced = ["--count", "\(count)", "--rate", "\(rate)"]
         let receiver: Worker
         let sender: Worker
         switch path {
         case .bus, .futex:
-            let channel = "bench/latency-\(path.rawValue)"
+            let channel = "bench/latency-\(path.rawValue)-\(round)"
             sender = try await worker("paced-pub", ["--channel", channel, "--size", "4096"] + paced)
             receiver = try await worker("latency-sub", ["--channel", channel, "--count", "\(count)", "--wait", path.rawValue])
         case .bareSignal:
