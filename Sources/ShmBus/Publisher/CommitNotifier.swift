@@ -20,11 +20,7 @@ public struct CommittedRange: Sendable, Hashable {
         self.lastSequence = lastSequence
     }
 
-    /// Extends this range by a later one in the same segment.
-    mutating func extend(with later: CommittedRange) {
-        endOffset = later.endOffset
-        lastSequence = later.lastSequence
-    }
+
 }
 
 /// Emits `org.shmbus.Publisher1.Committed` for a channel, coalescing under load.
@@ -58,20 +54,32 @@ final class CommitNotifier: Sendable {
     /// How many `Committed` signals were emitted.
     var signalsSent: UInt64 { state.withLock { $0.signalsSent } }
 
-    /// Records a commit; emits now or schedules the coalesced emission.
+    /// Records commits; emits now or schedules the coalesced emission.
     func committed(_ range: CommittedRange) {
+        committed(
+            segment: range.segment, generation: range.generation, startOffset: range.startOffset, endOffset: range.endOffset,
+            firstSequence: range.firstSequence, lastSequence: range.lastSequence)
+    }
+
+    /// Records commits in generation `generation` of the channel (segment `segment`);
+    /// emits now or schedules the coalesced emission.
+    ///
+    /// This runs for every chunk a publisher commits, so a commit that joins the pending
+    /// range extends it in place: `segment` is copied (a reference count bump) only when
+    /// a new range starts.
+    func committed(
+        segment: String, generation: UInt64, startOffset: UInt64, endOffset: UInt64, firstSequence: UInt64, lastSequence: UInt64
+    ) {
         let (toSend, scheduleAfter) = state.withLock { state -> ([CommittedRange], Duration?) in
             var out: [CommittedRange] = []
-            if var pending = state.pending {
-                if pending.segment == range.segment {
-                    pending.extend(with: range)
-                    state.pending = pending
-                } else {
-                    out.append(pending)
-                    state.pending = range
-                }
+            if state.pending?.generation == generation {
+                state.pending?.endOffset = endOffset
+                state.pending?.lastSequence = lastSequence
             } else {
-                state.pending = range
+                if let previous = state.pending { out.append(previous) }
+                state.pending = CommittedRange(
+                    segment: segment, generation: generation, startOffset: startOffset, endOffset: endOffset,
+                    firstSequence: firstSequence, lastSequence: lastSequence)
             }
             // While a flush is scheduled, commits only extend the pending range: no clock read.
             if state.flushScheduled { return (out, nil) }

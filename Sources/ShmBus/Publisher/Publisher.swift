@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SharedSegments
 import Locking
+import Synchronization
 
 /// The single writer of a channel: publishes chunks into sealed shared memory and
 /// announces them on the bus.
@@ -46,6 +47,9 @@ public final class Publisher: Sendable {
     let notifier: CommitNotifier
     private let registrar: AsyncStream<RegistrarJob>.Continuation
     private let segmentNames = Lock<SegmentState>(SegmentState())
+    /// Rotations queued, not yet registered. `flush` waiters are resumed under
+    /// `segmentNames` once it has fallen to zero.
+    private let pendingRotations = Atomic<Int>(0)
     private let tasks = Lock<[Task<Void, Never>]>([])
     private let export = Lock<DBusExport?>(nil)
     let logger: Logger
@@ -54,8 +58,6 @@ public final class Publisher: Sendable {
         /// The segment of ours that the running registry has as the channel's current
         /// one; empty after the registry went away.
         var registered = ""
-        /// Rotations queued, not yet registered.
-        var pending = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -159,7 +161,7 @@ public final class Publisher: Sendable {
         key: String = "", length: UInt64, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws -> PublishedChunk {
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
-        let (appended, job) = try writer.withLock { writer throws -> (Committed, Registration?) in
+        let (chunk, record, job) = try writer.withLock { writer throws -> (PublishedChunk, Range<UInt64>, Registration?) in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
                 reservation = try writer.reserve(length: length, key: key, expiresAt: expiry)
@@ -174,26 +176,32 @@ public final class Publisher: Sendable {
                 if let job { enqueue(job) }
                 throw error
             }
+            let appended: ChannelWriter.Appended
             do throws(SegmentError) {
-                return (Committed(try writer.commit(reservation)), job)
+                appended = try writer.commit(reservation)
             } catch {
                 throw ShmBusError(.invalidArgument, error.message)
             }
+            let chunk = PublishedChunk(
+                segment: appended.segmentName, generation: appended.generation, offset: appended.payloadOffset,
+                length: appended.length, sequence: appended.sequence)
+            return (chunk, appended.recordOffset..<appended.recordEnd, job)
         }
         if let job { enqueue(job) }
         // A new generation is announced once it is registered (see the registrar).
         if !isRotationPending {
-            notifier.committed(appended.range)
+            notifier.committed(
+                segment: chunk.segment, generation: chunk.generation, startOffset: record.lowerBound, endOffset: record.upperBound,
+                firstSequence: chunk.sequence, lastSequence: chunk.sequence)
         }
-        return PublishedChunk(
-            segment: appended.segment, generation: appended.generation, offset: appended.payloadOffset,
-            length: appended.length, sequence: appended.sequence)
+        return chunk
     }
 
-    private var isRotationPending: Bool { segmentNames.withLock { $0.pending > 0 } }
+    /// Read on every publish, so an atomic rather than a lock.
+    private var isRotationPending: Bool { pendingRotations.load(ordering: .sequentiallyConsistent) > 0 }
 
     private func enqueue(_ job: Registration) {
-        segmentNames.withLock { $0.pending += 1 }
+        pendingRotations.add(1, ordering: .sequentiallyConsistent)
         registrar.yield(.rotation(job))
     }
 
@@ -217,33 +225,6 @@ public final class Publisher: Sendable {
             new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
             newName = rotation.new.id.name
             old = rotation.old.id
-        }
-    }
-
-    /// What a commit produced, as Sendable facts.
-    struct Committed: Sendable {
-        var segment: String
-        var generation: UInt64
-        var recordOffset: UInt64
-        var recordEnd: UInt64
-        var payloadOffset: UInt64
-        var length: UInt64
-        var sequence: UInt64
-
-        init(_ appended: ChannelWriter.Appended) {
-            segment = appended.segmentName
-            generation = appended.generation
-            recordOffset = appended.recordOffset
-            recordEnd = appended.recordEnd
-            payloadOffset = appended.payloadOffset
-            length = appended.length
-            sequence = appended.sequence
-        }
-
-        var range: CommittedRange {
-            CommittedRange(
-                segment: segment, generation: generation, startOffset: recordOffset, endOffset: recordEnd,
-                firstSequence: sequence, lastSequence: sequence)
         }
     }
 
@@ -271,8 +252,10 @@ public final class Publisher: Sendable {
     /// Waits until every generation created so far is registered and announced.
     public func flush() async {
         await withCheckedContinuation { continuation in
+            // The check and the append are under the lock that the registrar drains
+            // the waiters under, after it brought the count to zero: no waiter is missed.
             let done = segmentNames.withLock { state -> Bool in
-                if state.pending == 0 { return true }
+                if pendingRotations.load(ordering: .sequentiallyConsistent) == 0 { return true }
                 state.waiters.append(continuation)
                 return false
             }
@@ -357,10 +340,7 @@ public final class Publisher: Sendable {
                 metadata: ["segment": "\(job.newName)", "error": "\(error)"])
         }
         writer.withLock { _ = $0.retire(segment: job.old) }
-        let settled = segmentNames.withLock { state -> Bool in
-            state.pending -= 1
-            return state.pending == 0
-        }
+        let settled = pendingRotations.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
         if settled {
             // Announce everything the current generation holds: commits made while it
             // was being registered were not announced yet.
