@@ -158,6 +158,10 @@ uint64_t shmbus_sum64(const void *data, size_t length) {
 #define MADV_POPULATE_READ 22
 #endif
 
+int shmbus_advise_huge_pages(void *addr, size_t length) {
+    return madvise(addr, length, MADV_HUGEPAGE);
+}
+
 int shmbus_populate_read(const void *addr, size_t length) {
     uintptr_t start = (uintptr_t)addr & ~(uintptr_t)4095;
     size_t span = ((uintptr_t)addr + length) - start;

@@ -87,6 +87,13 @@ uint64_t shmbus_sum64(const void *data, size_t length);
  * -1 with errno set (EINVAL on older kernels). addr need not be page-aligned. */
 int shmbus_populate_read(const void *addr, size_t length);
 
+/* madvise(addr, length, MADV_HUGEPAGE): ask for transparent huge pages in a shared
+ * memory mapping. Shared memory gets them only where the administrator allows it
+ * (/sys/kernel/mm/transparent_hugepage/shmem_enabled is advise, within_size or
+ * always); elsewhere the call succeeds and changes nothing. Returns 0 or -1 with errno
+ * set (EINVAL on kernels without THP). addr must be page-aligned. */
+int shmbus_advise_huge_pages(void *addr, size_t length);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,9 @@ public final class ChannelWriter {
     public var policy: GarbageCollectionPolicy
     /// Capacity of new generations.
     public var capacity: UInt64
+    /// Whether new generations ask for transparent huge pages (see
+    /// ``SegmentWriter/init(channel:capacity:generation:baseSequence:hugePages:)``).
+    public let hugePages: Bool
     /// The last sequence assigned.
     @exclusivity(unchecked) public private(set) var lastSequence: UInt64
     /// Where the live chunk of each key is in ``current``.
@@ -33,13 +36,16 @@ public final class ChannelWriter {
 
     /// Creates the channel's first segment (generation 1).
     public init(
-        channel: String, capacity: UInt64, policy: GarbageCollectionPolicy = .default, firstSequence: UInt64 = 1
+        channel: String, capacity: UInt64, policy: GarbageCollectionPolicy = .default, firstSequence: UInt64 = 1,
+        hugePages: Bool = false
     ) throws(SegmentError) {
         self.channel = channel
         self.capacity = try Self.roundedCapacity(capacity)
         self.policy = policy
+        self.hugePages = hugePages
         lastSequence = firstSequence - 1
-        current = try SegmentWriter(channel: channel, capacity: self.capacity, generation: 1, baseSequence: lastSequence)
+        current = try SegmentWriter(
+            channel: channel, capacity: self.capacity, generation: 1, baseSequence: lastSequence, hugePages: hugePages)
         doorbell = try Doorbell.create()
     }
 
@@ -221,7 +227,8 @@ public final class ChannelWriter {
         let copied = live.suffix(kept)
 
         let new = try SegmentWriter(
-            channel: channel, capacity: capacity, generation: old.header.generation + 1, baseSequence: lastSequence)
+            channel: channel, capacity: capacity, generation: old.header.generation + 1, baseSequence: lastSequence,
+            hugePages: hugePages)
         var newIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
         var end = UInt64(L.headerSize)
         for record in copied {

@@ -64,6 +64,10 @@ struct MachineInfo: Codable, Sendable {
     var cpu: String
     var busDaemon: String
     var build: String
+    /// The transparent-huge-page mode for shared memory (the bracketed word of
+    /// /sys/kernel/mm/transparent_hugepage/shmem_enabled): whether segments can get
+    /// huge pages, which decides what a reader pays to map a large chunk.
+    var shmemHugePages: String
 
     static func current() async -> MachineInfo {
         var name = utsname()
@@ -84,9 +88,11 @@ struct MachineInfo: Codable, Sendable {
         #else
         let build = "release"
         #endif
+        let shmemHugePages = (try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/shmem_enabled", encoding: .utf8))
+            .flatMap { $0.split(separator: "[").dropFirst().first?.split(separator: "]").first.map(String.init) } ?? "unavailable"
         return MachineInfo(
             cores: ProcessInfo.processInfo.activeProcessorCount,
             memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30), kernel: kernel, cpu: cpu,
-            busDaemon: busDaemon, build: build)
+            busDaemon: busDaemon, build: build, shmemHugePages: shmemHugePages)
     }
 }

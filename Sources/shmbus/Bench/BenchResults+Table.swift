@@ -6,7 +6,7 @@ extension BenchResults {
     var table: String {
         var parts = [
             "machine: \(machine.cores) cores, \(f(machine.memoryGiB, 1)) GiB, \(machine.cpu), Linux \(machine.kernel), "
-                + "\(machine.busDaemon), \(machine.build) build"
+                + "\(machine.busDaemon), \(machine.build) build, shared-memory huge pages: \(machine.shmemHugePages)"
         ]
         if !blobs.isEmpty { parts.append(blobTable) }
         if let latency { parts.append(Self.latencyTable(latency)) }
