@@ -28,6 +28,9 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Segment capacity (default: enough for the input, at least 64MiB).")
     var capacity: ByteCount?
 
+    @Flag(inversion: .prefixedNo, help: "Ask for transparent huge pages for the segment (where shmem_enabled allows them).")
+    var hugePages = true
+
     @Flag(help: "Stay running (and keep non-persistent segments) until SIGINT or SIGTERM.")
     var hold = false
 
@@ -50,6 +53,7 @@ struct Publish: AsyncParsableCommand {
             let needed = UInt64(SegmentLayout.headerSize + SegmentLayout.recordHeaderSize + 256 + 64) + input.size
             options.capacity = capacity?.bytes ?? max(64 << 20, (needed + 4095) / 4096 * 4096)
             options.persistent = persistent
+            options.hugePages = hugePages
             options.ttl = ttl.map { .seconds(Int64($0)) }
             let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)
             var progress = ProgressBar(total: input.size, label: "publishing")
