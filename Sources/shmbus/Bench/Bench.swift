@@ -66,8 +66,8 @@ struct Bench: AsyncParsableCommand {
             if parts.contains(.throughput) {
                 progress("small-chunk throughput")
                 results.throughput = [
-                    try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3),
-                    try await run.flood(subscribers: 4, seconds: quick ? 0.5 : 3),
+                    try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3, rounds: quick ? 1 : 3),
+                    try await run.flood(subscribers: 4, seconds: quick ? 0.5 : 3, rounds: quick ? 1 : 3),
                 ]
             }
             if parts.contains(.views) {

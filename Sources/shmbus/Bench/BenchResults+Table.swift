@@ -45,16 +45,18 @@ extension BenchResults {
     }
 
     private var throughputTable: String {
-        var table = TextTable("SUBSCRIBERS", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S")
+        var table = TextTable(
+            "SUBSCRIBERS", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S", "ALL ROUNDS (published/s)")
         for t in throughput {
             table.add(
                 "\(t.subscribers)", f(t.publishedPerSecond, 0), t.subscriberResults.map { f($0.receivedPerSecond, 0) }.joined(separator: ", "),
                 t.subscriberResults.map { f($0.lagMilliseconds, 1) }.joined(separator: ", "),
                 "\(t.subscriberResults.map { Int(t.published) - Int($0.received) }.max() ?? 0)",
-                t.subscriberResults.allSatisfy(\.inOrder) ? "yes" : "no", "\(t.signals)", f(t.signalsPerSecond, 0))
+                t.subscriberResults.allSatisfy(\.inOrder) ? "yes" : "no", "\(t.signals)", f(t.signalsPerSecond, 0),
+                t.publishedPerSecondByRound.map { f($0, 0) }.joined(separator: ", ") + (t.everyRoundComplete ? "" : " (some lost)"))
         }
         return """
-            3. Small-chunk throughput, 64-byte chunks as fast as the publisher goes
+            3. Small-chunk throughput, 64-byte chunks as fast as the publisher goes: the median of \(throughput.first?.publishedPerSecondByRound.count ?? 0) rounds
             \(table.rendered)
             """
     }

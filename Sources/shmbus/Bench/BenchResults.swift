@@ -62,6 +62,17 @@ struct ThroughputResult: Codable, Sendable {
     var signals: UInt64
     var signalsPerSecond: Double
     var subscriberResults: [Subscriber] = []
+    /// Chunks published per second in each round, in the order they ran; the other
+    /// figures are the median round's.
+    var publishedPerSecondByRound: [Double] = []
+    /// Every round delivered every chunk to every subscriber, in order.
+    var everyRoundComplete = true
+
+    /// This round delivered every chunk to every subscriber, in order.
+    var isComplete: Bool {
+        subscriberResults.count == subscribers
+            && subscriberResults.allSatisfy { $0.inOrder && $0.missed == 0 && $0.received == published }
+    }
 }
 
 struct ViewResult: Codable, Sendable {
@@ -89,10 +100,7 @@ struct BenchResults: Codable, Sendable {
     /// Every transfer arrived intact, and no subscriber lost or reordered a chunk.
     var allCorrect: Bool {
         blobs.allSatisfy { $0.errors == 0 }
-            && throughput.allSatisfy { run in
-                run.subscriberResults.count == run.subscribers
-                    && run.subscriberResults.allSatisfy { $0.inOrder && $0.missed == 0 && $0.received == run.published }
-            }
+            && throughput.allSatisfy { $0.isComplete && $0.everyRoundComplete }
     }
 
     enum CodingKeys: String, CodingKey {
