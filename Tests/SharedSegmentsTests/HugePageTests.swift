@@ -4,8 +4,10 @@ import Testing
 
 /// Segments ask for transparent huge pages (or not) as told: the kernel records the
 /// advice on the mapping as the `hg` flag in /proc/self/smaps, whatever the system's
-/// `shmem_enabled` makes of it.
-@Suite struct HugePageTests {
+/// `shmem_enabled` makes of it. Kernels built without THP refuse the advice (EINVAL,
+/// which the writer ignores) and have no /sys/kernel/mm/transparent_hugepage.
+@Suite(.enabled(if: FileManager.default.fileExists(atPath: "/sys/kernel/mm/transparent_hugepage"), "a kernel with transparent huge pages"))
+struct HugePageTests {
     /// The `VmFlags` of each of this process's mappings of memfds named
     /// `shmbus:<channel>` (every generation of a channel has that name).
     static func vmFlags(ofSegmentsFor channel: String) throws -> [[Substring]] {

@@ -20,7 +20,13 @@ public struct CommittedRange: Sendable, Hashable {
         self.lastSequence = lastSequence
     }
 
-
+    /// Grows this range to cover another one in the same segment as well.
+    mutating func cover(startOffset: UInt64, endOffset: UInt64, firstSequence: UInt64, lastSequence: UInt64) {
+        self.startOffset = min(self.startOffset, startOffset)
+        self.endOffset = max(self.endOffset, endOffset)
+        self.firstSequence = min(self.firstSequence, firstSequence)
+        self.lastSequence = max(self.lastSequence, lastSequence)
+    }
 }
 
 /// Emits `org.shmbus.Publisher1.Committed` for a channel, coalescing under load.
@@ -73,14 +79,18 @@ final class CommitNotifier: Sendable {
         let (toSend, scheduleAfter) = state.withLock { state -> ([CommittedRange], Duration?) in
             var out: [CommittedRange] = []
             if state.pending?.generation == generation {
-                state.pending?.endOffset = endOffset
-                state.pending?.lastSequence = lastSequence
+                // The union, not just a later end: the registrar's whole-generation range
+                // can arrive after a publisher's own commit, or be read before it.
+                state.pending?.cover(startOffset: startOffset, endOffset: endOffset, firstSequence: firstSequence, lastSequence: lastSequence)
             } else {
+                // A new generation: the previous one's range goes out now, so that no
+                // range spans two segments.
                 if let previous = state.pending { out.append(previous) }
                 state.pending = CommittedRange(
                     segment: segment, generation: generation, startOffset: startOffset, endOffset: endOffset,
                     firstSequence: firstSequence, lastSequence: lastSequence)
             }
+            state.signalsSent += UInt64(out.count)
             // While a flush is scheduled, commits only extend the pending range: no clock read.
             if state.flushScheduled { return (out, nil) }
             let now = ContinuousClock.now
@@ -91,7 +101,7 @@ final class CommitNotifier: Sendable {
             if let pending = state.pending { out.append(pending) }
             state.pending = nil
             state.lastSent = now
-            state.signalsSent += UInt64(out.count)
+            state.signalsSent += 1
             return (out, nil)
         }
         for range in toSend { emit(range) }

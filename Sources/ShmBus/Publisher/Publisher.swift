@@ -54,8 +54,9 @@ public final class Publisher: Sendable {
     let notifier: CommitNotifier
     private let registrar: AsyncStream<RegistrarJob>.Continuation
     private let segmentNames = Lock<SegmentState>(SegmentState())
-    /// Rotations queued, not yet registered. `flush` waiters are resumed under
-    /// `segmentNames` once it has fallen to zero.
+    /// Rotations queued, not yet registered: while there are any, commits are not
+    /// announced one by one (the registrar announces the whole current generation once
+    /// the last one is registered). Read on every publish, so an atomic.
     private let pendingRotations = Atomic<Int>(0)
     private let tasks = Lock<[Task<Void, Never>]>([])
     private let export = Lock<DBusExport?>(nil)
@@ -65,6 +66,9 @@ public final class Publisher: Sendable {
         /// The segment of ours that the running registry has as the channel's current
         /// one; empty after the registry went away.
         var registered = ""
+        /// Rotations queued and not yet registered *and announced*: `flush` waits
+        /// until this is zero. Lowered, and the waiters drained, in one lock section.
+        var unsettled = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -169,19 +173,21 @@ public final class Publisher: Sendable {
         key: String = "", length: UInt64, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws -> PublishedChunk {
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
-        let (chunk, record, job) = try writer.withLock { writer throws -> (PublishedChunk, Range<UInt64>, Registration?) in
+        let (chunk, record) = try writer.withLock { writer throws -> (PublishedChunk, Range<UInt64>) in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
                 reservation = try writer.reserve(length: length, key: key, expiresAt: expiry)
             } catch {
                 throw ShmBusError(.invalidArgument, error.message)
             }
-            let job = try reservation.rotation.map(Registration.init)
+            // Queued while the writer is still locked, so that no commit into the new
+            // generation can see no rotation pending and announce it before it is
+            // registered; and before anything below can fail and lose it.
+            if let rotation = reservation.rotation { enqueue(try Registration(rotation)) }
             do {
                 try fill(reservation.buffer)
             } catch {
                 writer.abandon(reservation)
-                if let job { enqueue(job) }
                 throw error
             }
             let appended: ChannelWriter.Appended
@@ -193,9 +199,8 @@ public final class Publisher: Sendable {
             let chunk = PublishedChunk(
                 segment: appended.segmentName, generation: appended.generation, offset: appended.payloadOffset,
                 length: appended.length, sequence: appended.sequence)
-            return (chunk, appended.recordOffset..<appended.recordEnd, job)
+            return (chunk, appended.recordOffset..<appended.recordEnd)
         }
-        if let job { enqueue(job) }
         // A new generation is announced once it is registered (see the registrar).
         if !isRotationPending {
             notifier.committed(
@@ -205,11 +210,13 @@ public final class Publisher: Sendable {
         return chunk
     }
 
-    /// Read on every publish, so an atomic rather than a lock.
     private var isRotationPending: Bool { pendingRotations.load(ordering: .sequentiallyConsistent) > 0 }
 
+    /// Queues a rotation for the registrar. Called with the writer locked, right where
+    /// the rotation happened.
     private func enqueue(_ job: Registration) {
         pendingRotations.add(1, ordering: .sequentiallyConsistent)
+        segmentNames.withLock { $0.unsettled += 1 }
         registrar.yield(.rotation(job))
     }
 
@@ -238,16 +245,15 @@ public final class Publisher: Sendable {
 
     /// Collects garbage now: copies the live chunks into a new generation.
     public func collectGarbage() throws {
-        let job = try writer.withLock { writer throws -> Registration in
+        try writer.withLock { writer throws in
             let rotation: ChannelWriter.Rotation
             do throws(SegmentError) {
                 rotation = try writer.collectGarbage()
             } catch {
                 throw ShmBusError(.invalidArgument, error.message)
             }
-            return try Registration(rotation)
+            enqueue(try Registration(rotation))
         }
-        enqueue(job)
     }
 
     /// The segment chunks are published into now.
@@ -260,10 +266,8 @@ public final class Publisher: Sendable {
     /// Waits until every generation created so far is registered and announced.
     public func flush() async {
         await withCheckedContinuation { continuation in
-            // The check and the append are under the lock that the registrar drains
-            // the waiters under, after it brought the count to zero: no waiter is missed.
             let done = segmentNames.withLock { state -> Bool in
-                if pendingRotations.load(ordering: .sequentiallyConsistent) == 0 { return true }
+                if state.unsettled == 0 { return true }
                 state.waiters.append(continuation)
                 return false
             }
@@ -348,17 +352,21 @@ public final class Publisher: Sendable {
                 metadata: ["segment": "\(job.newName)", "error": "\(error)"])
         }
         writer.withLock { _ = $0.retire(segment: job.old) }
-        let settled = pendingRotations.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
-        if settled {
+        // Publishers announce their own commits again from here on. Any commit that saw
+        // a rotation pending happened before this, so the range read below covers it.
+        if pendingRotations.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
             // Announce everything the current generation holds: commits made while it
             // was being registered were not announced yet.
             if let announce = writer.withLock({ Self.wholeRange(of: $0) }) { notifier.committed(announce) }
-            let waiters = segmentNames.withLock { state in
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
         }
+        // Only now, registered and announced, does the rotation stop holding up `flush`.
+        let waiters = segmentNames.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.unsettled -= 1
+            guard state.unsettled == 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Registers `segment` as the channel's current one, replacing the segment of ours

@@ -39,13 +39,16 @@ struct Bench: AsyncParsableCommand {
     /// not a part silently skipped.
     func parts() throws -> Set<Part> {
         guard let only else { return Set(Part.allCases) }
-        return try Set(
+        let names = Part.allCases.map(\.rawValue).joined(separator: ", ")
+        let parts = try Set(
             only.split(separator: ",").map { name in
                 guard let part = Part(rawValue: String(name)) else {
-                    throw ValidationError("--only: '\(name)' is not one of \(Part.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw ValidationError("--only: '\(name)' is not one of \(names)")
                 }
                 return part
             })
+        guard !parts.isEmpty else { throw ValidationError("--only: name at least one of \(names)") }
+        return parts
     }
 
     func run() async throws {

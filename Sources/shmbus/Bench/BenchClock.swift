@@ -20,7 +20,7 @@ func benchChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
 }
 
 /// Percentiles of nanosecond samples (HdrHistogram, three significant digits).
-struct Samples: Codable, Sendable {
+struct Samples: Encodable, Sendable {
     var count: Int
     var p50: Double
     var p99: Double
@@ -57,7 +57,7 @@ func residentAnonymousBytes() -> UInt64 {
 }
 
 /// The machine a run happened on.
-struct MachineInfo: Codable, Sendable {
+struct MachineInfo: Encodable, Sendable {
     var cores: Int
     var memoryGiB: Double
     var kernel: String

@@ -1,6 +1,6 @@
 import Foundation
 
-struct BlobResult: Codable, Sendable {
+struct BlobResult: Encodable, Sendable {
     var size: UInt64
     /// Zero-copy publishing: the bytes are already in the segment when the clock starts.
     var shmbus = Samples(nanoseconds: [])
@@ -21,7 +21,7 @@ struct BlobResult: Codable, Sendable {
     init(size: UInt64) { self.size = size }
 }
 
-struct LatencyResult: Codable, Sendable {
+struct LatencyResult: Encodable, Sendable {
     var count: Int
     var rate: Int
     var size: Int
@@ -32,7 +32,7 @@ struct LatencyResult: Codable, Sendable {
     /// A cross-process `FUTEX_WAKE` -> waiter running, no ShmBus in between.
     var bareFutex = Samples(nanoseconds: [])
 
-    /// What each measurement is; the raw values double as the workers' `--wait`.
+    /// What each measurement is; `bus` and `futex` double as `latency-sub --wait` values.
     enum Path: String, CaseIterable {
         case bus, futex, bareSignal, bareFutex
     }
@@ -42,8 +42,8 @@ struct LatencyResult: Codable, Sendable {
     var futexOverBareFutex: Double { futexPath.p50 / bareFutex.p50 }
 }
 
-struct ThroughputResult: Codable, Sendable {
-    struct Subscriber: Codable, Sendable {
+struct ThroughputResult: Encodable, Sendable {
+    struct Subscriber: Encodable, Sendable {
         var received: UInt64
         var missed: UInt64
         var inOrder: Bool
@@ -75,7 +75,7 @@ struct ThroughputResult: Codable, Sendable {
     }
 }
 
-struct ViewResult: Codable, Sendable {
+struct ViewResult: Encodable, Sendable {
     var smallSize: UInt64
     var bigSize: UInt64
     var smallP50Microseconds: Double
@@ -87,7 +87,7 @@ struct ViewResult: Codable, Sendable {
     var bigOverSmall: Double { bigP50Microseconds / smallP50Microseconds }
 }
 
-struct BenchResults: Codable, Sendable {
+struct BenchResults: Encodable, Sendable {
     var machine: MachineInfo
     var quick: Bool
     var blobs: [BlobResult] = []
@@ -107,7 +107,7 @@ struct BenchResults: Codable, Sendable {
         case machine, quick, blobs, latency, throughput, views, ratios
     }
 
-    struct Ratios: Codable {
+    struct Ratios: Encodable {
         var dbusOverShmbusAt64MiB: Double?
         var shmbusOverMemcpyAt64MiB: Double?
         var shmbusOverFreshMemcpyAt64MiB: Double?
@@ -140,15 +140,5 @@ struct BenchResults: Codable, Sendable {
     init(machine: MachineInfo, quick: Bool) {
         self.machine = machine
         self.quick = quick
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        machine = try container.decode(MachineInfo.self, forKey: .machine)
-        quick = try container.decode(Bool.self, forKey: .quick)
-        blobs = try container.decode([BlobResult].self, forKey: .blobs)
-        latency = try container.decodeIfPresent(LatencyResult.self, forKey: .latency)
-        throughput = try container.decode([ThroughputResult].self, forKey: .throughput)
-        views = try container.decodeIfPresent(ViewResult.self, forKey: .views)
     }
 }
