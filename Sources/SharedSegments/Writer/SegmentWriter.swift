@@ -91,6 +91,18 @@ public final class SegmentWriter {
         return (offset, layout.length, payload)
     }
 
+    /// The sequence of the last committed record, as the header says (baseSequence
+    /// while the segment is empty).
+    public var lastSequence: UInt64 { mapping.load(SegmentLayout.lastSequenceOffset, as: UInt64.self) }
+
+    /// The sequence of the first record, nil while the segment is empty. After garbage
+    /// collection that is a copied chunk's, at or below `header.baseSequence`.
+    public var firstSequence: UInt64? {
+        let L = SegmentLayout.self
+        guard committedEnd > UInt64(L.headerSize) else { return nil }
+        return mapping.load(L.headerSize + L.recordSequenceOffset, as: UInt64.self)
+    }
+
     /// Publishes everything below `end`: a release store of the commit word, then of
     /// the last sequence (docs/FORMAT.md, "Commit protocol").
     func commit(end: UInt64, sequence: UInt64, recordLength: UInt64) {

@@ -234,11 +234,13 @@ public final class Publisher: Sendable {
     struct Registration: Sendable {
         var new: UnixFileDescriptor
         var newName: String
+        var newGeneration: UInt64
         var old: SegmentID
 
         init(_ rotation: ChannelWriter.Rotation) throws {
             new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
             newName = rotation.new.id.name
+            newGeneration = rotation.new.header.generation
             old = rotation.old.id
         }
     }
@@ -352,12 +354,16 @@ public final class Publisher: Sendable {
                 metadata: ["segment": "\(job.newName)", "error": "\(error)"])
         }
         writer.withLock { _ = $0.retire(segment: job.old) }
-        // Publishers announce their own commits again from here on. Any commit that saw
-        // a rotation pending happened before this, so the range read below covers it.
-        if pendingRotations.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
-            // Announce everything the current generation holds: commits made while it
-            // was being registered were not announced yet.
-            if let announce = writer.withLock({ Self.wholeRange(of: $0) }) { notifier.committed(announce) }
+        // When this was the last rotation pending, publishers announce their own commits
+        // again from here on.
+        pendingRotations.subtract(1, ordering: .sequentiallyConsistent)
+        // Announce everything the generation just registered holds: nobody announced the
+        // commits made into it while it waited. The range is read after the decrement,
+        // so it covers every commit that saw a rotation pending; if a later generation
+        // has replaced it meanwhile, this one is complete, and the later one's job
+        // announces the later one.
+        if let announce = writer.withLock({ Self.wholeRange(ofGeneration: job.newGeneration, in: $0) }) {
+            notifier.committed(announce)
         }
         // Only now, registered and announced, does the rotation stop holding up `flush`.
         let waiters = segmentNames.withLock { state -> [CheckedContinuation<Void, Never>] in
@@ -405,14 +411,15 @@ public final class Publisher: Sendable {
         }
     }
 
-    /// The range of every record in the writer's current segment, nil when empty.
-    static func wholeRange(of writer: ChannelWriter) -> CommittedRange? {
-        let segment = writer.current
-        let start = UInt64(SegmentLayout.headerSize)
-        guard segment.committedEnd > start else { return nil }
+    /// The range of every record in the writer's segment of `generation` (the current
+    /// one, or one not retired yet), copied chunks included; nil when it is empty or gone.
+    static func wholeRange(ofGeneration generation: UInt64, in writer: ChannelWriter) -> CommittedRange? {
+        let candidates = [writer.current] + writer.unretired.flatMap { [$0.new, $0.old] }
+        guard let segment = candidates.first(where: { $0.header.generation == generation }) else { return nil }
+        guard let first = segment.firstSequence else { return nil }
         return CommittedRange(
-            segment: segment.id.name, generation: segment.header.generation, startOffset: start,
-            endOffset: segment.committedEnd, firstSequence: segment.header.baseSequence + 1, lastSequence: writer.lastSequence)
+            segment: segment.id.name, generation: generation, startOffset: UInt64(SegmentLayout.headerSize),
+            endOffset: segment.committedEnd, firstSequence: first, lastSequence: segment.lastSequence)
     }
 
     /// Re-registers the current segment whenever a registry (re)appears on the bus.
