@@ -31,6 +31,18 @@ public final class ChannelWriter {
     @exclusivity(unchecked) private var keyIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
     /// Rotations whose old segment is not retired yet, oldest first.
     @exclusivity(unchecked) public private(set) var unretired: [Rotation] = []
+
+    /// The segments readers may still need: the current one and every one not retired
+    /// yet (a rotation's old segment, and its new one if a later rotation replaced it).
+    public var liveSegments: [SegmentWriter] {
+        var segments = [current]
+        for rotation in unretired {
+            for segment in [rotation.old, rotation.new] where !segments.contains(where: { $0 === segment }) {
+                segments.append(segment)
+            }
+        }
+        return segments
+    }
     @exclusivity(unchecked) private var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8])?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 

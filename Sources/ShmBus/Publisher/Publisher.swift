@@ -4,6 +4,7 @@ import Logging
 import SharedSegments
 import Locking
 import Synchronization
+import SystemPackage
 
 /// The single writer of a channel: publishes chunks into sealed shared memory and
 /// announces them on the bus.
@@ -292,10 +293,38 @@ public final class Publisher: Sendable {
 
     private func exportObject() async throws {
         let channel = self.channel
+        let writer = self.writer
         let interface = try ShmBusProtocol.publisherInterface()
             .implementingProperty("Channels", get: { .array(.string, [.string(channel)]) })
+            .implementingProperty("CurrentSegment", get: { .string(writer.withLock { $0.current.id.name }) })
+            .implementing([
+                "OpenSegment": { call in
+                    let name = try call.arguments.decode(String.self)
+                    do {
+                        return [.unixFD(try Self.readOnlyDescriptor(of: name, in: writer))]
+                    } catch let error as ShmBusError {
+                        throw error.dbusError
+                    }
+                }
+            ])
         let handle = try await connection.export([interface], at: ShmBusProtocol.publisherPath)
         export.withLock { $0 = handle }
+    }
+
+    /// A read-only descriptor of the segment `name` if readers may still need it (the
+    /// current one or one not retired yet): what `Publisher1.OpenSegment` hands out.
+    static func readOnlyDescriptor(of name: String, in writer: Lock<ChannelWriter>) throws(ShmBusError) -> UnixFileDescriptor {
+        let result = writer.withLock { writer -> Result<FileDescriptor, ShmBusError> in
+            guard let segment = writer.liveSegments.first(where: { $0.id.name == name }) else {
+                return .failure(ShmBusError(.notFound, "segment '\(name)' is not one this publisher still serves"))
+            }
+            do throws(SegmentError) {
+                return .success(try Memfd.reopenReadOnly(segment.fileDescriptor))
+            } catch {
+                return .failure(ShmBusError(.bus, "segment '\(name)': \(error.message)"))
+            }
+        }
+        return UnixFileDescriptor(taking: try result.get())
     }
 
     /// A descriptor of the current segment of our own (to send to the registry), and
@@ -414,8 +443,7 @@ public final class Publisher: Sendable {
     /// The range of every record in the writer's segment of `generation` (the current
     /// one, or one not retired yet), copied chunks included; nil when it is empty or gone.
     static func wholeRange(ofGeneration generation: UInt64, in writer: ChannelWriter) -> CommittedRange? {
-        let candidates = [writer.current] + writer.unretired.flatMap { [$0.new, $0.old] }
-        guard let segment = candidates.first(where: { $0.header.generation == generation }) else { return nil }
+        guard let segment = writer.liveSegments.first(where: { $0.header.generation == generation }) else { return nil }
         guard let first = segment.firstSequence else { return nil }
         return CommittedRange(
             segment: segment.id.name, generation: generation, startOffset: UInt64(SegmentLayout.headerSize),

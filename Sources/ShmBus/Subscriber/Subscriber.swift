@@ -429,9 +429,11 @@ public final class Subscriber: AsyncSequence, Sendable {
         }
     }
 
-    /// Moves to the successor of a retired segment. If the registry no longer has it
-    /// (this subscriber fell two collections behind), moves to the channel's current
-    /// segment; the cursor then reports what was lost as a gap.
+    /// Moves to the successor of a retired segment, opened through the registry, or
+    /// through its publisher (`Publisher1.OpenSegment`) when the registry does not have
+    /// it or is away. If neither has it (this subscriber fell two collections behind),
+    /// moves to the channel's current segment; the cursor then reports what was lost as
+    /// a gap.
     func follow(_ successor: SegmentID) async throws {
         var deadline = ContinuousClock.now + .seconds(10)
         let mine = reading.withLock { $0.cursor.segment.name }
@@ -439,6 +441,14 @@ public final class Subscriber: AsyncSequence, Sendable {
             do {
                 if let (reader, doorbell) = try await Self.openIfRegistered(successor.name, registry: registry) {
                     move(to: reader, doorbell: doorbell)
+                    return
+                }
+                // Not in the registry: not yet (a restarted registry learns only the
+                // publisher's current segment), or not any more. Its writer serves it
+                // as long as it is not retired, which saves the chunks a jump to the
+                // current segment would skip.
+                if let reader = await openFromOwner(successor.name) {
+                    move(to: reader, doorbell: nil)
                     return
                 }
                 let current = try await registry.channels().first { $0.name == channel }?.currentSegment ?? ""
@@ -449,8 +459,21 @@ public final class Subscriber: AsyncSequence, Sendable {
                     return
                 }
             } catch let error as ShmBusError where error.code == .registryUnavailable {
-                // The registry is down: the publisher registers its current segment
-                // when it is back, however long that takes. Only time with a running
+                // The registry is down. The publisher itself serves the segments its
+                // readers may still need, so a collection can be followed without it;
+                // one that it retired already (this subscriber fell two collections
+                // behind) is passed over for its current one, and the cursor reports
+                // the chunks in between as a gap, as it does through the registry.
+                if let reader = await openFromOwner(successor.name) {
+                    move(to: reader, doorbell: nil)
+                    return
+                }
+                if let current = await ownersCurrentSegment(), current != mine, let reader = await openFromOwner(current) {
+                    move(to: reader, doorbell: nil)
+                    return
+                }
+                // Otherwise the publisher registers its current segment when the
+                // registry is back, however long that takes. Only time with a running
                 // registry counts towards the deadline.
                 deadline = ContinuousClock.now + .seconds(10)
             }
@@ -461,6 +484,43 @@ public final class Subscriber: AsyncSequence, Sendable {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// Asks the channel's owner, as the registry last named it, for segment `name`
+    /// (`org.shmbus.Publisher1.OpenSegment`); nil when there is no owner, it does not
+    /// answer or does not serve that segment. What it sends is checked like anything
+    /// else: the seals and the header, and that it is the segment asked for, of this
+    /// channel. The doorbell stays the one this subscriber has (one per publisher).
+    func openFromOwner(_ name: String) async -> SegmentReader? {
+        guard let owner = status.withLock({ $0.owner }) else { return nil }
+        do {
+            let reply = try await connection.call(
+                destination: owner, path: ShmBusProtocol.publisherPath, interface: ShmBusProtocol.publisherInterfaceName,
+                method: "OpenSegment", [.string(name)], timeout: .seconds(5))
+            let fd = try reply.decode(UnixFileDescriptor.self)
+            let reader = try SegmentReader(fd: fd.fileDescriptor)
+            guard reader.header.name == name, reader.header.channel == channel else {
+                logger.warning(
+                    "the channel's owner sent another segment than asked for",
+                    metadata: ["asked": "\(name)", "got": "\(reader.header.name)", "channel": "\(reader.header.channel)"])
+                return nil
+            }
+            return reader
+        } catch {
+            logger.debug("the channel's owner did not serve the segment", metadata: ["segment": "\(name)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// The channel owner's `CurrentSegment`, nil when there is no owner or it does not
+    /// answer.
+    func ownersCurrentSegment() async -> String? {
+        guard let owner = status.withLock({ $0.owner }) else { return nil }
+        let reply = try? await connection.call(
+            destination: owner, path: ShmBusProtocol.publisherPath, interface: "org.freedesktop.DBus.Properties", method: "Get",
+            [.string(ShmBusProtocol.publisherInterfaceName), .string("CurrentSegment")], timeout: .seconds(5))
+        guard case .variant(.string(let name))? = reply?.first, !name.isEmpty else { return nil }
+        return name
     }
 
     /// Opens a segment, or returns nil when the registry does not have it (any more).

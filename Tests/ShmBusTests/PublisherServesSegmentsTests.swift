@@ -1,0 +1,105 @@
+import DBus
+import Foundation
+import Glibc
+import Locking
+import ShmBus
+import TestSupport
+import Testing
+
+/// `org.shmbus.Publisher1.OpenSegment`: a publisher hands out its own segments that
+/// readers may still need, so that subscribers follow garbage collection while the
+/// registry is gone, and any D-Bus binding can open them.
+@Suite struct PublisherServesSegmentsTests {
+    static func publish(_ publisher: Publisher, _ count: Int) throws {
+        for _ in 0..<count {
+            let next = publisher.lastSequence + 1
+            try publisher.publish(length: 1024) { TestPayload.fill($0, sequence: next) }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aSubscriberFollowsCollectionsWhileTheRegistryIsGone() async throws {
+        let fixture = try await RegistryFixture()
+        let watcher = try await fixture.connect()
+        var options = Publisher.Options()
+        options.capacity = 64 << 10
+        options.garbageCollection = .whenFull
+        let publisher = try await Publisher.open(channel: "unregistered", on: .address(fixture.address), options: options)
+        let subscriber = try await Subscriber.open(channel: "unregistered", on: .address(fixture.address), options: .init(start: .oldest))
+        let audit = Lock(StreamAudit(from: 1))
+        let reading = Task {
+            for try await event in subscriber { audit.withLock { $0.record(event) } }
+        }
+        try Self.publish(publisher, 10)
+        #expect(await Reliability.waitUntil(.seconds(30)) { audit.withLock { $0.delivered } == 10 } != nil)
+
+        // The registry goes away for good: nobody can open a new segment through it.
+        let daemon = try #require(fixture.daemon)
+        daemon.signal(SIGKILL)
+        daemon.waitUntilExit()
+        #expect(await Reliability.waitUntil(.seconds(30)) { (try? await watcher.nameOwner(of: ShmBusProtocol.registryName)) == .some(nil) } != nil)
+
+        // Three collections, each retiring the segment the subscriber reads, which
+        // catches up in between: it follows each through the publisher, losing nothing.
+        var segments = [publisher.currentSegment]
+        for _ in 0..<3 {
+            try publisher.collectGarbage()
+            segments.append(publisher.currentSegment)
+            try Self.publish(publisher, 10)
+            let last = publisher.lastSequence
+            let caughtUp = await Reliability.waitUntil(.seconds(60)) { audit.withLock { $0.next ?? 0 } > last }
+            #expect(caughtUp != nil, "the subscriber reached \(String(describing: audit.withLock { $0.next })) of \(last + 1)")
+        }
+        let kept = audit.withLock { $0 }
+        #expect(Set(segments).count == 4, "\(segments)")
+        #expect(kept.delivered == 40 && kept.missed == 0 && kept.gaps.isEmpty, "nothing skipped: \(kept.delivered) delivered, gaps \(kept.gaps)")
+
+        // Three collections at once: the segment after the one being read is retired
+        // too before the subscriber asks, so it moves to the publisher's current one and
+        // reports what it passed over as a gap of exact size.
+        for _ in 0..<3 {
+            try publisher.collectGarbage()
+            try Self.publish(publisher, 10)
+        }
+        let last = publisher.lastSequence
+        let caughtUp = await Reliability.waitUntil(.seconds(60)) { audit.withLock { $0.next ?? 0 } > last }
+        subscriber.cancel()
+        _ = await reading.result
+        let seen = audit.withLock { $0 }
+        #expect(caughtUp != nil, "the subscriber reached \(String(describing: seen.next)) of \(last + 1)")
+        #expect(seen.problems.isEmpty, "\(seen.problems.prefix(5))")
+        #expect(UInt64(seen.delivered) + seen.missed == last, "every sequence delivered or reported missing")
+        #expect(try await watcher.nameOwner(of: ShmBusProtocol.registryName) == nil, "and the registry never came back")
+        await publisher.close()
+    }
+
+    @Test func pythonOpensThePublishersSegmentReadOnlyAndSealed() async throws {
+        let fixture = try await RegistryFixture()
+        let publisher = try await Publisher.open(channel: "served", on: .address(fixture.address))
+        try publisher.publish(Array("hello from the publisher".utf8))
+        // F_SEAL_SEAL 1, SHRINK 2, GROW 4, FUTURE_WRITE 16; the header starts with its magic.
+        let script = """
+            import dbus, fcntl, mmap, os, sys
+            bus = dbus.bus.BusConnection(sys.argv[1])
+            publisher = dbus.Interface(bus.get_object(sys.argv[2], "/org/shmbus/Publisher1"), "org.shmbus.Publisher1")
+            fd = publisher.OpenSegment(sys.argv[3]).take()
+            print("seals", fcntl.fcntl(fd, 1034) & (1 | 2 | 4 | 16))
+            print("mode", os.fstat(fd).st_size, fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY)
+            try:
+                os.write(fd, b"x")
+            except OSError as e:
+                print("write", e.errno == 9)
+            m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
+            print("found", m.find(b"hello from the publisher") > 0)
+            try:
+                publisher.OpenSegment("0" * 32)
+            except dbus.DBusException as e:
+                print(e.get_dbus_name())
+            """
+        let (status, out, err) = try await BuiltProducts.run(
+            RegistryInteropTests.python, ["-c", script, fixture.address, publisher.connection.uniqueName, publisher.currentSegment])
+        #expect(status == .exited(0), "\(err)")
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines == ["seals 23", "mode \(64 << 20) True", "write True", "found True", "org.shmbus.Error.NotFound"], "\(out)\(err)")
+        await publisher.close()
+    }
+}
