@@ -266,8 +266,12 @@ public final class Subscriber: AsyncSequence, Sendable {
     public var progress: Progress? {
         reading.withLock { state in
             guard let live = try? state.cursor.segment.liveState() else { return nil }
+            // The writer stores the committed end first and the header's last sequence
+            // after it; one killed in between leaves the header a chunk behind what
+            // readers can read. What was delivered from this segment was committed.
+            let delivered = state.cursor.lastSequence
             return Progress(
-                segment: state.cursor.segment.name, committed: live.lastSequence, delivered: state.cursor.lastSequence,
+                segment: state.cursor.segment.name, committed: Swift.max(live.lastSequence, delivered ?? 0), delivered: delivered,
                 segmentRetired: live.isRetired)
         }
     }
