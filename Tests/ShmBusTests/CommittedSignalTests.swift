@@ -22,10 +22,7 @@ import Testing
     @Test func everyChunkIsAnnouncedInItsOwnSegmentThroughCollections() async throws {
         let fixture = try await RegistryFixture()
         let listener = try await fixture.connect()
-        var options = Publisher.Options()
-        options.capacity = 64 << 10
-        options.garbageCollection = .whenFull
-        let publisher = try await Publisher.open(channel: "announced", on: .address(fixture.address), options: options)
+        let publisher = try await fixture.smallSegmentPublisher(channel: "announced")
         let heard = Lock<[Range]>([])
         let handler = try await listener.onSignal(
             matching: MatchRule(

@@ -20,10 +20,7 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func aSubscriberFollowsCollectionsWhileTheRegistryIsGone() async throws {
         let fixture = try await RegistryFixture()
         let watcher = try await fixture.connect()
-        var options = Publisher.Options()
-        options.capacity = 64 << 10
-        options.garbageCollection = .whenFull
-        let publisher = try await Publisher.open(channel: "unregistered", on: .address(fixture.address), options: options)
+        let publisher = try await fixture.smallSegmentPublisher(channel: "unregistered")
         let subscriber = try await Subscriber.open(channel: "unregistered", on: .address(fixture.address), options: .init(start: .oldest))
         let audit = Lock(StreamAudit(from: 1))
         let reading = Task {

@@ -37,6 +37,15 @@ final class RegistryFixture: Sendable {
         bus.stop()
     }
 
+    /// A publisher on this bus whose segments fill after `capacity` bytes and are
+    /// collected only when full: many generations from few chunks.
+    func smallSegmentPublisher(channel: String, capacity: UInt64 = 64 << 10) async throws -> Publisher {
+        var options = Publisher.Options()
+        options.capacity = capacity
+        options.garbageCollection = .whenFull
+        return try await Publisher.open(channel: channel, on: .address(address), options: options)
+    }
+
     func connect() async throws -> DBusConnection {
         try await DBusConnection.connect(to: bus.bus)
     }
