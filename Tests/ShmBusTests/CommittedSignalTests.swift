@@ -63,8 +63,13 @@ import Testing
         // One segment name per generation, so a range never mixes two segments.
         let namesByGeneration = Dictionary(grouping: ranges, by: \.generation).mapValues { Set($0.map(\.segment)) }
         #expect(namesByGeneration.values.allSatisfy { $0.count == 1 }, "\(namesByGeneration)")
+        // Announced in its own segment and generation, by sequence and by byte range.
         let unannounced = published.filter { chunk in
-            !ranges.contains { $0.segment == chunk.segment && $0.firstSequence <= chunk.sequence && chunk.sequence <= $0.lastSequence }
+            !ranges.contains {
+                $0.segment == chunk.segment && $0.generation == chunk.generation
+                    && $0.firstSequence <= chunk.sequence && chunk.sequence <= $0.lastSequence
+                    && $0.startOffset < chunk.offset && chunk.offset + chunk.length <= $0.endOffset
+            }
         }
         let unannouncedCount = unannounced.count
         #expect(unannouncedCount == 0, "chunks never announced in their segment; the first: \(String(describing: unannounced.first))")

@@ -314,17 +314,23 @@ public final class Publisher: Sendable {
     /// A read-only descriptor of the segment `name` if readers may still need it (the
     /// current one or one not retired yet): what `Publisher1.OpenSegment` hands out.
     static func readOnlyDescriptor(of name: String, in writer: Lock<ChannelWriter>) throws(ShmBusError) -> UnixFileDescriptor {
-        let result = writer.withLock { writer -> Result<FileDescriptor, ShmBusError> in
-            guard let segment = writer.liveSegments.first(where: { $0.id.name == name }) else {
-                return .failure(ShmBusError(.notFound, "segment '\(name)' is not one this publisher still serves"))
-            }
-            do throws(SegmentError) {
-                return .success(try Memfd.reopenReadOnly(segment.fileDescriptor))
+        // Only a dup under the writer's lock (which publishing takes); the reopen
+        // through /proc, a path lookup, happens outside it.
+        let found = writer.withLock { writer -> Result<UnixFileDescriptor, ShmBusError>? in
+            guard let segment = writer.liveSegments.first(where: { $0.id.name == name }) else { return nil }
+            do throws(Errno) {
+                return .success(try UnixFileDescriptor(duplicating: segment.fileDescriptor.rawValue))
             } catch {
-                return .failure(ShmBusError(.bus, "segment '\(name)': \(error.message)"))
+                return .failure(ShmBusError(.bus, "segment '\(name)': dup: \(error)"))
             }
         }
-        return UnixFileDescriptor(taking: try result.get())
+        guard let found else { throw ShmBusError(.notFound, "segment '\(name)' is not one this publisher still serves") }
+        let writable = try found.get()
+        do throws(SegmentError) {
+            return UnixFileDescriptor(taking: try Memfd.reopenReadOnly(writable.fileDescriptor))
+        } catch {
+            throw ShmBusError(.bus, "segment '\(name)': \(error.message)")
+        }
     }
 
     /// A descriptor of the current segment of our own (to send to the registry), and

@@ -451,7 +451,7 @@ public final class Subscriber: AsyncSequence, Sendable {
                 // publisher's current segment), or not any more. Its writer serves it
                 // as long as it is not retired, which saves the chunks a jump to the
                 // current segment would skip.
-                if let reader = await openFromOwner(successor.name) {
+                if let owner = status.withLock({ $0.owner }), case .opened(let reader) = await openFromOwner(owner, successor.name) {
                     move(to: reader, doorbell: nil)
                     return
                 }
@@ -468,13 +468,22 @@ public final class Subscriber: AsyncSequence, Sendable {
                 // one that it retired already (this subscriber fell two collections
                 // behind) is passed over for its current one, and the cursor reports
                 // the chunks in between as a gap, as it does through the registry.
-                if let reader = await openFromOwner(successor.name) {
-                    move(to: reader, doorbell: nil)
-                    return
-                }
-                if let current = await ownersCurrentSegment(), current != mine, let reader = await openFromOwner(current) {
-                    move(to: reader, doorbell: nil)
-                    return
+                if let owner = status.withLock({ $0.owner }) {
+                    switch await openFromOwner(owner, successor.name) {
+                    case .opened(let reader):
+                        move(to: reader, doorbell: nil)
+                        return
+                    case .notServed:
+                        // Retired already: only then is a jump (and its gap) warranted.
+                        if let current = await ownersCurrentSegment(owner), current != mine,
+                            case .opened(let reader) = await openFromOwner(owner, current)
+                        {
+                            move(to: reader, doorbell: nil)
+                            return
+                        }
+                    case .failed:
+                        break
+                    }
                 }
                 // Otherwise the publisher registers its current segment when the
                 // registry is back, however long that takes. Only time with a running
@@ -490,39 +499,63 @@ public final class Subscriber: AsyncSequence, Sendable {
         }
     }
 
-    /// Asks the channel's owner, as the registry last named it, for segment `name`
-    /// (`org.shmbus.Publisher1.OpenSegment`); nil when there is no owner, it does not
-    /// answer or does not serve that segment. What it sends is checked like anything
-    /// else: the seals and the header, and that it is the segment asked for, of this
-    /// channel. The doorbell stays the one this subscriber has (one per publisher).
-    func openFromOwner(_ name: String) async -> SegmentReader? {
-        guard let owner = status.withLock({ $0.owner }) else { return nil }
+    /// What the channel's owner made of `OpenSegment`.
+    enum OwnerReply {
+        case opened(SegmentReader)
+        /// `org.shmbus.Error.NotFound`: it does not serve that segment (retired).
+        case notServed
+        /// No answer, another error, or a segment that failed the checks.
+        case failed
+    }
+
+    /// How long a subscriber waits for a publisher's answer: a stopped publisher must
+    /// not hold up the fallback to the registry for long.
+    static let ownerCallTimeout: Duration = .seconds(2)
+
+    /// Asks `owner`, the channel's owner as the registry last named it, for segment
+    /// `name` (`org.shmbus.Publisher1.OpenSegment`). What it sends is checked like a
+    /// segment from the registry, and more, since no registry vetted it: the seals and
+    /// the header; that it is the segment asked for, of this channel; and that it is of
+    /// a later generation than the one being read, so that no owner can lead a
+    /// subscriber in circles or back in time. The doorbell stays the one this subscriber
+    /// has (one per publisher).
+    func openFromOwner(_ owner: String, _ name: String) async -> OwnerReply {
+        let reply: [DBusValue]
         do {
-            let reply = try await connection.call(
+            reply = try await connection.call(
                 destination: owner, path: ShmBusProtocol.publisherPath, interface: ShmBusProtocol.publisherInterfaceName,
-                method: "OpenSegment", [.string(name)], timeout: .seconds(5))
+                method: "OpenSegment", [.string(name)], timeout: Self.ownerCallTimeout)
+        } catch let error as DBusError where ShmBusError(error).code == .notFound {
+            return .notServed
+        } catch {
+            logger.debug("the channel's owner did not answer OpenSegment", metadata: ["segment": "\(name)", "error": "\(error)"])
+            return .failed
+        }
+        do {
             let fd = try reply.decode(UnixFileDescriptor.self)
             let reader = try SegmentReader(fd: fd.fileDescriptor)
-            guard reader.header.name == name, reader.header.channel == channel else {
+            let leaving = reading.withLock { $0.cursor.segment.header.generation }
+            guard reader.header.name == name, reader.header.channel == channel, reader.header.generation > leaving else {
                 logger.warning(
-                    "the channel's owner sent another segment than asked for",
-                    metadata: ["asked": "\(name)", "got": "\(reader.header.name)", "channel": "\(reader.header.channel)"])
-                return nil
+                    "the channel's owner sent a segment that does not follow the one being read",
+                    metadata: [
+                        "asked": "\(name)", "got": "\(reader.header.name)", "channel": "\(reader.header.channel)",
+                        "generation": "\(reader.header.generation)", "leaving": "\(leaving)",
+                    ])
+                return .failed
             }
-            return reader
+            return .opened(reader)
         } catch {
-            logger.debug("the channel's owner did not serve the segment", metadata: ["segment": "\(name)", "error": "\(error)"])
-            return nil
+            logger.warning("the channel's owner sent a segment that is not valid", metadata: ["segment": "\(name)", "error": "\(error)"])
+            return .failed
         }
     }
 
-    /// The channel owner's `CurrentSegment`, nil when there is no owner or it does not
-    /// answer.
-    func ownersCurrentSegment() async -> String? {
-        guard let owner = status.withLock({ $0.owner }) else { return nil }
+    /// `owner`'s `CurrentSegment`, nil when it does not answer.
+    func ownersCurrentSegment(_ owner: String) async -> String? {
         let reply = try? await connection.call(
             destination: owner, path: ShmBusProtocol.publisherPath, interface: "org.freedesktop.DBus.Properties", method: "Get",
-            [.string(ShmBusProtocol.publisherInterfaceName), .string("CurrentSegment")], timeout: .seconds(5))
+            [.string(ShmBusProtocol.publisherInterfaceName), .string("CurrentSegment")], timeout: Self.ownerCallTimeout)
         guard case .variant(.string(let name))? = reply?.first, !name.isEmpty else { return nil }
         return name
     }
