@@ -56,8 +56,8 @@ public final class Publisher: Sendable {
     private let registrar: AsyncStream<RegistrarJob>.Continuation
     private let segmentNames = Lock<SegmentState>(SegmentState())
     /// Rotations queued, not yet registered: while there are any, commits are not
-    /// announced one by one (the registrar announces the whole current generation once
-    /// the last one is registered). Read on every publish, so an atomic.
+    /// announced one by one (the registrar announces each generation whole once it is
+    /// registered). Read on every publish, so an atomic.
     private let pendingRotations = Atomic<Int>(0)
     private let tasks = Lock<[Task<Void, Never>]>([])
     private let export = Lock<DBusExport?>(nil)

@@ -493,7 +493,7 @@ public final class Subscriber: AsyncSequence, Sendable {
             // Not registered yet: the publisher registers before it retires, but the
             // registry may have restarted in between.
             guard ContinuousClock.now < deadline else {
-                throw ShmBusError(.notFound, "segment \(successor.name), the successor of \(mine), never appeared in the registry")
+                throw ShmBusError(.notFound, "segment \(successor.name), the successor of \(mine), is neither in the registry nor served by the channel's publisher")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
