@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps demo test test-asan test-tsan reliability build release install clean
+.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -54,3 +54,9 @@ install: release
 
 clean:
 	rm -rf .build .build-asan .build-tsan
+
+## Regenerates Sources/ShmBusProtocol/Generated from dbus/*.xml (ContractGenerationTests
+## fail while the committed files differ from a fresh run).
+generate: deps
+	$(SWIFT) build --product shmbus-codegen
+	.build/debug/shmbus-codegen --output Sources/ShmBusProtocol/Generated dbus/org.shmbus.Registry1.xml dbus/org.shmbus.Publisher1.xml

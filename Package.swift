@@ -46,18 +46,25 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The bus contract, generated from dbus/*.xml by shmbus-codegen (`make generate`),
+        // plus the names, paths, structs and errors both sides share.
+        .target(
+            name: "ShmBusProtocol",
+            dependencies: [
+                "DBus",
+                "SharedSegments",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(
             name: "ShmBus",
             dependencies: [
                 "DBus",
                 "Locking",
                 "SharedSegments",
+                "ShmBusProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
-            ],
-            resources: [
-                .embedInCode("Resources/org.shmbus.Registry1.xml"),
-                .embedInCode("Resources/org.shmbus.Publisher1.xml"),
             ]
         ),
         .target(
@@ -65,7 +72,7 @@ let package = Package(
             dependencies: [
                 "DBus",
                 "Locking",
-                "ShmBus",
+                "ShmBusProtocol",
                 "SharedSegments",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -85,6 +92,7 @@ let package = Package(
             ],
             resources: [.embedInCode("Resources/org.shmbus.Registry1.service")]
         ),
+        .executableTarget(name: "shmbus-codegen", dependencies: ["DBus"]),
         .executableTarget(
             name: "shmbus-segment-worker",
             dependencies: ["SharedSegments", "CShmBusLinux", .product(name: "SystemPackage", package: "swift-system")]
@@ -118,7 +126,8 @@ let package = Package(
         .testTarget(
             name: "ShmBusTests",
             dependencies: [
-                "ShmBus", "ShmBusRegistry", "SharedSegments", "DBus", "CShmBusLinux", "Locking", "TestSupport", "shmbus",
+                "ShmBus", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "CShmBusLinux", "Locking", "TestSupport",
+                "shmbus", "shmbus-codegen",
                 "shmbus-test-peer", "screenshot-publisher", "screenshot-viewer", "camera-publisher", "camera-viewer",
             ]
         ),

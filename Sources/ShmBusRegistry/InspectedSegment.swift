@@ -1,6 +1,6 @@
 import DBus
 import SharedSegments
-import ShmBus
+import ShmBusProtocol
 import SystemPackage
 
 /// A segment the registry holds: the descriptor it was given (checked), reopened

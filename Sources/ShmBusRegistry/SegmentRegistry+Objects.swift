@@ -1,5 +1,5 @@
 import DBus
-import ShmBus
+import ShmBusProtocol
 
 /// The per-channel and per-segment objects under `/org/shmbus/Registry1`, announced
 /// through its ObjectManager. Their properties are read from the registry (and, for
@@ -8,29 +8,8 @@ extension SegmentRegistry {
     func exportSegment(_ name: String) async {
         guard let connection, let segment = segments[name] else { return }
         do {
-            let interface = try ShmBusProtocol.segmentInterface()
-            let file = segment.file
-            let properties: [(String, DBusProperty.Getter)] = [
-                ("Name", { .string(name) }),
-                ("Channel", { .string(segment.channel) }),
-                ("Owner", { [weak self] in .string(await self?.segment(name)?.owner ?? "") }),
-                ("Generation", { .uint64(file.generation) }),
-                ("Capacity", { .uint64(file.capacity) }),
-                ("CommittedBytes", { .uint64(file.liveState().committedBytes) }),
-                ("ChunkCount", { .uint64(file.liveState().chunkCount) }),
-                ("LastSequence", { .uint64(file.liveState().lastSequence) }),
-                ("State", { [weak self] in .string(await self?.segment(name)?.state.rawValue ?? "removed") }),
-                ("Persistent", { .boolean(segment.persistent) }),
-                ("Created", { .uint64(segment.createdMicroseconds) }),
-                ("Expires", { [weak self] in .uint64(await self?.segment(name)?.expiresMicroseconds ?? 0) }),
-                ("Replaces", { .string(segment.replaces) }),
-                ("ReplacedBy", { [weak self] in .string(await self?.segment(name)?.replacedBy ?? "") }),
-            ]
-            var implemented = interface
-            for (property, get) in properties {
-                implemented = try implemented.implementingProperty(property, get: get)
-            }
-            let export = try await connection.export([implemented], at: segment.path)
+            let object = SegmentObject(name: name, segment: segment, registry: WeakRegistry(self))
+            let export = try await connection.export([Segment1.interface(implementedBy: object)], at: segment.path)
             // The segment may have gone while exporting; then the handle is dropped here.
             if segments[name] != nil { segments[name]?.export = export }
         } catch {
@@ -41,21 +20,8 @@ extension SegmentRegistry {
     func exportChannel(_ name: String) async {
         guard let connection, let channel = channels[name] else { return }
         do {
-            let interface = try ShmBusProtocol.channelInterface()
-            let properties: [(String, DBusProperty.Getter)] = [
-                ("Name", { .string(name) }),
-                ("Owner", { [weak self] in .string(await self?.channel(name)?.owner ?? "") }),
-                ("CurrentSegment", { [weak self] in .string(await self?.channel(name)?.current ?? "") }),
-                ("Generation", { [weak self] in .uint64(await self?.currentGeneration(of: name) ?? 0) }),
-                ("Segments", { [weak self] in
-                    .array(.objectPath, (await self?.channel(name)?.segments ?? []).map { .objectPath(ShmBusProtocol.segmentPath($0)) })
-                }),
-            ]
-            var implemented = interface
-            for (property, get) in properties {
-                implemented = try implemented.implementingProperty(property, get: get)
-            }
-            let export = try await connection.export([implemented], at: channel.path)
+            let object = ChannelObject(name: name, registry: WeakRegistry(self))
+            let export = try await connection.export([Channel1.interface(implementedBy: object)], at: channel.path)
             if channels[name] != nil { channels[name]?.export = export }
         } catch {
             logger.error("cannot export channel object", metadata: ["channel": "\(name)", "error": "\(error)"])
@@ -66,11 +32,55 @@ extension SegmentRegistry {
         channels[channel]?.current.flatMap { segments[$0]?.file.generation } ?? 0
     }
 
-    func channelChanged(_ name: String, _ properties: [String]) async {
-        try? await channels[name]?.export?.propertiesChanged(properties, interface: ShmBusProtocol.channelInterfaceName)
+    func channelChanged(_ name: String, _ properties: [Channel1.PropertyName]) async {
+        try? await channels[name]?.export?.propertiesChanged(properties)
     }
 
-    func segmentChanged(_ name: String, _ properties: [String]) async {
-        try? await segments[name]?.export?.propertiesChanged(properties, interface: ShmBusProtocol.segmentInterfaceName)
+    func segmentChanged(_ name: String, _ properties: [Segment1.PropertyName]) async {
+        try? await segments[name]?.export?.propertiesChanged(properties)
     }
+}
+
+/// The exports live in the registry's state, so the objects must not keep the
+/// registry alive.
+struct WeakRegistry: Sendable {
+    weak let registry: SegmentRegistry?
+    init(_ registry: SegmentRegistry) { self.registry = registry }
+}
+
+/// `org.shmbus.Segment1` of one segment: what never changes is captured, the rest is
+/// asked of the registry (or read from the segment) when a client asks.
+struct SegmentObject: Segment1.Implementation {
+    let name: String
+    let segment: SegmentRegistry.Segment
+    let registry: WeakRegistry
+
+    private var current: SegmentRegistry.Segment? { get async { await registry.registry?.segment(name) } }
+
+    var channel: String { segment.channel }
+    var owner: String { get async { await current?.owner ?? "" } }
+    var generation: UInt64 { segment.file.generation }
+    var capacity: UInt64 { segment.file.capacity }
+    var committedBytes: UInt64 { segment.file.liveState().committedBytes }
+    var chunkCount: UInt64 { segment.file.liveState().chunkCount }
+    var lastSequence: UInt64 { segment.file.liveState().lastSequence }
+    var state: String { get async { await current?.state.rawValue ?? "removed" } }
+    var persistent: Bool { segment.persistent }
+    var created: UInt64 { segment.createdMicroseconds }
+    var expires: UInt64 { get async { await current?.expiresMicroseconds ?? 0 } }
+    var replaces: String { segment.replaces }
+    var replacedBy: String { get async { await current?.replacedBy ?? "" } }
+}
+
+/// `org.shmbus.Channel1` of one channel, read from the registry on each request.
+struct ChannelObject: Channel1.Implementation {
+    let name: String
+    let registry: WeakRegistry
+
+    private var current: SegmentRegistry.Channel? { get async { await registry.registry?.channel(name) } }
+
+    var owner: String { get async { await current?.owner ?? "" } }
+    var currentSegment: String { get async { await current?.current ?? "" } }
+    var generation: UInt64 { get async { await registry.registry?.currentGeneration(of: name) ?? 0 } }
+    var segments: [ObjectPath] { get async { (await current?.segments ?? []).map(ShmBusProtocol.segmentPath) } }
 }

@@ -1,7 +1,7 @@
 import DBus
 import Foundation
 import Logging
-import ShmBus
+import ShmBusProtocol
 
 /// The registry's state and rules: which segments exist, who owns which channel,
 /// quotas, lifetimes. The bus side (``RegistryService``) turns calls and
@@ -11,10 +11,6 @@ import ShmBus
 /// Every method finishes its state change before its first `await`, so interleaved
 /// calls (actors are reentrant) always see a consistent registry.
 actor SegmentRegistry {
-    enum SegmentState: String {
-        case active, retired
-    }
-
     struct Segment {
         let name: String
         let channel: String
@@ -224,15 +220,17 @@ actor SegmentRegistry {
         if isNewChannel {
             await exportChannel(request.channel)
         } else {
-            await channelChanged(request.channel, ownerChanged ? ["Owner", "CurrentSegment", "Generation", "Segments"] : ["CurrentSegment", "Generation", "Segments"])
+            let moved: [Channel1.PropertyName] = [.currentSegment, .generation, .segments]
+            await channelChanged(request.channel, ownerChanged ? [.owner] + moved : moved)
         }
-        emit("SegmentAdded", [.string(name), .string(request.channel), .objectPath(segment.path), .uint64(request.file.generation)])
+        emit(Registry1.SegmentAdded(segment: name, channel: request.channel, path: segment.path, generation: request.file.generation))
         if let replaced {
-            await segmentChanged(replaced.name, ["State", "ReplacedBy"])
-            emit("SegmentReplaced", [.string(replaced.name), .string(name), .string(request.channel), .uint64(request.file.generation)])
+            await segmentChanged(replaced.name, [.state, .replacedBy])
+            emit(Registry1.SegmentReplaced(
+                oldSegment: replaced.name, newSegment: name, channel: request.channel, generation: request.file.generation))
         }
-        for old in dropped { emit("SegmentRemoved", [.string(old.name), .string(old.channel), .string("replaced")]) }
-        await rootChanged(["ChannelCount", "SegmentCount", "TotalBytes"])
+        for old in dropped { emit(Registry1.SegmentRemoved(segment: old.name, channel: old.channel, reason: RemovalReason.replaced.rawValue)) }
+        await rootChanged([.channelCount, .segmentCount, .totalBytes])
         return (name, segment.path)
     }
 
@@ -246,7 +244,7 @@ actor SegmentRegistry {
                 throw .accessDenied("segment \(name) outlived its owner; only a connection of the same Unix user may unregister it")
             }
         }
-        await remove([segment], reason: "unregistered")
+        await remove([segment], reason: .unregistered)
     }
 
     /// A connection left the bus: its non-persistent segments go at once; persistent
@@ -279,33 +277,33 @@ actor SegmentRegistry {
         }
         guard !removed.isEmpty || !orphaned.isEmpty || !channelsLeft.isEmpty else { return }
         logger.info("owner left the bus", metadata: ["owner": "\(name)", "removed": "\(removed.count)", "kept": "\(orphaned.count)"])
-        await remove(removed, reason: "owner-exited")
-        for segment in orphaned { await segmentChanged(segment, ["Owner", "Expires"]) }
-        for channel in channelsLeft where channels[channel] != nil { await channelChanged(channel, ["Owner"]) }
+        await remove(removed, reason: .ownerExited)
+        for segment in orphaned { await segmentChanged(segment, [.owner, .expires]) }
+        for channel in channelsLeft where channels[channel] != nil { await channelChanged(channel, [.owner]) }
     }
 
     /// Removes persistent segments whose ttl has passed.
     func sweep() async {
         let now = ContinuousClock.now
         let expired = segments.values.filter { ($0.expiresAt.map { $0 <= now }) ?? false }
-        if !expired.isEmpty { await remove(expired, reason: "expired") }
+        if !expired.isEmpty { await remove(expired, reason: .expired) }
     }
 
     /// Removes segments from the state, then withdraws their objects and announces them.
-    private func remove(_ removed: [Segment], reason: String) async {
+    private func remove(_ removed: [Segment], reason: RemovalReason) async {
         var touched = Set<String>()
         for segment in removed {
             forget(segment)
             touched.insert(segment.channel)
         }
         for segment in removed {
-            logger.info("segment removed", metadata: ["segment": "\(segment.name)", "reason": "\(reason)"])
-            emit("SegmentRemoved", [.string(segment.name), .string(segment.channel), .string(reason)])
+            logger.info("segment removed", metadata: ["segment": "\(segment.name)", "reason": "\(reason.rawValue)"])
+            emit(Registry1.SegmentRemoved(segment: segment.name, channel: segment.channel, reason: reason.rawValue))
         }
         for channel in touched where channels[channel] != nil {
-            await channelChanged(channel, ["CurrentSegment", "Generation", "Segments"])
+            await channelChanged(channel, [.currentSegment, .generation, .segments])
         }
-        if !removed.isEmpty { await rootChanged(["ChannelCount", "SegmentCount", "TotalBytes"]) }
+        if !removed.isEmpty { await rootChanged([.channelCount, .segmentCount, .totalBytes]) }
     }
 
     /// Drops a segment (and its channel when it was the last one) from the state. The
@@ -322,16 +320,16 @@ actor SegmentRegistry {
 
     // MARK: Signals
 
-    private func emit(_ signal: String, _ arguments: [DBusValue]) {
+    private func emit<Signal: DBusSignalValue>(_ signal: Signal) {
         do {
-            try root?.emit(signal, interface: ShmBusProtocol.registryInterfaceName, arguments)
+            try root?.emit(signal)
         } catch {
-            logger.warning("cannot emit \(signal)", metadata: ["error": "\(error)"])
+            logger.warning("cannot emit \(Signal.memberName)", metadata: ["error": "\(error)"])
         }
     }
 
-    func rootChanged(_ names: [String]) async {
-        try? await root?.propertiesChanged(names, interface: ShmBusProtocol.registryInterfaceName)
+    func rootChanged(_ names: [Registry1.PropertyName]) async {
+        try? await root?.propertiesChanged(names)
     }
 }
 

@@ -64,7 +64,7 @@ do {
         if waitForGo { _ = readLine() }
         for _ in 0..<count {
             let next = publisher.lastSequence + 1
-            try publisher.publish(length: UInt64(size)) { fill($0, sequence: next) }
+            try publisher.publish(length: Int(size)) { fill($0, sequence: next) }
         }
         await publisher.flush()
         say("published \(count) signals \(publisher.signalsSent) last \(publisher.lastSequence)")
@@ -83,7 +83,7 @@ do {
         var random = Xorshift(state: seed | 1)
         while true {
             let next = publisher.lastSequence + 1
-            try publisher.publish(length: 16 + random.next(below: maxSize - 15)) { fill($0, sequence: next) }
+            try publisher.publish(length: Int(16 + random.next(below: maxSize - 15))) { fill($0, sequence: next) }
             // Now and then a pause, so that kills land in idle moments too.
             if random.next(below: 64) == 0 { usleep(200) }
         }
@@ -99,7 +99,7 @@ do {
         for index in 0..<64 {
             let next = publisher.lastSequence + 1
             var base: UnsafeMutableRawPointer?
-            let chunk = try publisher.publish(key: "k\(index % 8)", length: 64 + UInt64(index) * 8) { buffer in
+            let chunk = try publisher.publish(key: "k\(index % 8)", length: 64 + Int(index) * 8) { buffer in
                 fill(buffer, sequence: next)
                 base = buffer.baseAddress
             }

@@ -26,7 +26,7 @@ struct TrackedName {
 }
 
 extension ConnectionLoop {
-    static let busName = "org.freedesktop.DBus"
+    static var busName: String { DBusConnection.busDestination }
 
     private static func nameOwnerRule(for name: String) -> MatchRule {
         MatchRule(sender: busName, interface: busName, member: "NameOwnerChanged").matching(argument: 0, name)

@@ -260,8 +260,8 @@ final class ConnectionLoop {
     ) {
         do {
             let message = try DBusMessage.methodCall(
-                destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                interface: "org.freedesktop.DBus", member: member, body: body)
+                destination: DBusConnection.busDestination, path: DBusConnection.busPath,
+                interface: DBusConnection.busDestination, member: member, body: body)
             sendCall(try message.makeRaw(), timeout: .seconds(25), handler: .loop(handler))
         } catch {
             handler(self, .failure(error))

@@ -1,6 +1,22 @@
 extension DBusConnection {
-    static let busDestination = "org.freedesktop.DBus"
-    static let busPath: ObjectPath = "/org/freedesktop/DBus"
+    /// The bus driver's name, which is also its interface's name.
+    public static let busDestination = "org.freedesktop.DBus"
+    /// The bus driver's object.
+    public static let busPath: ObjectPath = "/org/freedesktop/DBus"
+
+    /// The Unix user of the connection `name` as the bus reports it
+    /// (`GetConnectionUnixUser`): the kernel's word, never the peer's.
+    public func unixUser(of name: String) async throws -> UInt32 {
+        try DBusName.validateBusName(name)
+        return try await callBus("GetConnectionUnixUser", [.string(name)]).decode(UInt32.self)
+    }
+
+    /// The process ID of the connection `name` as the bus reports it
+    /// (`GetConnectionUnixProcessID`).
+    public func unixProcessID(of name: String) async throws -> UInt32 {
+        try DBusName.validateBusName(name)
+        return try await callBus("GetConnectionUnixProcessID", [.string(name)]).decode(UInt32.self)
+    }
 
     /// Calls a method of the bus driver (`org.freedesktop.DBus`).
     func callBus(_ method: String, _ arguments: [DBusValue]) async throws -> [DBusValue] {

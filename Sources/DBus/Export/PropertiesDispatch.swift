@@ -181,5 +181,7 @@ enum ObjectManagerDispatch {
 }
 
 func asDBusError(_ error: any Error) -> DBusError {
-    (error as? DBusError) ?? .failed("\(error)")
+    if let error = error as? DBusError { return error }
+    if let error = error as? any DBusErrorConvertible { return error.dbusError }
+    return .failed("\(error)")
 }

@@ -104,7 +104,7 @@ public struct MatchRule: Hashable, Sendable, CustomStringConvertible {
     func matches(_ message: DBusMessage, senderOwner: String?) -> Bool {
         if let type, message.kind != type { return false }
         if let sender {
-            if sender.hasPrefix(":") || sender == "org.freedesktop.DBus" {
+            if sender.hasPrefix(":") || sender == DBusConnection.busDestination {
                 if message.sender != sender { return false }
             } else if senderOwner == nil || message.sender != senderOwner {
                 return false

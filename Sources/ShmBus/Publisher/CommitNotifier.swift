@@ -127,13 +127,11 @@ final class CommitNotifier: Sendable {
     }
 
     private func emit(_ range: CommittedRange) {
+        let signal = Publisher1.Committed(
+            channel: channel, segment: range.segment, generation: range.generation, startOffset: range.startOffset,
+            endOffset: range.endOffset, firstSequence: range.firstSequence, lastSequence: range.lastSequence)
         do {
-            try connection.emit(
-                path: ShmBusProtocol.publisherPath, interface: ShmBusProtocol.publisherInterfaceName, member: "Committed",
-                [
-                    .string(channel), .string(range.segment), .uint64(range.generation), .uint64(range.startOffset),
-                    .uint64(range.endOffset), .uint64(range.firstSequence), .uint64(range.lastSequence),
-                ])
+            try connection.emit(signal, from: ShmBusProtocol.publisherPath)
         } catch {
             // The connection is gone; subscribers still find the chunks by reading the segment.
             connection.logger.debug("Committed not sent", metadata: ["error": "\(error)"])

@@ -53,38 +53,27 @@ public final class Publisher: Sendable {
     let options: Options
     private let writer: Lock<ChannelWriter>
     let notifier: CommitNotifier
-    private let registrar: AsyncStream<RegistrarJob>.Continuation
-    private let segmentNames = Lock<SegmentState>(SegmentState())
-    /// Rotations queued, not yet registered: while there are any, commits are not
-    /// announced one by one (the registrar announces each generation whole once it is
-    /// registered). Read on every publish, so an atomic.
-    private let pendingRotations = Atomic<Int>(0)
-    private let tasks = Lock<[Task<Void, Never>]>([])
+    private let registrar: Registrar
+    private let follower = Lock<Task<Void, Never>?>(nil)
     private let export = Lock<DBusExport?>(nil)
     let logger: Logger
 
-    struct SegmentState {
-        /// The segment of ours that the running registry has as the channel's current
-        /// one; empty after the registry went away.
-        var registered = ""
-        /// Rotations queued and not yet registered *and announced*: `flush` waits
-        /// until this is zero. Lowered, and the waiters drained, in one lock section.
-        var unsettled = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
     private init(
         channel: String, connection: DBusConnection, registry: RegistryClient, options: Options, writer: sending ChannelWriter,
-        registrar: AsyncStream<RegistrarJob>.Continuation, logger: Logger
+        logger: Logger
     ) {
         self.channel = channel
         self.connection = connection
         self.registry = registry
         self.options = options
-        self.writer = Lock(writer)
-        self.registrar = registrar
+        let writer = Lock(writer)
+        self.writer = writer
         self.logger = logger
-        notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
+        let notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
+        self.notifier = notifier
+        registrar = Registrar(
+            settings: .init(channel: channel, persistent: options.persistent, ttl: options.ttl, me: connection.uniqueName),
+            registry: registry, writer: writer, logger: logger, announce: { notifier.committed($0) })
     }
 
     /// Opens `channel` on `bus`: a new connection, a first segment registered with the
@@ -96,56 +85,55 @@ public final class Publisher: Sendable {
     public static func open(
         channel: String, on bus: DBusConnection.Bus = .session, options: Options = Options(),
         logger: Logger = Logger(label: "org.shmbus.publisher")
-    ) async throws -> Publisher {
+    ) async throws(ShmBusError) -> Publisher {
         if let problem = ChannelName.problem(with: channel) {
-            throw ShmBusError(.invalidArgument, "invalid channel name '\(channel)': \(problem)")
+            throw .invalidArgument("invalid channel name '\(channel)': \(problem)")
         }
-        let connection: DBusConnection
-        do {
-            connection = try await DBusConnection.connect(to: bus, logger: logger)
-        } catch {
-            throw ShmBusError(.bus, error.message)
-        }
-        let registry = try RegistryClient(connection: connection)
-        // Sequences continue where the channel's live segments end (a publisher that
-        // takes over a channel whose persistent segments are still there).
-        let firstSequence = try await Self.nextSequence(of: channel, registry: registry)
-        let writer: ChannelWriter
-        do throws(SegmentError) {
-            writer = try ChannelWriter(
-                channel: channel, capacity: options.capacity, policy: options.garbageCollection, firstSequence: firstSequence,
-                hugePages: options.hugePages)
-        } catch {
-            throw ShmBusError(.invalidArgument, error.message)
-        }
-        let (stream, continuation) = AsyncStream.makeStream(of: RegistrarJob.self)
-        let publisher = Publisher(
-            channel: channel, connection: connection, registry: registry, options: options, writer: writer,
-            registrar: continuation, logger: logger)
-        do {
+        let connection = try await ShmBusError.rethrowing { try await DBusConnection.connect(to: bus, logger: logger) }
+        let registry = RegistryClient(connection: connection)
+        let publisher: Publisher
+        do throws(ShmBusError) {
+            // Sequences continue where the channel's live segments end (a publisher that
+            // takes over a channel whose persistent segments are still there).
+            let firstSequence = try await Self.nextSequence(of: channel, registry: registry)
+            let writer: ChannelWriter
+            do throws(SegmentError) {
+                writer = try ChannelWriter(
+                    channel: channel, capacity: options.capacity, policy: options.garbageCollection, firstSequence: firstSequence,
+                    hugePages: options.hugePages)
+            } catch {
+                throw ShmBusError(error, context: "channel '\(channel)'")
+            }
+            publisher = Publisher(
+                channel: channel, connection: connection, registry: registry, options: options, writer: writer, logger: logger)
             try await publisher.exportObject()
-            try await publisher.registerCurrent()
+            try await publisher.registrar.registerFirst()
+            publisher.registrar.start()
+            try await publisher.startFollowingRegistry()
         } catch {
             connection.close()
-            throw ShmBusError.wrapping(error)
+            throw error
         }
-        publisher.startRegistrar(stream)
-        try await publisher.startFollowingRegistry()
         return publisher
     }
 
     deinit {
-        registrar.finish()
-        for task in tasks.withLock({ $0 }) { task.cancel() }
+        registrar.stop()
+        follower.withLock { $0?.cancel() }
         connection.close()
     }
 
-    private static func nextSequence(of channel: String, registry: RegistryClient) async throws -> UInt64 {
-        let segments = try await registry.segments(of: nil).filter { $0.channel == channel }
+    private static func nextSequence(of channel: String, registry: RegistryClient) async throws(ShmBusError) -> UInt64 {
+        let segments: [SegmentInfo]
+        do {
+            segments = try await registry.segments(of: channel)
+        } catch where error.code == .notFound {
+            return 1
+        }
         var last: UInt64 = 0
         for segment in segments {
-            if case .uint64(let sequence)? = try? await registry.segmentProperties(segment.name)["LastSequence"] {
-                last = max(last, sequence)
+            if let properties = try? await registry.segmentProperties(segment.name) {
+                last = max(last, properties.lastSequence)
             }
         }
         return last + 1
@@ -159,51 +147,80 @@ public final class Publisher: Sendable {
     ///   - key: publishing a key again makes the previous chunk with that key obsolete.
     ///   - expiresIn: readers skip the chunk after this long.
     @discardableResult
-    public func publish(_ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil) throws -> PublishedChunk {
-        try bytes.withUnsafeBytes { buffer in
-            try publish(key: key, length: UInt64(buffer.count), expiresIn: expiresIn) { target in
-                if buffer.count > 0 { target.copyMemory(from: buffer) }
+    public func publish(_ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil) throws(ShmBusError)
+        -> PublishedChunk
+    {
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(PublishError<Never>) in
+                try publishInPlace(key: key, length: buffer.count, expiresIn: expiresIn) { (target: UnsafeMutableRawBufferPointer) in
+                    if buffer.count > 0 { target.copyMemory(from: buffer) }
+                }
             }
+        }
+        do {
+            return try result.get()
+        } catch {
+            throw error.shmBusError
         }
     }
 
     /// Publishes a chunk of `length` bytes written in place: `fill` gets the chunk's
-    /// memory in the shared segment (zero-copy). If `fill` throws, nothing is published.
+    /// memory in the shared segment (zero-copy). If `fill` throws, nothing is
+    /// published and its error is rethrown as it is; every other failure is a
+    /// ``ShmBusError``.
     @discardableResult
     public func publish(
-        key: String = "", length: UInt64, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
+        key: String = "", length: Int, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws -> PublishedChunk {
+        do {
+            return try publishInPlace(key: key, length: length, expiresIn: expiresIn, fill)
+        } catch {
+            switch error {
+            case .fill(let error): throw error
+            case .shmBus(let error): throw error
+            }
+        }
+    }
+
+    /// The publish path, with the two kinds of failure apart.
+    private func publishInPlace<E: Error>(
+        key: String, length: Int, expiresIn: Duration?, _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Void
+    ) throws(PublishError<E>) -> PublishedChunk {
+        guard length >= 0 else { throw .shmBus(.invalidArgument("a chunk's length cannot be negative (\(length))")) }
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
-        let (chunk, record) = try writer.withLock { writer throws -> (PublishedChunk, Range<UInt64>) in
+        let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>), PublishError<E>> in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
-                reservation = try writer.reserve(length: length, key: key, expiresAt: expiry)
+                reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry)
             } catch {
-                throw ShmBusError(.invalidArgument, error.message)
+                return .failure(.shmBus(ShmBusError(error, context: "channel '\(channel)'")))
             }
             // Queued while the writer is still locked, so that no commit into the new
             // generation can see no rotation pending and announce it before it is
             // registered; and before anything below can fail and lose it.
-            if let rotation = reservation.rotation { enqueue(try Registration(rotation)) }
-            do {
+            if let rotation = reservation.rotation {
+                do throws(ShmBusError) { try registrar.enqueue(rotation) } catch { return .failure(.shmBus(error)) }
+            }
+            do throws(E) {
                 try fill(reservation.buffer)
             } catch {
                 writer.abandon(reservation)
-                throw error
+                return .failure(.fill(error))
             }
             let appended: ChannelWriter.Appended
             do throws(SegmentError) {
                 appended = try writer.commit(reservation)
             } catch {
-                throw ShmBusError(.invalidArgument, error.message)
+                return .failure(.shmBus(ShmBusError(error, context: "channel '\(channel)'")))
             }
             let chunk = PublishedChunk(
                 segment: appended.segmentName, generation: appended.generation, offset: appended.payloadOffset,
                 length: appended.length, sequence: appended.sequence)
-            return (chunk, appended.recordOffset..<appended.recordEnd)
+            return .success((chunk, appended.recordOffset..<appended.recordEnd))
         }
+        let (chunk, record) = try outcome.get()
         // A new generation is announced once it is registered (see the registrar).
-        if !isRotationPending {
+        if !registrar.isRotationPending {
             notifier.committed(
                 segment: chunk.segment, generation: chunk.generation, startOffset: record.lowerBound, endOffset: record.upperBound,
                 firstSequence: chunk.sequence, lastSequence: chunk.sequence)
@@ -211,51 +228,16 @@ public final class Publisher: Sendable {
         return chunk
     }
 
-    private var isRotationPending: Bool { pendingRotations.load(ordering: .sequentiallyConsistent) > 0 }
-
-    /// Queues a rotation for the registrar. Called with the writer locked, right where
-    /// the rotation happened.
-    private func enqueue(_ job: Registration) {
-        pendingRotations.add(1, ordering: .sequentiallyConsistent)
-        segmentNames.withLock { $0.unsettled += 1 }
-        registrar.yield(.rotation(job))
-    }
-
-    /// What the registrar task does, one job after the other, so that registrations
-    /// reach the registry in the order the generations were made.
-    enum RegistrarJob: Sendable {
-        /// Register a new generation and retire the old one.
-        case rotation(Registration)
-        /// A registry (re)appeared on the bus: register the current segment there.
-        case registryAppeared
-    }
-
-    /// A new generation to register, as Sendable facts (the writer objects stay behind
-    /// the mutex).
-    struct Registration: Sendable {
-        var new: UnixFileDescriptor
-        var newName: String
-        var newGeneration: UInt64
-        var old: SegmentID
-
-        init(_ rotation: ChannelWriter.Rotation) throws {
-            new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
-            newName = rotation.new.id.name
-            newGeneration = rotation.new.header.generation
-            old = rotation.old.id
-        }
-    }
-
     /// Collects garbage now: copies the live chunks into a new generation.
-    public func collectGarbage() throws {
-        try writer.withLock { writer throws in
+    public func collectGarbage() throws(ShmBusError) {
+        try writer.withLock { writer throws(ShmBusError) in
             let rotation: ChannelWriter.Rotation
             do throws(SegmentError) {
                 rotation = try writer.collectGarbage()
             } catch {
-                throw ShmBusError(.invalidArgument, error.message)
+                throw ShmBusError(error, context: "channel '\(channel)'")
             }
-            enqueue(try Registration(rotation))
+            try registrar.enqueue(rotation)
         }
     }
 
@@ -268,14 +250,7 @@ public final class Publisher: Sendable {
 
     /// Waits until every generation created so far is registered and announced.
     public func flush() async {
-        await withCheckedContinuation { continuation in
-            let done = segmentNames.withLock { state -> Bool in
-                if state.unsettled == 0 { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        await registrar.flush()
         notifier.flush()
     }
 
@@ -283,197 +258,59 @@ public final class Publisher: Sendable {
     /// leave the registry as the connection leaves the bus; persistent ones stay.
     public func close() async {
         await flush()
-        registrar.finish()
-        for task in tasks.withLock({ $0 }) { task.cancel() }
+        registrar.stop()
+        follower.withLock { $0?.cancel() }
         export.withLock { $0?.cancel() }
         connection.close()
     }
 
-    // MARK: Registration
+    // MARK: The bus side
 
-    private func exportObject() async throws {
-        let channel = self.channel
-        let writer = self.writer
-        let interface = try ShmBusProtocol.publisherInterface()
-            .implementingProperty("Channels", get: { .array(.string, [.string(channel)]) })
-            .implementingProperty("CurrentSegment", get: { .string(writer.withLock { $0.current.id.name }) })
-            .implementing([
-                "OpenSegment": { call in
-                    let name = try call.arguments.decode(String.self)
-                    do {
-                        return [.unixFD(try Self.readOnlyDescriptor(of: name, in: writer))]
-                    } catch let error as ShmBusError {
-                        throw error.dbusError
-                    }
-                }
-            ])
-        let handle = try await connection.export([interface], at: ShmBusProtocol.publisherPath)
+    private func exportObject() async throws(ShmBusError) {
+        let object = PublisherObject(channel: channel, writer: writer)
+        let handle = try await ShmBusError.rethrowing {
+            try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
+        }
         export.withLock { $0 = handle }
     }
 
-    /// A read-only descriptor of the segment `name` if readers may still need it (the
-    /// current one or one not retired yet): what `Publisher1.OpenSegment` hands out.
-    static func readOnlyDescriptor(of name: String, in writer: Lock<ChannelWriter>) throws(ShmBusError) -> UnixFileDescriptor {
-        // Only a dup under the writer's lock (which publishing takes); the reopen
-        // through /proc, a path lookup, happens outside it.
-        let found = writer.withLock { writer -> Result<UnixFileDescriptor, ShmBusError>? in
-            guard let segment = writer.liveSegments.first(where: { $0.id.name == name }) else { return nil }
-            do throws(Errno) {
-                return .success(try UnixFileDescriptor(duplicating: segment.fileDescriptor.rawValue))
-            } catch {
-                return .failure(ShmBusError(.bus, "segment '\(name)': dup: \(error)"))
-            }
-        }
-        guard let found else { throw ShmBusError(.notFound, "segment '\(name)' is not one this publisher still serves") }
-        let writable = try found.get()
-        do throws(SegmentError) {
-            return UnixFileDescriptor(taking: try Memfd.reopenReadOnly(writable.fileDescriptor))
-        } catch {
-            throw ShmBusError(.bus, "segment '\(name)': \(error.message)")
-        }
-    }
-
-    /// A descriptor of the current segment of our own (to send to the registry), and
-    /// its name.
-    private func currentSegmentDescriptor() throws -> (UnixFileDescriptor, String) {
-        try writer.withLock { writer throws -> (UnixFileDescriptor, String) in
-            (try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue), writer.current.id.name)
-        }
-    }
-
-    /// Registers the current segment (with its doorbell) as the channel's first, when
-    /// the publisher opens.
-    func registerCurrent() async throws {
-        let (segment, name) = try currentSegmentDescriptor()
-        try await register(segment, replacing: nil)
-        segmentNames.withLock { $0.registered = name }
-    }
-
-    private func register(_ segment: UnixFileDescriptor, replacing old: String?) async throws {
-        let doorbell = try writer.withLock { try UnixFileDescriptor(duplicating: $0.doorbell.fileDescriptor.rawValue) }
-        var options: [String: DBusVariant] = [:]
-        if self.options.persistent { options["persistent"] = DBusVariant(true) }
-        if self.options.persistent, let ttl = self.options.ttl {
-            options["ttl"] = DBusVariant(UInt64(max(0, ttl.components.seconds)))
-        }
-        if let old { options["replaces"] = DBusVariant(old) }
-        options["doorbell"] = DBusVariant(.unixFD(doorbell))
-        _ = try await registry.registerSegment(channel: channel, fd: segment.fileDescriptor, options: options)
-    }
-
-    /// Registers each new generation in order, then retires the old one, then
-    /// announces what the new one holds; and registers again after a registry restart.
-    private func startRegistrar(_ stream: AsyncStream<RegistrarJob>) {
-        let task = Task { [weak self] in
-            for await job in stream {
-                guard let self else { return }
-                switch job {
-                case .rotation(let rotation): await self.register(rotation)
-                case .registryAppeared: await self.registerAfterRestart()
-                }
-            }
-        }
-        tasks.withLock { $0.append(task) }
-    }
-
-    private func register(_ job: Registration) async {
-        do {
-            try await registerAsCurrent(job.new, name: job.newName)
-        } catch let error as ShmBusError where error.code == .registryUnavailable {
-            // It gets the current segment when it is back; readers of the old
-            // generation then move there and report what they missed.
-            logger.debug("registry down; generation not registered", metadata: ["segment": "\(job.newName)"])
-        } catch {
-            logger.warning(
-                "cannot register the new generation; retiring the old one anyway",
-                metadata: ["segment": "\(job.newName)", "error": "\(error)"])
-        }
-        writer.withLock { _ = $0.retire(segment: job.old) }
-        // When this was the last rotation pending, publishers announce their own commits
-        // again from here on.
-        pendingRotations.subtract(1, ordering: .sequentiallyConsistent)
-        // Announce everything the generation just registered holds: nobody announced the
-        // commits made into it while it waited. The range is read after the decrement,
-        // so it covers every commit that saw a rotation pending; if a later generation
-        // has replaced it meanwhile, this one is complete, and the later one's job
-        // announces the later one.
-        if let announce = writer.withLock({ Self.wholeRange(ofGeneration: job.newGeneration, in: $0) }) {
-            notifier.committed(announce)
-        }
-        // Only now, registered and announced, does the rotation stop holding up `flush`.
-        let waiters = segmentNames.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.unsettled -= 1
-            guard state.unsettled == 0 else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Registers `segment` as the channel's current one, replacing the segment of ours
-    /// the registry has as current. When the registry restarted since we last looked
-    /// (it knows nothing of the segment we would replace, or already has a newer one of
-    /// ours), asks it what it has and tries once more.
-    private func registerAsCurrent(_ segment: UnixFileDescriptor, name: String) async throws {
-        let known = segmentNames.withLock { $0.registered }
-        do {
-            try await register(segment, replacing: known.isEmpty ? nil : known)
-        } catch let error as ShmBusError where [.notFound, .channelBusy, .invalidArgument].contains(error.code) {
-            let me = connection.uniqueName
-            let current = try await registry.channels().first { $0.name == channel && $0.owner == me }?.currentSegment ?? ""
-            // (A call that got no answer from a dying registry may still have been
-            // carried out by the one D-Bus activated in its place.)
-            if current != name { try await register(segment, replacing: current.isEmpty ? nil : current) }
-        }
-        segmentNames.withLock { $0.registered = name }
-    }
-
-    /// After a registry (re)appeared: registers the current segment unless a rotation
-    /// registered it there already.
-    private func registerAfterRestart() async {
-        do {
-            let (segment, name) = try currentSegmentDescriptor()
-            let me = connection.uniqueName
-            let listed = try await registry.channels().first { $0.name == channel }
-            if listed?.currentSegment == name, listed?.owner == me {
-                segmentNames.withLock { $0.registered = name }
-            } else {
-                try await registerAsCurrent(segment, name: name)
-            }
-            notifier.flush()
-        } catch {
-            logger.warning("re-registration failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// The range of every record in the writer's segment of `generation` (the current
-    /// one, or one not retired yet), copied chunks included; nil when it is empty or gone.
-    static func wholeRange(ofGeneration generation: UInt64, in writer: ChannelWriter) -> CommittedRange? {
-        guard let segment = writer.liveSegments.first(where: { $0.header.generation == generation }) else { return nil }
-        guard let first = segment.firstSequence else { return nil }
-        return CommittedRange(
-            segment: segment.id.name, generation: generation, startOffset: UInt64(SegmentLayout.headerSize),
-            endOffset: segment.committedEnd, firstSequence: first, lastSequence: segment.lastSequence)
-    }
-
     /// Re-registers the current segment whenever a registry (re)appears on the bus.
-    private func startFollowingRegistry() async throws {
-        let owners = try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName)
-        let task = Task { [weak self] in
+    private func startFollowingRegistry() async throws(ShmBusError) {
+        let owners = try await ShmBusError.rethrowing { try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName) }
+        let registrar = self.registrar
+        let notifier = self.notifier
+        let logger = self.logger
+        let task = Task {
             do {
                 for try await change in owners {
-                    guard let self else { return }
-                    // A new registry knows none of our segments.
-                    self.segmentNames.withLock { $0.registered = "" }
-                    guard let owner = change.newOwner else { continue }
-                    self.logger.info("registry appeared; registering again", metadata: ["owner": "\(owner)"])
-                    self.registrar.yield(.registryAppeared)
+                    if let owner = change.newOwner {
+                        logger.info("registry appeared; registering again", metadata: ["owner": "\(owner)"])
+                    }
+                    registrar.registryChanged(owner: change.newOwner)
+                    notifier.flush()
                 }
             } catch {
                 // The connection closed.
             }
         }
-        tasks.withLock { $0.append(task) }
+        follower.withLock { $0 = task }
+    }
+}
+
+/// Why a publish with a fill closure failed: the closure's own error, or ShmBus's.
+enum PublishError<Fill: Error>: Error {
+    /// The fill closure threw this; nothing was published.
+    case fill(Fill)
+    /// ShmBus could not publish.
+    case shmBus(ShmBusError)
+}
+
+extension PublishError where Fill == Never {
+    /// A publish whose fill closure cannot fail fails only with a ``ShmBusError``.
+    var shmBusError: ShmBusError {
+        switch self {
+        case .shmBus(let error): error
+        }
     }
 }
 

@@ -5,88 +5,93 @@ import SystemPackage
 /// segments, and watch the registry change.
 ///
 /// Calls go to the well-known name, so on a bus with the activation file installed the
-/// first call starts the daemon. Registry errors arrive as ``ShmBusError``.
+/// first call starts the daemon. Every failure arrives as a ``ShmBusError`` whose
+/// ``ShmBusError/cause`` keeps the bus's own error.
 public struct RegistryClient: Sendable {
     public let connection: DBusConnection
-    private let interface: DBusInterface
+    private let registry: Registry1.Proxy
 
-    public init(connection: DBusConnection) throws {
+    public init(connection: DBusConnection) {
         self.connection = connection
-        interface = try ShmBusProtocol.registryInterface()
+        registry = ShmBusProtocol.registry(on: connection)
     }
 
     /// Connects to `bus` and returns a client on that connection.
-    public static func connect(to bus: DBusConnection.Bus = .session) async throws -> RegistryClient {
-        do {
-            return try RegistryClient(connection: try await DBusConnection.connect(to: bus))
-        } catch let error as DBusError {
-            throw ShmBusError(.bus, error.message)
-        }
-    }
-
-    private var proxy: DBusProxy {
-        interface.proxy(on: connection, destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath)
-    }
-
-    /// Calls a registry method, mapping D-Bus errors to ``ShmBusError``.
-    func call(_ method: String, _ arguments: [DBusValue], timeout: Duration? = DBusConnection.defaultTimeout) async throws
-        -> [DBusValue]
-    {
-        do {
-            return try await proxy.call(method, arguments, timeout: timeout)
-        } catch {
-            throw ShmBusError.wrapping(error)
-        }
+    public static func connect(to bus: DBusConnection.Bus = .session) async throws(ShmBusError) -> RegistryClient {
+        try await ShmBusError.rethrowing { RegistryClient(connection: try await DBusConnection.connect(to: bus)) }
     }
 
     /// Every channel (`ListChannels`).
-    public func channels() async throws -> [ChannelInfo] {
-        try await call("ListChannels", []).decode([ChannelInfo].self)
+    public func channels() async throws(ShmBusError) -> [ChannelInfo] {
+        try await ShmBusError.rethrowing { try await registry.listChannels() }
+    }
+
+    /// One channel, from its own object (`org.shmbus.Channel1`), nil when the
+    /// registry has no such channel. Cheaper than ``channels()`` for one name.
+    public func channel(_ name: String) async throws(ShmBusError) -> Channel1.Properties? {
+        do {
+            return try await ShmBusProtocol.channel(name, on: connection).properties()
+        } catch let error as DBusError where error.name == DBusError.unknownObjectName {
+            return nil
+        } catch {
+            throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "\(error)")
+        }
     }
 
     /// The segments of `channel`, or of all channels when nil (`ListSegments`).
-    public func segments(of channel: String? = nil) async throws -> [SegmentInfo] {
-        try await call("ListSegments", [.string(channel ?? "")]).decode([SegmentInfo].self)
+    public func segments(of channel: String? = nil) async throws(ShmBusError) -> [SegmentInfo] {
+        try await ShmBusError.rethrowing { try await registry.listSegments(channel: channel ?? "") }
     }
 
     /// The newest live chunk with `key` in `channel` (`Lookup`).
-    public func lookup(channel: String, key: String) async throws -> LookupResult {
-        let (segment, offset, length, sequence) = try await call("Lookup", [.string(channel), .string(key)])
-            .decode(String.self, UInt64.self, UInt64.self, UInt64.self)
-        return LookupResult(segment: segment, offset: offset, length: length, sequence: sequence)
+    public func lookup(channel: String, key: String) async throws(ShmBusError) -> LookupResult {
+        let found = try await ShmBusError.rethrowing { try await registry.lookup(channel: channel, key: key) }
+        return LookupResult(segment: found.segment, offset: found.offset, length: found.length, sequence: found.sequence)
     }
 
     /// A read-only descriptor of `segment` and what the registry knows of it
     /// (`OpenSegment`).
-    public func openSegment(_ segment: String) async throws -> (fd: UnixFileDescriptor, info: [String: DBusVariant]) {
-        try await call("OpenSegment", [.string(segment)]).decode(UnixFileDescriptor.self, [String: DBusVariant].self)
+    public func openSegment(_ segment: String) async throws(ShmBusError) -> (
+        fd: UnixFileDescriptor, info: Registry1.SegmentInfoDictionary
+    ) {
+        try await ShmBusError.rethrowing { try await registry.openSegment(segment: segment) }
     }
 
-    /// Registers a sealed segment (`RegisterSegment`); see docs/PROTOCOL.md for options.
-    public func registerSegment(channel: String, fd: FileDescriptor, options: [String: DBusVariant]) async throws -> (
-        segment: String, path: ObjectPath
-    ) {
-        let borrowed = try UnixFileDescriptor(duplicating: fd.rawValue)
-        return try await call("RegisterSegment", [.string(channel), .unixFD(borrowed), options.dbusValue])
-            .decode(String.self, ObjectPath.self)
+    /// Registers a sealed segment (`RegisterSegment`); see docs/PROTOCOL.md for the
+    /// options.
+    public func registerSegment(
+        channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions = .init()
+    ) async throws(ShmBusError) -> (segment: String, path: ObjectPath) {
+        try await ShmBusError.rethrowing { try await registry.registerSegment(channel: channel, fd: fd, options: options) }
+    }
+
+    /// Registers a sealed segment given as a descriptor the caller keeps (one
+    /// duplicate is made for the message).
+    public func registerSegment(
+        channel: String, fd: FileDescriptor, options: Registry1.RegisterOptions = .init()
+    ) async throws(ShmBusError) -> (segment: String, path: ObjectPath) {
+        let message: UnixFileDescriptor
+        do {
+            message = try UnixFileDescriptor(duplicating: fd.rawValue)
+        } catch {
+            throw ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "registering a segment of '\(channel)'")
+        }
+        return try await registerSegment(channel: channel, fd: message, options: options)
     }
 
     /// Removes a segment (`UnregisterSegment`).
-    public func unregisterSegment(_ segment: String) async throws {
-        _ = try await call("UnregisterSegment", [.string(segment)])
+    public func unregisterSegment(_ segment: String) async throws(ShmBusError) {
+        try await ShmBusError.rethrowing { try await registry.unregisterSegment(segment: segment) }
     }
 
     /// The properties of a segment object (`org.shmbus.Segment1`).
-    public func segmentProperties(_ segment: String) async throws -> [String: DBusValue] {
+    public func segmentProperties(_ segment: String) async throws(ShmBusError) -> Segment1.Properties {
         do {
-            let reply = try await connection.call(
-                destination: ShmBusProtocol.registryName, path: ShmBusProtocol.segmentPath(segment),
-                interface: StandardInterfaces.propertiesName, method: "GetAll", [.string(ShmBusProtocol.segmentInterfaceName)])
-            return try reply.decode([String: DBusVariant].self).mapValues(\.value)
+            return try await ShmBusProtocol.segment(segment, on: connection).properties()
         } catch let error as DBusError where error.name == DBusError.unknownObjectName {
-            throw ShmBusError(.notFound, "no segment '\(segment)' in the registry")
+            throw ShmBusError(.notFound, "no segment '\(segment)' in the registry", cause: .bus(error))
         } catch {
-            throw ShmBusError.wrapping(error)
+            throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "\(error)")
         }
     }
 
@@ -102,11 +107,14 @@ public struct RegistryClient: Sendable {
     }
 
     /// Registry changes as they happen, including the daemon starting and stopping.
-    public func events() async throws -> AsyncThrowingStream<Event, any Error> {
-        let signals = try await connection.signals(
-            matching: MatchRule(sender: ShmBusProtocol.registryName, interface: ShmBusProtocol.registryInterfaceName,
-                path: ShmBusProtocol.registryPath))
-        let owners = try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName)
+    public func events() async throws(ShmBusError) -> AsyncThrowingStream<Event, any Error> {
+        let (signals, owners) = try await ShmBusError.rethrowing {
+            (
+                try await connection.signals(
+                    matching: MatchRule(sender: ShmBusProtocol.registryName, interface: Registry1.name, path: ShmBusProtocol.registryPath)),
+                try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName)
+            )
+        }
         return AsyncThrowingStream { continuation in
             let signalTask = Task {
                 do {
@@ -134,17 +142,20 @@ public struct RegistryClient: Sendable {
         }
     }
 
+    /// The event a registry signal announces; nil for a signal this client does not
+    /// know or that does not decode (the registry's signals are checked like any
+    /// peer's).
     static func event(from message: DBusMessage) -> Event? {
         switch message.member {
-        case "SegmentAdded":
-            guard let (s, c, p, g) = try? message.body.decode(String.self, String.self, ObjectPath.self, UInt64.self) else { return nil }
-            return .segmentAdded(segment: s, channel: c, path: p, generation: g)
-        case "SegmentRemoved":
-            guard let (s, c, r) = try? message.body.decode(String.self, String.self, String.self) else { return nil }
-            return .segmentRemoved(segment: s, channel: c, reason: r)
-        case "SegmentReplaced":
-            guard let (o, n, c, g) = try? message.body.decode(String.self, String.self, String.self, UInt64.self) else { return nil }
-            return .segmentReplaced(old: o, new: n, channel: c, generation: g)
+        case Registry1.SegmentAdded.memberName:
+            guard let s = try? Registry1.SegmentAdded(message: message) else { return nil }
+            return .segmentAdded(segment: s.segment, channel: s.channel, path: s.path, generation: s.generation)
+        case Registry1.SegmentRemoved.memberName:
+            guard let s = try? Registry1.SegmentRemoved(message: message) else { return nil }
+            return .segmentRemoved(segment: s.segment, channel: s.channel, reason: s.reason)
+        case Registry1.SegmentReplaced.memberName:
+            guard let s = try? Registry1.SegmentReplaced(message: message) else { return nil }
+            return .segmentReplaced(old: s.oldSegment, new: s.newSegment, channel: s.channel, generation: s.generation)
         default:
             return nil
         }

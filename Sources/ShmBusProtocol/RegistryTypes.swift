@@ -111,3 +111,20 @@ extension DBusCodable {
         .invalidArgument("expected a value of type '\(dbusType)', got '\(value.type)'")
     }
 }
+
+/// Why a segment left the registry: the `reason` of `SegmentRemoved`.
+public enum RemovalReason: String, Sendable, CaseIterable {
+    case unregistered
+    case ownerExited = "owner-exited"
+    case expired
+    case replaced
+    case daemonShutdown = "daemon-shutdown"
+}
+
+/// A registered segment's state: the `State` property and `state` fields.
+public enum SegmentState: String, Sendable, CaseIterable {
+    /// The channel's current segment, or one a new owner has not replaced.
+    case active
+    /// Replaced after garbage collection; readers move to its successor.
+    case retired
+}

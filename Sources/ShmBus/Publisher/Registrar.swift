@@ -1,0 +1,287 @@
+import DBus
+import Locking
+import Logging
+import SharedSegments
+import Synchronization
+import SystemPackage
+
+/// What the registrar needs of the registry, so that its rules can be tested
+/// without a bus (RegistrarTests); ``RegistryClient`` is the real one.
+protocol RegistrarRegistry: Sendable {
+    /// `RegisterSegment`.
+    func registerSegment(channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions) async throws(ShmBusError)
+    /// The channel's current segment and its owner, from the channel's object; nil
+    /// when the registry has no such channel.
+    func currentSegment(of channel: String) async throws(ShmBusError) -> (segment: String, owner: String)?
+}
+
+extension RegistryClient: RegistrarRegistry {
+    func registerSegment(channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions) async throws(ShmBusError) {
+        _ = try await registerSegment(channel: channel, fd: fd, options: options) as (segment: String, path: ObjectPath)
+    }
+
+    func currentSegment(of channel: String) async throws(ShmBusError) -> (segment: String, owner: String)? {
+        try await self.channel(channel).map { ($0.currentSegment, $0.owner) }
+    }
+}
+
+/// Registers a publisher's segments with the registry, in the order the generations
+/// were made, and announces what each new generation holds once it is registered.
+///
+/// Rotations (garbage collections) happen inside `publish`, under the writer's lock,
+/// and must not wait for the bus: they are queued here and carried out by one task,
+/// one after the other. While any is queued, commits are not announced one by one (a
+/// subscriber told of a generation the registry does not have yet could not open
+/// it); the registrar announces each generation whole once it is registered. After a
+/// registry restart it registers the current segment again.
+final class Registrar: Sendable {
+    /// What a registration sends besides the segment: fixed for a publisher.
+    struct Settings: Sendable {
+        var channel: String
+        var persistent: Bool
+        var ttl: Duration?
+        /// This publisher's unique bus name, to recognise its own segments.
+        var me: String
+    }
+
+    /// A new generation to register, as Sendable facts (the writer objects stay behind
+    /// the mutex).
+    struct Rotation: Sendable {
+        var new: UnixFileDescriptor
+        var newName: String
+        var newGeneration: UInt64
+        var old: SegmentID
+
+        init(_ rotation: ChannelWriter.Rotation) throws(ShmBusError) {
+            do {
+                new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
+            } catch {
+                throw ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "segment \(rotation.new.id.name)")
+            }
+            newName = rotation.new.id.name
+            newGeneration = rotation.new.header.generation
+            old = rotation.old.id
+        }
+    }
+
+    private enum Job: Sendable {
+        /// Register a new generation and retire the old one.
+        case rotation(Rotation)
+        /// A registry (re)appeared on the bus: register the current segment there.
+        case registryAppeared
+    }
+
+    private struct State {
+        /// The segment of ours that the running registry has as the channel's current
+        /// one; empty after the registry went away.
+        var registered = ""
+        /// Rotations queued and not yet registered *and announced*: `flush` waits
+        /// until this is zero. Lowered, and the waiters drained, in one lock section.
+        var unsettled = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let settings: Settings
+    private let registry: any RegistrarRegistry
+    private let writer: Lock<ChannelWriter>
+    private let announce: @Sendable (CommittedRange) -> Void
+    private let logger: Logger
+    private let state = Lock(State())
+    /// Rotations queued, not yet registered. Read on every publish, so an atomic.
+    private let pending = Atomic<Int>(0)
+    private let jobs: AsyncStream<Job>.Continuation
+    private let stream: AsyncStream<Job>
+    private let task = Lock<Task<Void, Never>?>(nil)
+
+    /// `announce` is called with the whole range of each generation once it is
+    /// registered (the publisher hands it to its notifier).
+    init(
+        settings: Settings, registry: any RegistrarRegistry, writer: Lock<ChannelWriter>, logger: Logger,
+        announce: @escaping @Sendable (CommittedRange) -> Void
+    ) {
+        self.settings = settings
+        self.registry = registry
+        self.writer = writer
+        self.announce = announce
+        self.logger = logger
+        (stream, jobs) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    /// Starts carrying out jobs, one after the other. The task holds the registrar
+    /// weakly, so a publisher dropped without `close()` ends it.
+    func start() {
+        let stream = self.stream
+        let started = Task { [weak self] in
+            for await job in stream {
+                guard let self else { return }
+                switch job {
+                case .rotation(let rotation): await self.register(rotation)
+                case .registryAppeared: await self.registerAfterRestart()
+                }
+            }
+        }
+        task.withLock { $0 = started }
+    }
+
+    deinit {
+        stop()
+    }
+
+    /// Stops taking jobs; those queued are dropped.
+    func stop() {
+        jobs.finish()
+        task.withLock { $0?.cancel() }
+    }
+
+    /// Whether a rotation waits for its registration: then commits are not announced
+    /// one by one.
+    var isRotationPending: Bool { pending.load(ordering: .sequentiallyConsistent) > 0 }
+
+    /// The segment the running registry has as ours, empty when none.
+    var registered: String { state.withLock { $0.registered } }
+
+    /// Queues a rotation. Called with the writer locked, right where the rotation
+    /// happened, so that no commit into the new generation can see no rotation pending
+    /// and announce it before it is registered.
+    func enqueue(_ rotation: ChannelWriter.Rotation) throws(ShmBusError) {
+        let job = try Rotation(rotation)
+        pending.add(1, ordering: .sequentiallyConsistent)
+        state.withLock { $0.unsettled += 1 }
+        jobs.yield(.rotation(job))
+    }
+
+    /// The registry (re)appeared (`owner` non-nil) or left: a new one knows none of
+    /// our segments.
+    func registryChanged(owner: String?) {
+        state.withLock { $0.registered = "" }
+        if owner != nil { jobs.yield(.registryAppeared) }
+    }
+
+    /// Waits until every generation queued so far is registered and announced.
+    func flush() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.unsettled == 0 { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    // MARK: Registering
+
+    /// Registers the current segment (with its doorbell) as the channel's first, when
+    /// the publisher opens.
+    func registerFirst() async throws(ShmBusError) {
+        let (segment, name) = try currentSegmentDescriptor()
+        try await register(segment, replacing: nil)
+        state.withLock { $0.registered = name }
+    }
+
+    private func currentSegmentDescriptor() throws(ShmBusError) -> (UnixFileDescriptor, String) {
+        try duplicate { ($0.current.fileDescriptor.rawValue, $0.current.id.name) }
+    }
+
+    /// A duplicate of one of the writer's descriptors (the message takes its own),
+    /// made under the writer's lock so that the segment cannot be retired and closed
+    /// in between.
+    private func duplicate(_ descriptor: (ChannelWriter) -> (Int32, String)) throws(ShmBusError) -> (UnixFileDescriptor, String) {
+        let result = writer.withLock { writer -> Result<(UnixFileDescriptor, String), ShmBusError> in
+            let (raw, name) = descriptor(writer)
+            do throws(Errno) {
+                return .success((try UnixFileDescriptor(duplicating: raw), name))
+            } catch {
+                return .failure(ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "channel '\(settings.channel)', \(name)"))
+            }
+        }
+        return try result.get()
+    }
+
+    private func register(_ segment: UnixFileDescriptor, replacing old: String?) async throws(ShmBusError) {
+        let (doorbell, _) = try duplicate { ($0.doorbell.fileDescriptor.rawValue, "doorbell") }
+        let options = Registry1.RegisterOptions(
+            persistent: settings.persistent ? true : nil,
+            ttl: settings.persistent ? settings.ttl.map { UInt64(max(0, $0.components.seconds)) } : nil,
+            replaces: old, doorbell: doorbell)
+        try await registry.registerSegment(channel: settings.channel, fd: segment, options: options)
+    }
+
+    private func register(_ job: Rotation) async {
+        do {
+            try await registerAsCurrent(job.new, name: job.newName)
+        } catch where error.code == .registryUnavailable {
+            // It gets the current segment when it is back; readers of the old
+            // generation then move there and report what they missed.
+            logger.debug("registry down; generation not registered", metadata: ["segment": "\(job.newName)"])
+        } catch {
+            logger.warning(
+                "cannot register the new generation; retiring the old one anyway",
+                metadata: ["segment": "\(job.newName)", "error": "\(error)"])
+        }
+        writer.withLock { _ = $0.retire(segment: job.old) }
+        // When this was the last rotation pending, publishers announce their own commits
+        // again from here on.
+        pending.subtract(1, ordering: .sequentiallyConsistent)
+        // Announce everything the generation just registered holds: nobody announced the
+        // commits made into it while it waited. The range is read after the decrement,
+        // so it covers every commit that saw a rotation pending; if a later generation
+        // has replaced it meanwhile, this one is complete, and the later one's job
+        // announces the later one.
+        if let range = writer.withLock({ Self.wholeRange(ofGeneration: job.newGeneration, in: $0) }) {
+            announce(range)
+        }
+        // Only now, registered and announced, does the rotation stop holding up `flush`.
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.unsettled -= 1
+            guard state.unsettled == 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Registers `segment` as the channel's current one, replacing the segment of ours
+    /// the registry has as current. When the registry restarted since we last looked
+    /// (it knows nothing of the segment we would replace, or already has a newer one of
+    /// ours), asks it what it has and tries once more.
+    private func registerAsCurrent(_ segment: UnixFileDescriptor, name: String) async throws(ShmBusError) {
+        let known = registered
+        do {
+            try await register(segment, replacing: known.isEmpty ? nil : known)
+        } catch where [.notFound, .channelBusy, .invalidArgument].contains(error.code) {
+            let listed = try await registry.currentSegment(of: settings.channel)
+            let current = listed.flatMap { $0.owner == settings.me ? $0.segment : nil } ?? ""
+            // (A call that got no answer from a dying registry may still have been
+            // carried out by the one D-Bus activated in its place.)
+            if current != name { try await register(segment, replacing: current.isEmpty ? nil : current) }
+        }
+        state.withLock { $0.registered = name }
+    }
+
+    /// After a registry (re)appeared: registers the current segment unless a rotation
+    /// registered it there already.
+    private func registerAfterRestart() async {
+        do {
+            let (segment, name) = try currentSegmentDescriptor()
+            let listed = try await registry.currentSegment(of: settings.channel)
+            if listed?.segment == name, listed?.owner == settings.me {
+                state.withLock { $0.registered = name }
+            } else {
+                try await registerAsCurrent(segment, name: name)
+            }
+        } catch {
+            logger.warning("re-registration failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The range of every record in the writer's segment of `generation` (the current
+    /// one, or one not retired yet), copied chunks included; nil when it is empty or gone.
+    static func wholeRange(ofGeneration generation: UInt64, in writer: ChannelWriter) -> CommittedRange? {
+        guard let segment = writer.liveSegments.first(where: { $0.header.generation == generation }) else { return nil }
+        guard let first = segment.firstSequence else { return nil }
+        return CommittedRange(
+            segment: segment.id.name, generation: generation, startOffset: UInt64(SegmentLayout.headerSize),
+            endOffset: segment.committedEnd, firstSequence: first, lastSequence: segment.lastSequence)
+    }
+}

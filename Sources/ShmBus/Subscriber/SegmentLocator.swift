@@ -1,0 +1,206 @@
+import DBus
+import Logging
+import SharedSegments
+
+/// A segment opened for reading, with the doorbell its writer registered.
+struct OpenedSegment: Sendable {
+    var reader: SegmentReader
+    var doorbell: Doorbell?
+}
+
+/// Where a subscriber finds the segments of its channel: the registry first, the
+/// channel's publisher (`Publisher1.OpenSegment`) when the registry does not have
+/// a segment or is away, and the channel's current segment as the last resort (the
+/// cursor then reports what it skipped as a gap).
+///
+/// It asks for one channel's object (`Channel1`), never for the whole registry.
+/// What a publisher sends is checked more strictly than what the registry sends,
+/// since no registry vetted it.
+struct SegmentLocator: Sendable {
+    let channel: String
+    let registry: RegistryClient
+    let logger: Logger
+
+    /// How long a subscriber waits for a publisher's answer: a stopped publisher must
+    /// not hold up the fallback to the registry for long.
+    static let ownerCallTimeout: Duration = .seconds(2)
+
+    /// The channel's current segment and owner, nil when the registry has no such
+    /// channel or it has no segment.
+    func current() async throws(ShmBusError) -> (segment: String, owner: String)? {
+        guard let channel = try await registry.channel(channel), !channel.currentSegment.isEmpty else { return nil }
+        return (channel.currentSegment, channel.owner)
+    }
+
+    /// The channel's current segment, waiting up to `timeout` for it to appear.
+    /// Throws ``ShmBusError`` or `CancellationError`.
+    func waitForChannel(timeout: Duration) async throws -> (segment: String, owner: String) {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let found = try await current() { return found }
+            guard ContinuousClock.now < deadline else {
+                throw ShmBusError.notFound("no channel '\(channel)' in the registry (waited \(timeout))")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Opens a segment and its doorbell through the registry.
+    func open(_ name: String) async throws(ShmBusError) -> OpenedSegment {
+        let (fd, info) = try await registry.openSegment(name)
+        let reader: SegmentReader
+        do {
+            reader = try SegmentReader(fd: fd.fileDescriptor)
+        } catch {
+            throw ShmBusError(error, context: "segment \(name)")
+        }
+        var doorbell: Doorbell?
+        if let bell = info.doorbell, let copy = try? bell.duplicate() {
+            doorbell = try? Doorbell.open(copy)
+        }
+        return OpenedSegment(reader: reader, doorbell: doorbell)
+    }
+
+    /// Opens a segment, or returns nil when the registry does not have it (any more).
+    func openIfRegistered(_ name: String) async throws(ShmBusError) -> OpenedSegment? {
+        do {
+            return try await open(name)
+        } catch where error.code == .notFound {
+            return nil
+        }
+    }
+
+    /// What the channel's owner made of `OpenSegment`.
+    enum OwnerReply {
+        case opened(SegmentReader)
+        /// `org.shmbus.Error.NotFound`: it does not serve that segment (retired).
+        case notServed
+        /// No answer, another error, or a segment that failed the checks.
+        case failed
+    }
+
+    /// Asks `owner`, the channel's owner as the registry last named it, for segment
+    /// `name`. What it sends is checked like a segment from the registry, and more:
+    /// that it is the segment asked for, of this channel, and of a later generation
+    /// than `leaving`, so that no owner can lead a subscriber in circles or back in
+    /// time.
+    func openFromOwner(_ owner: String, _ name: String, after leaving: UInt64) async -> OwnerReply {
+        let fd: UnixFileDescriptor
+        do {
+            fd = try await ShmBusProtocol.publisher(owner, on: registry.connection)
+                .openSegment(segment: name, timeout: Self.ownerCallTimeout)
+        } catch let error as DBusError where ShmBusError(error).code == .notFound {
+            return .notServed
+        } catch {
+            logger.debug("the channel's owner did not answer OpenSegment", metadata: ["segment": "\(name)", "error": "\(error)"])
+            return .failed
+        }
+        do {
+            let reader = try SegmentReader(fd: fd.fileDescriptor)
+            guard reader.header.name == name, reader.header.channel == channel, reader.header.generation > leaving else {
+                logger.warning(
+                    "the channel's owner sent a segment that does not follow the one being read",
+                    metadata: [
+                        "asked": "\(name)", "got": "\(reader.header.name)", "channel": "\(reader.header.channel)",
+                        "generation": "\(reader.header.generation)", "leaving": "\(leaving)",
+                    ])
+                return .failed
+            }
+            return .opened(reader)
+        } catch {
+            logger.warning("the channel's owner sent a segment that is not valid", metadata: ["segment": "\(name)", "error": "\(error)"])
+            return .failed
+        }
+    }
+
+    /// `owner`'s `CurrentSegment`, nil when it does not answer.
+    func ownersCurrentSegment(_ owner: String) async -> String? {
+        guard let name = try? await ShmBusProtocol.publisher(owner, on: registry.connection).currentSegment, !name.isEmpty else {
+            return nil
+        }
+        return name
+    }
+
+    /// Finds the successor of the retired segment being read (`mine`, of generation
+    /// `generation`): through the registry, or through its publisher when the registry
+    /// does not have it or is away. If neither has it (the reader fell two collections
+    /// behind), the channel's current segment. Waits while the registry is down, and
+    /// up to ten seconds of a running registry otherwise. Throws ``ShmBusError`` or
+    /// `CancellationError`.
+    func successor(
+        _ successor: SegmentID, of mine: String, generation: UInt64, owner: @Sendable () -> String?
+    ) async throws -> OpenedSegment {
+        var deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let attempt: Result<OpenedSegment?, ShmBusError>
+            do {
+                attempt = .success(try await successorThroughRegistry(successor, of: mine, generation: generation, owner: owner()))
+            } catch {
+                attempt = .failure(error)
+            }
+            switch attempt {
+            case .success(let opened?):
+                return opened
+            case .success(nil):
+                break
+            case .failure(let error) where error.code == .registryUnavailable:
+                if let opened = await successorWithoutRegistry(successor, of: mine, generation: generation, owner: owner()) {
+                    return opened
+                }
+                // Otherwise the publisher registers its current segment when the
+                // registry is back, however long that takes. Only time with a running
+                // registry counts towards the deadline.
+                deadline = ContinuousClock.now + .seconds(10)
+            case .failure(let error):
+                throw error
+            }
+            guard ContinuousClock.now < deadline else {
+                throw ShmBusError.notFound(
+                    "segment \(successor.name), the successor of \(mine), is neither in the registry nor served by the channel's publisher")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// One look through the registry, then the owner, then the channel's current
+    /// segment; nil when none has it yet.
+    private func successorThroughRegistry(
+        _ successor: SegmentID, of mine: String, generation: UInt64, owner: String?
+    ) async throws(ShmBusError) -> OpenedSegment? {
+        if let opened = try await openIfRegistered(successor.name) { return opened }
+        // Not in the registry: not yet (a restarted registry learns only the
+        // publisher's current segment), or not any more. Its writer serves it as long
+        // as it is not retired, which saves the chunks a jump to the current segment
+        // would skip.
+        if let owner, case .opened(let reader) = await openFromOwner(owner, successor.name, after: generation) {
+            return OpenedSegment(reader: reader)
+        }
+        if let current = try await current()?.segment, current != successor.name, current != mine {
+            return try await openIfRegistered(current)
+        }
+        return nil
+    }
+
+    /// The registry is down. The publisher itself serves the segments its readers may
+    /// still need; one that it retired already is passed over for its current one, and
+    /// the cursor reports the gap.
+    private func successorWithoutRegistry(
+        _ successor: SegmentID, of mine: String, generation: UInt64, owner: String?
+    ) async -> OpenedSegment? {
+        guard let owner else { return nil }
+        switch await openFromOwner(owner, successor.name, after: generation) {
+        case .opened(let reader):
+            return OpenedSegment(reader: reader)
+        case .notServed:
+            // Retired already: only then is a jump (and its gap) warranted.
+            if let current = await ownersCurrentSegment(owner), current != mine,
+                case .opened(let reader) = await openFromOwner(owner, current, after: generation)
+            {
+                return OpenedSegment(reader: reader)
+            }
+            return nil
+        case .failed:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import DBus
+import SharedSegments
+
+/// Iteration: chunks already committed are handed out without an executor hop, a
+/// retired segment is followed, and the iterator sleeps only when nothing is left.
+extension Subscriber {
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscriber: Subscriber
+        var wakeups: AsyncStream<Void>.AsyncIterator
+        /// Events read ahead under one lock, handed out one by one.
+        var batch: [Event] = []
+        var batchIndex = 0
+        /// Set after ``Event/publisherLeft(owner:)`` with ``Options/endWhenPublisherLeaves``.
+        var ended = false
+
+        /// Runs on the caller's executor (SE-0421): a chunk that is already committed
+        /// costs no executor hop.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> Event? {
+            if batchIndex < batch.count {
+                defer { batchIndex += 1 }
+                return batch[batchIndex]
+            }
+            return try await nextEvent(isolation: actor)
+        }
+
+        public mutating func next() async throws -> Event? {
+            try await next(isolation: nil)
+        }
+
+        private mutating func nextEvent(isolation actor: isolated (any Actor)?) async throws -> Event? {
+            while !Task.isCancelled, !ended {
+                switch try subscriber.read(upTo: 256) {
+                case .events(let events):
+                    batch = events
+                    batchIndex = 1
+                    return events[0]
+                case .retired(let successor):
+                    try await subscriber.follow(successor)
+                case .nothing:
+                    if try await subscriber.moveIfChannelMoved() { continue }
+                    // Everything its publisher committed was read: now say it left.
+                    if let owner = subscriber.takeOwnerLeft() {
+                        ended = subscriber.options.endWhenPublisherLeaves
+                        return .publisherLeft(owner: owner)
+                    }
+                    guard try await waitForData(isolation: actor) else { return nil }
+                }
+            }
+            return nil
+        }
+
+        /// Waits for a wake-up; false when the subscription ended.
+        private mutating func waitForData(isolation actor: isolated (any Actor)?) async throws -> Bool {
+            if let waiter = subscriber.futexWaiter {
+                let subscriber = self.subscriber
+                await waiter.run { subscriber.waitOnDoorbell(timeout: .milliseconds(500)) }
+                return !Task.isCancelled
+            }
+            return await wakeups.next(isolation: actor) != nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(subscriber: self, wakeups: wakeups.makeAsyncIterator())
+    }
+
+    /// The chunks only, gaps dropped.
+    public var chunks: AsyncCompactMapSequence<Subscriber, Chunk> {
+        compactMap { event in
+            if case .chunk(let chunk) = event { return chunk }
+            return nil
+        }
+    }
+}

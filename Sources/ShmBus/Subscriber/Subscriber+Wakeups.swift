@@ -1,0 +1,108 @@
+import DBus
+import Locking
+import SharedSegments
+
+/// How a subscriber learns that there is something to read: `Committed` signals from
+/// the channel's owner (checked on the loop thread), the registry's announcements, a
+/// periodic look, and the owner's departure from the bus.
+extension Subscriber {
+    // MARK: Wake-ups
+
+    func spawn(_ body: @escaping @Sendable () async -> Void) {
+        let task = Task { await body() }
+        tasks.withLock { $0.append(task) }
+    }
+
+    /// A `Committed` signal arrived (on the connection's loop thread). Only the
+    /// channel's registered owner may announce commits; anything else is counted and
+    /// ignored.
+    func committed(by sender: String?) {
+        let genuine = status.withLock { state -> Bool in
+            guard let owner = state.owner, sender == owner else {
+                state.statistics.ignoredSignals += 1
+                return false
+            }
+            state.statistics.signals += 1
+            return true
+        }
+        if genuine { wake.yield() }
+    }
+
+    func listen(to events: AsyncThrowingStream<RegistryClient.Event, any Error>) {
+        spawn { [weak self] in
+            do {
+                for try await event in events {
+                    guard let self else { return }
+                    switch event {
+                    case .segmentAdded(_, let channel, _, _) where channel == self.channel:
+                        await self.refreshOwner()
+                        self.status.withLock { $0.channelMayHaveMoved = true }
+                        self.wake.yield()
+                    case .segmentReplaced(_, _, let channel, _) where channel == self.channel:
+                        self.wake.yield()
+                    case .registryStarted:
+                        await self.refreshOwner()
+                        self.wake.yield()
+                    default:
+                        continue
+                    }
+                }
+            } catch {}
+        }
+    }
+
+    func refreshOwner() async {
+        guard let found = try? await locator.current() else { return }
+        status.withLock { $0.owner = found.owner.isEmpty ? nil : found.owner }
+        await watchOwner()
+    }
+
+    /// A periodic look, so that a lost or never-sent signal delays, never stalls.
+    func startTicker() {
+        let interval: Duration
+        if case .poll(let every) = options.wait { interval = every } else { interval = .milliseconds(500) }
+        spawn { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                self?.wake.yield()
+            }
+        }
+    }
+
+    /// Watches the current owner's unique name: when it leaves the bus, the reader is
+    /// woken to report ``Event/publisherLeft(owner:)`` once it has read everything.
+    func watchOwner() async {
+        let owner = status.withLock { state -> String? in
+            guard let owner = state.owner, state.watched != owner else { return nil }
+            state.watched = owner
+            return owner
+        }
+        guard let owner, let changes = try? await connection.nameOwnerChanges(for: owner) else { return }
+        // The owner may have left between being named and the match rule: ask once.
+        let gone = (try? await connection.nameOwner(of: owner)) == nil
+        spawn { [weak self] in
+            if !gone {
+                do {
+                    var departures = changes.filter { $0.newOwner == nil }.makeAsyncIterator()
+                    guard try await departures.next() != nil else { return }
+                } catch {
+                    return
+                }
+            }
+            guard let self else { return }
+            self.status.withLock { state in
+                if state.owner == owner { state.ownerLeft = owner }
+            }
+            self.wake.yield()
+        }
+    }
+
+    /// The departure to report now, once: nil unless the owner left and nothing is
+    /// left to read.
+    func takeOwnerLeft() -> String? {
+        status.withLock { state in
+            defer { state.ownerLeft = nil }
+            return state.ownerLeft
+        }
+    }
+}
