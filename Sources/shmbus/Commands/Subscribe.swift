@@ -22,7 +22,7 @@ struct Subscribe: AsyncParsableCommand {
     @Option(
         name: .customLong("wait-for-channel"),
         help: ArgumentHelp(
-            "How long to wait for a channel that is not in the registry yet, in seconds (0: fail at once).",
+            "Seconds to wait for a channel not in the registry yet, saying so on stderr; then exit 66 (0: fail at once).",
             valueName: "seconds"))
     var waitForChannel: Double = 10
 
