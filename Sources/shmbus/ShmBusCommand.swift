@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Logging
 
@@ -10,6 +11,32 @@ struct ShmBusCommand: AsyncParsableCommand {
         subcommands: [
             Demo.self, Daemon.self, Publish.self, Cat.self, Subscribe.self, ListRegistry.self, Stat.self, InstallService.self, Bench.self, BenchWorker.self,
         ])
+
+    /// argument-parser's `main`, except that a failed parse is first checked for an
+    /// unknown option, which argument-parser would report as a missing required one
+    /// (see ``UnknownOption``). Errors from `run()` pass through untouched.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: any ParsableCommand
+        do {
+            command = try await asyncParseAsRoot(arguments)
+        } catch {
+            if exitCode(for: error) != .success, let unknown = UnknownOption.first(in: arguments, root: self) {
+                FileHandle.standardErrorWrite(unknown.message(root: self) + "\n")
+                Foundation.exit(ExitCode.validationFailure.rawValue)
+            }
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Logging for the command line: to stderr, at the level asked for.

@@ -38,22 +38,11 @@ struct Cat: AsyncParsableCommand {
                 throw ShmBusError(.badSegment, error.message)
             }
             guard let chunk else { throw ShmBusError(.notFound, "the chunk with key '\(key)' is gone (replaced or expired)") }
-            let target = output.map { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) } ?? STDOUT_FILENO
-            guard target >= 0 else {
-                FileHandle.standardErrorWrite("shmbus: cannot write \(output ?? ""): \(String(cString: strerror(errno)))\n")
-                throw ExitCode(73)
-            }
-            defer { if output != nil { close(target) } }
+            // A write failure is the output's fault, not the bus's: 73, naming the target.
+            let target = if let output { try OutputFile(creating: output) } else { OutputFile.standardOutput() }
             // Straight from the shared mapping to the output: no copy in between.
-            try chunk.withUnsafeBytes { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = write(target, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0, errno == EINTR { continue }
-                    guard n > 0 else { throw ShmBusError(.bus, "write failed: \(String(cString: strerror(errno)))") }
-                    done += n
-                }
-            }
+            try chunk.withUnsafeBytes { bytes throws(FileFailure) in try target.write(bytes) }
+            try target.finish()
         }
     }
 }

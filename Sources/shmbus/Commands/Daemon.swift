@@ -15,17 +15,27 @@ struct Daemon: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOption
 
-    @Option(help: "Segments one connection may register at once.")
+    @Option(help: "Segments one connection may register at once (1 or more).")
     var maxSegmentsPerConnection = RegistryConfiguration().maxSegmentsPerConnection
 
-    @Option(help: "Total capacity one connection may register (e.g. 64GiB).")
+    @Option(help: "Total capacity one connection may register (e.g. 64GiB; more than 0).")
     var maxBytesPerConnection = ByteCount(RegistryConfiguration().maxBytesPerConnection)
 
-    @Option(help: "Segments in the whole registry.")
+    @Option(help: "Segments in the whole registry (1 or more).")
     var maxSegments = RegistryConfiguration().maxSegments
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    /// A limit below 1 is not a policy but a registry that refuses every segment, and a
+    /// negative one used to be taken as it came.
+    func validate() throws {
+        if maxSegmentsPerConnection < 1 {
+            throw ValidationError("--max-segments-per-connection must be 1 or more (got \(maxSegmentsPerConnection))")
+        }
+        if maxBytesPerConnection.bytes == 0 { throw ValidationError("--max-bytes-per-connection must be more than 0") }
+        if maxSegments < 1 { throw ValidationError("--max-segments must be 1 or more (got \(maxSegments))") }
+    }
 
     func run() async throws {
         CommandLogging.bootstrap(level: logLevel)

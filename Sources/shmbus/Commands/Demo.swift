@@ -26,6 +26,13 @@ struct Demo: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOption
 
+    /// A negative --frames used to trap on an inverted range; 0 of anything shows nothing.
+    func validate() throws {
+        if frames < 1 { throw ValidationError("--frames must be 1 or more (got \(frames))") }
+        if frameSize.bytes == 0 { throw ValidationError("--frame-size must be more than 0") }
+        if blobSize.bytes == 0 { throw ValidationError("--blob-size must be more than 0") }
+    }
+
     func run() async throws {
         try await reportingFailures {
             let shmbus = InstallService.currentExecutable()

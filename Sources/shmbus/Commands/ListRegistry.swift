@@ -25,22 +25,21 @@ struct ListRegistry: AsyncParsableCommand {
                 return
             }
             if listing.channels.isEmpty {
-                print("no channels")
+                try Output.write("no channels")
                 return
             }
             var channels = TextTable("CHANNEL", "OWNER", "GEN", "SEGMENTS", "SIZE")
             for c in listing.channels {
                 channels.add(c.name, c.owner.isEmpty ? "-" : c.owner, "\(c.generation)", "\(c.segmentCount)", ByteCount.human(c.bytes))
             }
-            print(channels.rendered)
-            print()
+            try Output.write(channels.rendered + "\n")
             var segments = TextTable("SEGMENT", "CHANNEL", "GEN", "STATE", "CAPACITY", "USED", "CHUNKS", "PERSISTENT")
             for s in listing.segments {
                 segments.add(
                     s.name, s.channel, "\(s.generation)", s.state, ByteCount.human(s.capacity), ByteCount.human(s.committedBytes),
                     "\(s.chunkCount)", s.persistent ? "yes" : "no")
             }
-            print(segments.rendered)
+            try Output.write(segments.rendered)
         }
     }
 }

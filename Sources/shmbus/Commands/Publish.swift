@@ -44,6 +44,12 @@ struct Publish: AsyncParsableCommand {
 
     func validate() throws {
         if ttl != nil && !persistent { throw ValidationError("--ttl needs --persistent") }
+        // Duration.seconds takes an Int64: a larger value would trap, not be refused.
+        if let ttl, ttl > UInt64(Int64.max) { throw ValidationError("--ttl \(ttl) is too large") }
+        // Here, before a segment is registered, rather than by the publish after it.
+        if key.utf8.count > SegmentLayout.maximumKeyLength {
+            throw ValidationError("--key is \(key.utf8.count) bytes of UTF-8; the limit is \(SegmentLayout.maximumKeyLength)")
+        }
     }
 
     func run() async throws {
@@ -56,82 +62,50 @@ struct Publish: AsyncParsableCommand {
             options.hugePages = hugePages
             options.ttl = ttl.map { .seconds(Int64($0)) }
             let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)
-            var progress = ProgressBar(total: input.size, label: "publishing")
-            let published = try publisher.publish(key: key, length: input.size) { buffer in
-                try input.read(into: buffer) { progress.update($0) }
+            let published: PublishedChunk
+            do {
+                var progress = ProgressBar(total: input.size, label: "publishing")
+                published = try publisher.publish(key: key, length: input.size) { buffer in
+                    try input.read(into: buffer) { progress.update($0) }
+                }
+            } catch {
+                await Self.withdraw(publisher)
+                throw error
             }
             await publisher.flush()
+            // Handlers first: a script that reads the line below and at once sends
+            // SIGTERM must find them installed, not die of the default action.
+            let stop = AsyncStream<Void>.makeStream()
+            let signals = hold ? SignalHandlers([SIGINT, SIGTERM]) { _ in stop.continuation.finish() } : nil
+            // Written at once (not through stdio's buffer), so that a script reading a
+            // pipe sees it while --hold keeps the segment.
             if json {
                 try JSONOutput.print(published)
             } else {
-                print("segment \(published.segment) offset \(published.offset) length \(published.length) sequence \(published.sequence)")
+                try Output.write("segment \(published.segment) offset \(published.offset) length \(published.length) sequence \(published.sequence)")
             }
             if hold {
-                let stop = AsyncStream<Void>.makeStream()
-                let signals = SignalHandlers([SIGINT, SIGTERM]) { _ in stop.continuation.finish() }
                 for await _ in stop.stream {}
-                withExtendedLifetime(signals) {}
             }
+            withExtendedLifetime(signals) {}
             await publisher.close()
         }
     }
-}
 
-/// A file or stdin, read straight into the chunk's shared memory.
-struct InputFile {
-    let fd: Int32
-    let size: UInt64
-    /// Stdin or a pipe, whose size is unknown: read into memory first.
-    let buffered: [UInt8]?
-
-    private init(fd: Int32, size: UInt64, buffered: [UInt8]?) {
-        self.fd = fd
-        self.size = size
-        self.buffered = buffered
-    }
-
-    init(path: String?) throws {
-        guard let path, path != "-" else {
-            self = Self.buffering(STDIN_FILENO)
-            return
+    /// After a failed publish (the input shrank, the chunk does not fit), takes this
+    /// publisher's segments out of the registry again: a persistent one would otherwise
+    /// stay behind as a channel without a chunk. Best effort: the failure being
+    /// reported matters more than one that happens while cleaning up after it.
+    static func withdraw(_ publisher: Publisher) async {
+        let me = publisher.connection.uniqueName
+        if let registry = try? RegistryClient(connection: publisher.connection),
+            let segments = try? await registry.segments(of: publisher.channel)
+        {
+            for segment in segments {
+                guard case .string(me)? = try? await registry.segmentProperties(segment.name)["Owner"] else { continue }
+                try? await registry.unregisterSegment(segment.name)
+            }
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ShmBusError(.notFound, "cannot open \(path): \(String(cString: strerror(errno)))") }
-        var info = stat()
-        fstat(fd, &info)
-        if info.st_mode & S_IFMT == S_IFREG {
-            self.init(fd: fd, size: UInt64(info.st_size), buffered: nil)
-        } else {
-            self = Self.buffering(fd)
-            close(fd)
-        }
-    }
-
-    private static func buffering(_ fd: Int32) -> InputFile {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = Glibc.read(fd, &chunk, chunk.count)
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-        return InputFile(fd: -1, size: UInt64(bytes.count), buffered: bytes)
-    }
-
-    /// Fills `buffer` (exactly `size` bytes), reporting progress.
-    func read(into buffer: UnsafeMutableRawBufferPointer, progress: (UInt64) -> Void) throws {
-        if let buffered {
-            buffered.withUnsafeBytes { buffer.copyMemory(from: $0) }
-            progress(size)
-            return
-        }
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, min(8 << 20, buffer.count - done), off_t(done))
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw ShmBusError(.invalidArgument, "the input ended after \(done) of \(size) bytes") }
-            done += n
-            progress(UInt64(done))
-        }
+        await publisher.close()
     }
 }

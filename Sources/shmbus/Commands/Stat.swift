@@ -34,7 +34,7 @@ struct Stat: AsyncParsableCommand {
                 guard let value = properties[key] else { continue }
                 table.add(key, Self.describe(key, value))
             }
-            print(table.rendered.split(separator: "\n").dropFirst().joined(separator: "\n"))
+            try Output.write(table.rendered.split(separator: "\n").dropFirst().joined(separator: "\n"))
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CShmBusLinux
+import DBus
 import Foundation
 import Glibc
 import SharedSegments
@@ -15,8 +16,15 @@ struct Subscribe: AsyncParsableCommand {
     @Option(help: "Where to start: oldest, now, or a sequence number.")
     var from = "now"
 
-    @Option(help: "Stop after this many chunks.")
+    @Option(help: "Stop after this many chunks (1 or more; without it, run until interrupted).")
     var count: Int?
+
+    @Option(
+        name: .customLong("wait-for-channel"),
+        help: ArgumentHelp(
+            "Seconds to wait for a channel not in the registry yet, saying so on stderr; then exit 66 (0: fail at once).",
+            valueName: "seconds"))
+    var waitForChannel: Double = 10
 
     @Option(help: "Save each chunk's payload as DIR/<sequence>.bin.")
     var outputDir: String?
@@ -43,26 +51,45 @@ struct Subscribe: AsyncParsableCommand {
         var checksum: String?
     }
 
-    func run() async throws {
-        let start: ChannelCursor.Start
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be 1 or more (got \(count))") }
+        guard waitForChannel.isFinite, waitForChannel >= 0 else {
+            throw ValidationError("--wait-for-channel takes a number of seconds, 0 or more (got \(waitForChannel))")
+        }
+        _ = try startPosition()
+        _ = try waitStrategy()
+    }
+
+    private func startPosition() throws -> ChannelCursor.Start {
         switch from {
-        case "oldest": start = .oldest
-        case "now": start = .now
+        case "oldest": return .oldest
+        case "now": return .now
         default:
             guard let sequence = UInt64(from) else { throw ValidationError("--from takes oldest, now or a sequence number") }
-            start = .sequence(sequence)
+            return .sequence(sequence)
         }
-        let strategy: Subscriber.Wait
+    }
+
+    private func waitStrategy() throws -> Subscriber.Wait {
         switch wait {
-        case "bus": strategy = .bus
-        case "futex": strategy = .futex
-        case "poll": strategy = .poll(.milliseconds(1))
+        case "bus": return .bus
+        case "futex": return .futex
+        case "poll": return .poll(.milliseconds(1))
         default: throw ValidationError("--wait takes bus, futex or poll")
         }
+    }
+
+    func run() async throws {
+        let options = Subscriber.Options(start: try startPosition(), wait: try waitStrategy(), waitForChannel: .seconds(waitForChannel))
         try await reportingFailures {
-            if let outputDir { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
-            let subscriber = try await Subscriber.open(
-                channel: channel, on: bus.resolved(), options: .init(start: start, wait: strategy))
+            // Before subscribing: a directory that cannot be made is the caller's to fix
+            // now, not after the first chunk arrived.
+            if let outputDir { try makeDirectories(outputDir) }
+            let connection = try await DBusConnection.connect(to: bus.resolved())
+            defer { connection.close() }
+            try await announceWaiting(on: connection)
+            let subscriber = try await Subscriber.open(channel: channel, connection: connection, options: options)
+            defer { subscriber.cancel() }
             var received = 0
             for try await event in subscriber {
                 switch event {
@@ -70,24 +97,38 @@ struct Subscribe: AsyncParsableCommand {
                     let sum = checksum ? chunk.withUnsafeBytes { String(shmbus_mix64($0.baseAddress, $0.count, 0), radix: 16) } : nil
                     let latency = Double(Int64(bitPattern: RealtimeClock.now() &- chunk.timestamp)) / 1000
                     if let outputDir {
-                        try chunk.data.write(to: URL(fileURLWithPath: outputDir).appendingPathComponent("\(chunk.sequence).bin"))
+                        let file = try OutputFile(creating: "\(outputDir)/\(chunk.sequence).bin")
+                        try chunk.withUnsafeBytes { bytes throws(FileFailure) in try file.write(bytes) }
+                        try file.finish()
                     }
                     if json {
                         try JSONOutput.print(Line(event: "chunk", sequence: chunk.sequence, key: chunk.key, length: chunk.count, latencyMicroseconds: latency, checksum: sum))
                     } else {
-                        Output.line("sequence \(chunk.sequence) key \(chunk.key.isEmpty ? "-" : chunk.key) length \(chunk.count) latency \(String(format: "%.1f", latency)) µs\(sum.map { " checksum \($0)" } ?? "")")
+                        try Output.write("sequence \(chunk.sequence) key \(chunk.key.isEmpty ? "-" : chunk.key) length \(chunk.count) latency \(String(format: "%.1f", latency)) µs\(sum.map { " checksum \($0)" } ?? "")")
                     }
                     received += 1
                 case .gap(let missed, let after):
                     if json {
                         try JSONOutput.print(Line(event: "gap", missed: missed, after: after))
                     } else {
-                        Output.line("gap: missed \(missed) chunks after sequence \(after)")
+                        try Output.write("gap: missed \(missed) chunks after sequence \(after)")
                     }
                 }
                 if let count, received >= count { break }
             }
-            subscriber.cancel()
+        }
+    }
+
+    /// Says on stderr that the command is about to wait for a channel that is not
+    /// there, so that a silent pause is not taken for a hang. The subscriber looks again
+    /// itself; a channel that appears in between only makes the line unneeded.
+    private func announceWaiting(on connection: DBusConnection) async throws {
+        guard waitForChannel > 0 else { return }
+        let registry = try RegistryClient(connection: connection)
+        let present = try await registry.channels().contains { $0.name == channel && !$0.currentSegment.isEmpty }
+        if !present {
+            let seconds = waitForChannel == waitForChannel.rounded() ? String(Int(waitForChannel)) : String(waitForChannel)
+            FileHandle.standardErrorWrite("shmbus: waiting up to \(seconds) s for channel '\(channel)' to appear\n")
         }
     }
 }

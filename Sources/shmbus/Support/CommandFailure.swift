@@ -16,6 +16,7 @@ enum CommandFailure {
             case .registryUnavailable, .bus: return 69    // EX_UNAVAILABLE
             }
         }
+        if let error = error as? FileFailure { return error.kind.exitCode }
         if error is DBusError { return 69 }
         return 1
     }
@@ -29,6 +30,8 @@ enum CommandFailure {
             default:
                 return "shmbus: \(error.message)"
             }
+        case let error as FileFailure:
+            return "shmbus: \(error.message)"
         case let error as DBusError:
             return "shmbus: \(error.message.isEmpty ? error.name : error.message)"
         default:
