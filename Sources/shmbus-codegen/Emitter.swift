@@ -140,6 +140,11 @@ struct Emitter {
                         w.line("\(member.swiftName) = try values.property(\(SwiftNames.literal(member.dbusName)), as: \(member.swiftType).self)")
                     }
                 }
+                w.line()
+                w.line("/// Every property by its D-Bus name, in declaration order, for generic display.")
+                w.block("public var values: [(name: String, value: DBusValue)] {") { w in
+                    w.line("[" + members.map { "(\(SwiftNames.literal($0.dbusName)), \($0.swiftName).dbusValue)" }.joined(separator: ", ") + "]")
+                }
             }
         }
     }

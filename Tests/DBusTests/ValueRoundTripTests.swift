@@ -19,6 +19,14 @@ import Testing
         #expect(reply == [.variant(value)])
     }
 
+    @Test func emptyArraysKeepTheirElementType() throws {
+        // An empty [T] casts to [UInt8] for any T; the encoding must not be fooled.
+        #expect([String]().dbusValue.type == .array(.string))
+        #expect([[UInt32]]().dbusValue.type == .array(.array(.uint32)))
+        #expect([UInt8]().dbusValue.type == .array(.byte))
+        #expect(try [String](dbusValue: [String]().dbusValue) == [])
+    }
+
     @Test func containersNestedDeeplySurviveTheBus() async throws {
         let echo = try await EchoService.start()
         let dict = DBusValue.dictionary(

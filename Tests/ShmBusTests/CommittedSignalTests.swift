@@ -26,7 +26,7 @@ import Testing
         let heard = Lock<[Range]>([])
         let handler = try await listener.onSignal(
             matching: MatchRule(
-                sender: publisher.connection.uniqueName, interface: ShmBusProtocol.publisherInterfaceName, member: "Committed",
+                sender: publisher.connection.uniqueName, interface: Publisher1.name, member: "Committed",
                 path: ShmBusProtocol.publisherPath)
         ) { message in
             guard message.body.count == 7, case .string("announced") = message.body[0], case .string(let segment) = message.body[1],

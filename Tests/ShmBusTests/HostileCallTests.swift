@@ -140,11 +140,11 @@ import Testing
         let callerClient = try RegistryClient(connection: caller)
         // The caller owns "hostile" and "second"; the other connection owns "owned/by/other".
         let valid = try makeSegment(channel: "hostile", chunks: [("k", [1])])
-        let owned = try await callerClient.registerSegment(channel: "hostile", fd: valid.current.fileDescriptor, options: [:]).segment
+        let owned = try await callerClient.registerSegment(channel: "hostile", fd: valid.current.fileDescriptor).segment
         let second = try makeSegment(channel: "second", chunks: [])
-        let secondName = try await callerClient.registerSegment(channel: "second", fd: second.current.fileDescriptor, options: [:]).segment
+        let secondName = try await callerClient.registerSegment(channel: "second", fd: second.current.fileDescriptor).segment
         let theirs = try makeSegment(channel: "owned/by/other", chunks: [])
-        let theirName = try await other.registerSegment(channel: "owned/by/other", fd: theirs.current.fileDescriptor, options: [:]).segment
+        let theirName = try await other.registerSegment(channel: "owned/by/other", fd: theirs.current.fileDescriptor).segment
         let fixtures = Fixtures(
             valid: valid, owned: owned, otherChannelSegment: secondName,
             unrelated: try makeSegment(channel: "other/chan", chunks: [], capacity: 16384), ownedByOther: theirName)
@@ -154,7 +154,7 @@ import Testing
             do {
                 _ = try await caller.call(
                     destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath,
-                    interface: ShmBusProtocol.registryInterfaceName, method: hostile.method, arguments)
+                    interface: Registry1.name, method: hostile.method, arguments)
                 Issue.record("\(hostile): the call succeeded")
             } catch let error as DBusError {
                 #expect(error.name == hostile.expected, "\(hostile): got \(error.name): \(error.message)")

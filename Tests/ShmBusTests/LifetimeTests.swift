@@ -39,7 +39,7 @@ import Testing
         let heard = Lock<ContinuousClock.Instant?>(nil)
         let timing = try await watcher.connection.onSignal(
             matching: MatchRule(
-                sender: ShmBusProtocol.registryName, interface: ShmBusProtocol.registryInterfaceName, member: "SegmentRemoved",
+                sender: ShmBusProtocol.registryName, interface: Registry1.name, member: "SegmentRemoved",
                 path: ShmBusProtocol.registryPath)
         ) { message in
             if message.body == [.string(segment), .string("dies"), .string("owner-exited")] {

@@ -43,6 +43,8 @@ import Testing
                 next = chunk.sequence + 1
             case .gap:
                 gaps += 1
+            case .publisherLeft:
+                Issue.record("the publisher is still there")
             }
             if next > UInt64(count) { break }
         }
@@ -81,6 +83,8 @@ import Testing
                 delivered += 1
             case .gap(let n, _):
                 missed += n
+            case .publisherLeft:
+                Issue.record("the publisher is still there")
             }
             if last >= 20_000 { break }
         }
@@ -101,7 +105,7 @@ import Testing
         let spoofer = try await fixture.connect()
         for _ in 0..<20 {
             try spoofer.emit(
-                path: ShmBusProtocol.publisherPath, interface: ShmBusProtocol.publisherInterfaceName, member: "Committed",
+                path: ShmBusProtocol.publisherPath, interface: Publisher1.name, member: "Committed",
                 [.string("spoof"), .string(publisher.currentSegment), .uint64(1), .uint64(4096), .uint64(1 << 30), .uint64(1), .uint64(99)])
         }
         try publisher.publish(Array("genuine".utf8))

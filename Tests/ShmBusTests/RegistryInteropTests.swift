@@ -15,7 +15,7 @@ import Testing
         let client = try await fixture.client()
         let payload = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let writer = try makeSegment(channel: "interop/cam", chunks: [("frame", payload), ("meta", Array("{\"w\":640}".utf8))])
-        let segment = try await client.registerSegment(channel: "interop/cam", fd: writer.current.fileDescriptor, options: [:]).segment
+        let segment = try await client.registerSegment(channel: "interop/cam", fd: writer.current.fileDescriptor).segment
         return (fixture, client, writer, segment)
     }
 
@@ -27,7 +27,7 @@ import Testing
 
     @Test func busctlCallsEveryFdLessMethod() async throws {
         let (fixture, client, writer, segment) = try await Self.populated()
-        let base = ["--address=\(fixture.address)", "--json=short", "call", ShmBusProtocol.registryName, "/org/shmbus/Registry1", ShmBusProtocol.registryInterfaceName]
+        let base = ["--address=\(fixture.address)", "--json=short", "call", ShmBusProtocol.registryName, "/org/shmbus/Registry1", Registry1.name]
         func json(_ out: String) throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
         }
@@ -64,7 +64,7 @@ import Testing
         #expect(tree.contains("/org/shmbus/Registry1/segment/\(ObjectPath.escape(segment))"))
         let property = try await tool(fixture, "busctl", [
             "--address=\(fixture.address)", "get-property", ShmBusProtocol.registryName, ShmBusProtocol.segmentPath(segment).rawValue,
-            ShmBusProtocol.segmentInterfaceName, "Channel",
+            Segment1.name, "Channel",
         ])
         #expect(property.trimmingCharacters(in: .whitespacesAndNewlines) == "s \"interop/cam\"")
         let introspect = try await tool(fixture, "busctl", ["--address=\(fixture.address)", "introspect", ShmBusProtocol.registryName, "/org/shmbus/Registry1"])

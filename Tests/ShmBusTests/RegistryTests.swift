@@ -13,7 +13,7 @@ import Testing
         let watcher = try await fixture.client()
         let events = try await watcher.events()
         let writer = try makeSegment(channel: "cams/front", chunks: [("frame", Array("first".utf8)), ("frame", Array("second".utf8)), ("", [1, 2, 3])])
-        let (segment, path) = try await owner.registerSegment(channel: "cams/front", fd: writer.current.fileDescriptor, options: [:])
+        let (segment, path) = try await owner.registerSegment(channel: "cams/front", fd: writer.current.fileDescriptor)
         #expect(segment == writer.current.id.name)
         #expect(path == ShmBusProtocol.segmentPath(segment))
         let added = try await first(events) { if case .segmentAdded = $0 { true } else { false } }
@@ -35,9 +35,9 @@ import Testing
         let found = try await watcher.lookup(channel: "cams/front", key: "frame")
         #expect(found.segment == segment && found.length == 6 && found.sequence == 2)
         let (fd, info) = try await watcher.openSegment(segment)
-        #expect(info["channel"]?.value == .string("cams/front"))
-        #expect(info["generation"]?.value == .uint64(1))
-        #expect(info["owner"]?.value == .string(owner.connection.uniqueName))
+        #expect(info.channel == "cams/front")
+        #expect(info.generation == 1)
+        #expect(info.owner == owner.connection.uniqueName)
         #expect(fcntl(fd.rawValue, F_GETFL) & O_ACCMODE == O_RDONLY, "the registry hands out read-only descriptors")
         let reader = try SegmentReader(fd: fd.fileDescriptor)
         let bytes = Array(UnsafeRawBufferPointer(start: reader.mapping.base + Int(found.offset), count: Int(found.length)))
@@ -46,10 +46,10 @@ import Testing
         // Live properties are read from the segment itself.
         try [UInt8](repeating: 7, count: 100).withUnsafeBytes { _ = try writer.append($0, key: "frame") }
         let properties = try await watcher.segmentProperties(segment)
-        #expect(properties["ChunkCount"] == .uint64(2))
-        #expect(properties["LastSequence"] == .uint64(4))
-        #expect(properties["Owner"] == .string(owner.connection.uniqueName))
-        #expect(properties["Persistent"] == .boolean(false))
+        #expect(properties.chunkCount == 2)
+        #expect(properties.lastSequence == 4)
+        #expect(properties.owner == owner.connection.uniqueName)
+        #expect(properties.persistent == false)
         #expect(try await watcher.lookup(channel: "cams/front", key: "frame").sequence == 4)
 
         // Only the owner unregisters.
@@ -68,18 +68,18 @@ import Testing
         let owner = try await fixture.client()
         let events = try await owner.events()
         let writer = try makeSegment(channel: "gc", chunks: [("a", [1]), ("b", [2])])
-        let first = try await owner.registerSegment(channel: "gc", fd: writer.current.fileDescriptor, options: [:]).segment
+        let first = try await owner.registerSegment(channel: "gc", fd: writer.current.fileDescriptor).segment
         // A second active segment without `replaces` is refused.
         let other = try makeSegment(channel: "gc", chunks: [])
         let busy = await #expect(throws: ShmBusError.self) {
-            _ = try await owner.registerSegment(channel: "gc", fd: other.current.fileDescriptor, options: [:])
+            _ = try await owner.registerSegment(channel: "gc", fd: other.current.fileDescriptor)
         }
         #expect(busy?.code == .channelBusy)
         var segmentNames = [first]
         for _ in 0..<3 {
             let rotation = try writer.collectGarbage()
             let next = try await owner.registerSegment(
-                channel: "gc", fd: rotation.new.fileDescriptor, options: ["replaces": DBusVariant(segmentNames.last!)]).segment
+                channel: "gc", fd: rotation.new.fileDescriptor, options: .init(replaces: segmentNames.last!)).segment
             writer.retire(rotation)
             segmentNames.append(next)
         }
@@ -93,7 +93,7 @@ import Testing
         #expect(listed.map(\.name) == [segmentNames[2], segmentNames[3]])
         #expect(listed.map(\.state) == ["retired", "active"])
         let retired = try await owner.segmentProperties(segmentNames[2])
-        #expect(retired["ReplacedBy"] == .string(segmentNames[3]))
+        #expect(retired.replacedBy == segmentNames[3])
         #expect(try await owner.channels().first?.generation == 4)
         #expect(try await owner.lookup(channel: "gc", key: "b").segment == segmentNames[3])
     }
@@ -102,14 +102,13 @@ import Testing
         let fixture = try await RegistryFixture()
         let owner = try await fixture.client()
         let writer = try makeSegment(channel: "intro", chunks: [])
-        let (segment, _) = try await owner.registerSegment(channel: "intro", fd: writer.current.fileDescriptor, options: [:])
-        let file = try DBusIntrospection(xml: ShmBusProtocol.registryXML)
+        let (segment, _) = try await owner.registerSegment(channel: "intro", fd: writer.current.fileDescriptor)
         let onDisk = try String(contentsOf: BuiltProducts.repositoryRoot.appendingPathComponent("dbus/org.shmbus.Registry1.xml"), encoding: .utf8)
-        #expect(onDisk == ShmBusProtocol.registryXML, "the binary carries dbus/org.shmbus.Registry1.xml as it is")
+        let file = try DBusIntrospection(xml: onDisk)
         let objects: [(ObjectPath, String)] = [
-            (ShmBusProtocol.registryPath, ShmBusProtocol.registryInterfaceName),
-            (ShmBusProtocol.channelPath("intro"), ShmBusProtocol.channelInterfaceName),
-            (ShmBusProtocol.segmentPath(segment), ShmBusProtocol.segmentInterfaceName),
+            (ShmBusProtocol.registryPath, Registry1.name),
+            (ShmBusProtocol.channelPath("intro"), Channel1.name),
+            (ShmBusProtocol.segmentPath(segment), Segment1.name),
         ]
         for (path, name) in objects {
             let xml = try await owner.connection.call(
@@ -132,15 +131,15 @@ import Testing
         let fixture = try await RegistryFixture()
         let owner = try await fixture.client()
         let writer = try makeSegment(channel: "om/x", chunks: [("k", [1])])
-        let (segment, _) = try await owner.registerSegment(channel: "om/x", fd: writer.current.fileDescriptor, options: ["persistent": DBusVariant(true)])
+        let (segment, _) = try await owner.registerSegment(channel: "om/x", fd: writer.current.fileDescriptor, options: .init(persistent: true))
         let managed = try await owner.connection.call(
             destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath,
             interface: StandardInterfaces.objectManagerName, method: "GetManagedObjects"
         ).decode([ObjectPath: [String: [String: DBusVariant]]].self)
-        let channel = try #require(managed[ShmBusProtocol.channelPath("om/x")]?[ShmBusProtocol.channelInterfaceName])
+        let channel = try #require(managed[ShmBusProtocol.channelPath("om/x")]?[Channel1.name])
         #expect(channel["Name"]?.value == .string("om/x"))
         #expect(channel["CurrentSegment"]?.value == .string(segment))
-        let seg = try #require(managed[ShmBusProtocol.segmentPath(segment)]?[ShmBusProtocol.segmentInterfaceName])
+        let seg = try #require(managed[ShmBusProtocol.segmentPath(segment)]?[Segment1.name])
         #expect(seg["Persistent"]?.value == .boolean(true))
         #expect(seg["Capacity"]?.value == .uint64(1 << 20))
         #expect(seg["Channel"]?.value == .string("om/x"))
@@ -152,11 +151,11 @@ import Testing
         var writers: [ChannelWriter] = []
         for i in 0..<2 {
             writers.append(try makeSegment(channel: "quota/\(i)", chunks: []))
-            _ = try await owner.registerSegment(channel: "quota/\(i)", fd: writers[i].current.fileDescriptor, options: [:])
+            _ = try await owner.registerSegment(channel: "quota/\(i)", fd: writers[i].current.fileDescriptor)
         }
         let third = try makeSegment(channel: "quota/2", chunks: [])
         let error = await #expect(throws: ShmBusError.self) {
-            _ = try await owner.registerSegment(channel: "quota/2", fd: third.current.fileDescriptor, options: [:])
+            _ = try await owner.registerSegment(channel: "quota/2", fd: third.current.fileDescriptor)
         }
         #expect(error?.code == .quotaExceeded)
         #expect(error?.message.contains("limit 2") == true)
@@ -164,10 +163,10 @@ import Testing
         let other = try await fixture.client()
         let big = try makeSegment(channel: "quota/big", chunks: [], capacity: 4 << 20)
         let bytes = await #expect(throws: ShmBusError.self) {
-            _ = try await other.registerSegment(channel: "quota/big", fd: big.current.fileDescriptor, options: [:])
+            _ = try await other.registerSegment(channel: "quota/big", fd: big.current.fileDescriptor)
         }
         #expect(bytes?.code == .quotaExceeded)
-        _ = try await other.registerSegment(channel: "quota/2", fd: third.current.fileDescriptor, options: [:])
+        _ = try await other.registerSegment(channel: "quota/2", fd: third.current.fileDescriptor)
     }
 }
 

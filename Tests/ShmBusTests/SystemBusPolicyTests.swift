@@ -79,14 +79,14 @@ import Testing
             try await BuiltProducts.run("busctl", ["--address=\(address)"] + arguments)
         }
 
-        let (listed, channels, listError) = try await busctl(["call", ShmBusProtocol.registryName, "/org/shmbus/Registry1", ShmBusProtocol.registryInterfaceName, "ListChannels"])
+        let (listed, channels, listError) = try await busctl(["call", ShmBusProtocol.registryName, "/org/shmbus/Registry1", Registry1.name, "ListChannels"])
         #expect(listed == .exited(0) && channels.contains("system/policy"), "\(channels)\(listError)")
-        let (got, current, getError) = try await busctl(["get-property", owner, "/org/shmbus/Publisher1", ShmBusProtocol.publisherInterfaceName, "CurrentSegment"])
+        let (got, current, getError) = try await busctl(["get-property", owner, "/org/shmbus/Publisher1", Publisher1.name, "CurrentSegment"])
         #expect(got == .exited(0) && current.contains(publisher.currentSegment), "\(current)\(getError)")
-        let (opened, fd, openError) = try await busctl(["call", owner, "/org/shmbus/Publisher1", ShmBusProtocol.publisherInterfaceName, "OpenSegment", "s", publisher.currentSegment])
+        let (opened, fd, openError) = try await busctl(["call", owner, "/org/shmbus/Publisher1", Publisher1.name, "OpenSegment", "s", publisher.currentSegment])
         #expect(opened == .exited(0) && fd.hasPrefix("h "), "\(fd)\(openError)")
         // Not in the policy: denied, so the rules above are what let those through.
-        let (denied, _, why) = try await busctl(["call", owner, "/org/shmbus/Publisher1", "org.freedesktop.DBus.Properties", "GetAll", "s", ShmBusProtocol.publisherInterfaceName])
+        let (denied, _, why) = try await busctl(["call", owner, "/org/shmbus/Publisher1", "org.freedesktop.DBus.Properties", "GetAll", "s", Publisher1.name])
         #expect(denied != .exited(0) && why.contains("Access denied"), "\(why)")
         await publisher.close()
     }

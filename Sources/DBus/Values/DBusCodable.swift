@@ -179,7 +179,9 @@ extension Array: DBusCodable where Element: DBusCodable {
     public static var dbusType: DBusType { .array(Element.dbusType) }
 
     public var dbusValue: DBusValue {
-        if let bytes = self as? [UInt8] { return .bytes(bytes) }
+        // Test the element type, not the value: an empty array of any type casts to
+        // [UInt8], and would then go out as `ay`.
+        if Element.self == UInt8.self, let bytes = self as? [UInt8] { return .bytes(bytes) }
         return .array(Element.dbusType, map(\.dbusValue))
     }
 

@@ -59,6 +59,11 @@ extension Channel1 {
             generation = try values.property("Generation", as: UInt64.self)
             segments = try values.property("Segments", as: [ObjectPath].self)
         }
+
+        /// Every property by its D-Bus name, in declaration order, for generic display.
+        public var values: [(name: String, value: DBusValue)] {
+            [("Name", name.dbusValue), ("Owner", owner.dbusValue), ("CurrentSegment", currentSegment.dbusValue), ("Generation", generation.dbusValue), ("Segments", segments.dbusValue)]
+        }
     }
 }
 

@@ -72,6 +72,11 @@ extension Publisher1 {
             channels = try values.property("Channels", as: [String].self)
             currentSegment = try values.property("CurrentSegment", as: String.self)
         }
+
+        /// Every property by its D-Bus name, in declaration order, for generic display.
+        public var values: [(name: String, value: DBusValue)] {
+            [("Channels", channels.dbusValue), ("CurrentSegment", currentSegment.dbusValue)]
+        }
     }
 }
 

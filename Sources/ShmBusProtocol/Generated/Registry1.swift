@@ -162,6 +162,11 @@ extension Registry1 {
             maxSegmentsPerConnection = try values.property("MaxSegmentsPerConnection", as: UInt32.self)
             maxBytesPerConnection = try values.property("MaxBytesPerConnection", as: UInt64.self)
         }
+
+        /// Every property by its D-Bus name, in declaration order, for generic display.
+        public var values: [(name: String, value: DBusValue)] {
+            [("Version", version.dbusValue), ("ChannelCount", channelCount.dbusValue), ("SegmentCount", segmentCount.dbusValue), ("TotalBytes", totalBytes.dbusValue), ("MaxSegmentsPerConnection", maxSegmentsPerConnection.dbusValue), ("MaxBytesPerConnection", maxBytesPerConnection.dbusValue)]
+        }
     }
 }
 

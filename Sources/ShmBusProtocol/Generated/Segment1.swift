@@ -96,6 +96,11 @@ extension Segment1 {
             replaces = try values.property("Replaces", as: String.self)
             replacedBy = try values.property("ReplacedBy", as: String.self)
         }
+
+        /// Every property by its D-Bus name, in declaration order, for generic display.
+        public var values: [(name: String, value: DBusValue)] {
+            [("Name", name.dbusValue), ("Channel", channel.dbusValue), ("Owner", owner.dbusValue), ("Generation", generation.dbusValue), ("Capacity", capacity.dbusValue), ("CommittedBytes", committedBytes.dbusValue), ("ChunkCount", chunkCount.dbusValue), ("LastSequence", lastSequence.dbusValue), ("State", state.dbusValue), ("Persistent", persistent.dbusValue), ("Created", created.dbusValue), ("Expires", expires.dbusValue), ("Replaces", replaces.dbusValue), ("ReplacedBy", replacedBy.dbusValue)]
+        }
     }
 }
 

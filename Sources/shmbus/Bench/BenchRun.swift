@@ -239,7 +239,7 @@ final class BenchRun {
         options.capacity = UInt64(bigSize + (8 << 20))
         let publisher = try await Publisher.open(channel: "bench/views", on: bus.bus, options: options)
         try publisher.publish([UInt8](repeating: 3, count: 4096), key: "small")
-        try publisher.publish(key: "big", length: UInt64(bigSize)) { $0.initializeMemory(as: UInt8.self, repeating: 4) }
+        try publisher.publish(key: "big", length: Int(bigSize)) { $0.initializeMemory(as: UInt8.self, repeating: 4) }
         await publisher.flush()
         let probe = try ChildProcess(
             shmbus, ["bench-worker", "view-probe", "--bus", address, "--channel", "bench/views", "--count", "\(repetitions)"],

@@ -67,7 +67,7 @@ struct BenchWorker: AsyncParsableCommand {
                 // Zero copy: the bytes are produced in shared memory (here, copied in
                 // before the clock starts, as a renderer or a read(2) would write them);
                 // the clock starts when the publisher has them, before the commit.
-                chunk = try publisher.publish(key: "blob", length: UInt64(blob.count)) { buffer in
+                chunk = try publisher.publish(key: "blob", length: blob.count) { buffer in
                     blob.withUnsafeBytes { buffer.copyMemory(from: $0) }
                     start = BenchClock.now()
                 }
@@ -218,7 +218,7 @@ struct BenchWorker: AsyncParsableCommand {
         try payload.withUnsafeBytes { bytes in
             while BenchClock.now() < end {
                 for _ in 0..<1000 {
-                    try publisher.publish(key: "", length: UInt64(bytes.count)) { $0.copyMemory(from: bytes) }
+                    try publisher.publish(key: "", length: bytes.count) { $0.copyMemory(from: bytes) }
                 }
                 published += 1000
             }
@@ -262,6 +262,8 @@ struct BenchWorker: AsyncParsableCommand {
             case .gap(let n, let after):
                 missed += n
                 last = after + n
+            case .publisherLeft:
+                continue
             }
             let now = BenchClock.now()
             let reached = progress.withLock { state -> Bool in

@@ -95,7 +95,7 @@ struct Demo: AsyncParsableCommand {
             let started = ContinuousClock.now
             for index in 0..<frames {
                 var sum: UInt64 = 0
-                let published = try publisher.publish(length: frameBytes) { buffer in
+                let published = try publisher.publish(length: Int(frameBytes)) { buffer in
                     Self.drawFrame(index, into: buffer)
                     sum = shmbus_mix64(buffer.baseAddress, buffer.count, 0)
                 }

@@ -65,7 +65,7 @@ struct Publish: AsyncParsableCommand {
             let published: PublishedChunk
             do {
                 var progress = ProgressBar(total: input.size, label: "publishing")
-                published = try publisher.publish(key: key, length: input.size) { buffer in
+                published = try publisher.publish(key: key, length: Int(input.size)) { buffer in
                     try input.read(into: buffer) { progress.update($0) }
                 }
             } catch {
@@ -98,11 +98,10 @@ struct Publish: AsyncParsableCommand {
     /// reported matters more than one that happens while cleaning up after it.
     static func withdraw(_ publisher: Publisher) async {
         let me = publisher.connection.uniqueName
-        if let registry = try? RegistryClient(connection: publisher.connection),
-            let segments = try? await registry.segments(of: publisher.channel)
-        {
+        let registry = RegistryClient(connection: publisher.connection)
+        if let segments = try? await registry.segments(of: publisher.channel) {
             for segment in segments {
-                guard case .string(me)? = try? await registry.segmentProperties(segment.name)["Owner"] else { continue }
+                guard (try? await registry.segmentProperties(segment.name))?.owner == me else { continue }
                 try? await registry.unregisterSegment(segment.name)
             }
         }

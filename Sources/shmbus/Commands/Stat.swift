@@ -17,23 +17,15 @@ struct Stat: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let registry = try await RegistryClient.connect(to: bus.resolved())
-            let properties = try await registry.segmentProperties(segment)
+            let properties = try await registry.segmentProperties(segment).values
             if json {
                 var object: [String: JSONValue] = [:]
                 for (key, value) in properties { object[key] = JSONValue(value) }
                 try JSONOutput.print(object)
                 return
             }
-            let order = [
-                "Name", "Channel", "Owner", "Generation", "State", "Capacity", "CommittedBytes", "ChunkCount", "LastSequence",
-                "Persistent", "Created", "Expires", "Replaces", "ReplacedBy",
-            ]
-            let keys = order.filter { properties[$0] != nil } + properties.keys.filter { !order.contains($0) }.sorted()
             var table = TextTable("PROPERTY", "VALUE")
-            for key in keys {
-                guard let value = properties[key] else { continue }
-                table.add(key, Self.describe(key, value))
-            }
+            for (key, value) in properties { table.add(key, Self.describe(key, value)) }
             try Output.write(table.rendered.split(separator: "\n").dropFirst().joined(separator: "\n"))
         }
     }

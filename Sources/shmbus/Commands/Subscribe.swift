@@ -38,6 +38,9 @@ struct Subscribe: AsyncParsableCommand {
     @Flag(help: "Read every byte of each payload and print its checksum (docs/FORMAT.md's function, seed 0).")
     var checksum = false
 
+    @Flag(help: "Exit (0) once the channel's publisher has left the bus and everything it committed was printed, instead of waiting for its next publisher.")
+    var untilPublisherLeaves = false
+
     @OptionGroup var bus: BusOption
 
     struct Line: Encodable {
@@ -49,6 +52,7 @@ struct Subscribe: AsyncParsableCommand {
         var missed: UInt64?
         var after: UInt64?
         var checksum: String?
+        var owner: String?
     }
 
     func validate() throws {
@@ -80,7 +84,9 @@ struct Subscribe: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let options = Subscriber.Options(start: try startPosition(), wait: try waitStrategy(), waitForChannel: .seconds(waitForChannel))
+        let options = Subscriber.Options(
+            start: try startPosition(), wait: try waitStrategy(), waitForChannel: .seconds(waitForChannel),
+            endWhenPublisherLeaves: untilPublisherLeaves)
         try await reportingFailures {
             // Before subscribing: a directory that cannot be made is the caller's to fix
             // now, not after the first chunk arrived.
@@ -113,6 +119,12 @@ struct Subscribe: AsyncParsableCommand {
                     } else {
                         try Output.write("gap: missed \(missed) chunks after sequence \(after)")
                     }
+                case .publisherLeft(let owner):
+                    if json {
+                        try JSONOutput.print(Line(event: "publisher-left", owner: owner))
+                    } else {
+                        try Output.write("publisher \(owner) left the bus")
+                    }
                 }
                 if let count, received >= count { break }
             }
@@ -124,8 +136,8 @@ struct Subscribe: AsyncParsableCommand {
     /// itself; a channel that appears in between only makes the line unneeded.
     private func announceWaiting(on connection: DBusConnection) async throws {
         guard waitForChannel > 0 else { return }
-        let registry = try RegistryClient(connection: connection)
-        let present = try await registry.channels().contains { $0.name == channel && !$0.currentSegment.isEmpty }
+        let registry = RegistryClient(connection: connection)
+        let present = try await registry.channel(channel).map { !$0.currentSegment.isEmpty } ?? false
         if !present {
             let seconds = waitForChannel == waitForChannel.rounded() ? String(Int(waitForChannel)) : String(waitForChannel)
             FileHandle.standardErrorWrite("shmbus: waiting up to \(seconds) s for channel '\(channel)' to appear\n")

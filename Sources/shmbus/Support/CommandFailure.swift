@@ -14,6 +14,7 @@ enum CommandFailure {
             case .accessDenied: return 77        // EX_NOPERM
             case .quotaExceeded, .channelBusy: return 75  // EX_TEMPFAIL
             case .registryUnavailable, .bus: return 69    // EX_UNAVAILABLE
+            case .system: return 71              // EX_OSERR
             }
         }
         if let error = error as? FileFailure { return error.kind.exitCode }
@@ -24,12 +25,8 @@ enum CommandFailure {
     static func message(for error: any Error) -> String {
         switch error {
         case let error as ShmBusError:
-            switch error.code {
-            case .registryUnavailable:
-                return "shmbus: \(error.message)\nStart it with `shmbus daemon`, or install activation with `shmbus install-service`."
-            default:
-                return "shmbus: \(error.message)"
-            }
+            // The library's messages carry their own hints (how to start the registry…).
+            return "shmbus: \(error.message)"
         case let error as FileFailure:
             return "shmbus: \(error.message)"
         case let error as DBusError:

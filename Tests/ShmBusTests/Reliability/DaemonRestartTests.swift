@@ -91,7 +91,7 @@ import Testing
         }
         let addedWatch = try await watcher.connection.onSignal(
             matching: MatchRule(
-                sender: ShmBusProtocol.registryName, interface: ShmBusProtocol.registryInterfaceName, member: "SegmentAdded",
+                sender: ShmBusProtocol.registryName, interface: Registry1.name, member: "SegmentAdded",
                 path: ShmBusProtocol.registryPath
             ).matching(argument: 1, "outlives")
         ) { _ in

@@ -28,7 +28,7 @@ import Testing
         let lastRemoval = Lock<[String: ContinuousClock.Instant]>([:])
         let timing = try await registry.connection.onSignal(
             matching: MatchRule(
-                sender: ShmBusProtocol.registryName, interface: ShmBusProtocol.registryInterfaceName, member: "SegmentRemoved",
+                sender: ShmBusProtocol.registryName, interface: Registry1.name, member: "SegmentRemoved",
                 path: ShmBusProtocol.registryPath)
         ) { message in
             guard message.body.count == 3, case .string(let channel) = message.body[1], message.body[2] == .string("owner-exited")

@@ -83,6 +83,7 @@ struct StreamAudit: Sendable {
         switch event {
         case .chunk(let chunk): self.chunk(chunk.sequence, valid: TestPayload.check(chunk))
         case .gap(let count, let after): gap(after: after, missed: count)
+        case .publisherLeft: break
         }
     }
 
