@@ -1,7 +1,6 @@
 import DBus
 import SharedSegments
 import ShmBus
-import SystemPackage
 
 /// A segment the registry holds: the descriptor it was given (checked), reopened
 /// read-only, and mapped read-only for `Lookup` and the live properties. The registry
@@ -18,14 +17,14 @@ final class InspectedSegment: Sendable {
 
     /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only.
     init(_ fd: UnixFileDescriptor, expectedChannel: String) throws(ShmBusError) {
-        let readOnly: FileDescriptor
+        let readOnly: UnixFileDescriptor
         do {
-            try Memfd.checkSealed(fd.fileDescriptor, required: Memfd.segmentSeals)
-            readOnly = try Memfd.reopenReadOnly(fd.fileDescriptor)
+            try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
+            readOnly = try Memfd.reopenReadOnly(fd)
         } catch {
             throw Self.map(error)
         }
-        descriptor = UnixFileDescriptor(taking: readOnly)
+        descriptor = readOnly
         do {
             reader = try SegmentReader(fd: readOnly)
         } catch {

@@ -327,7 +327,7 @@ public final class Publisher: Sendable {
         guard let found else { throw ShmBusError(.notFound, "segment '\(name)' is not one this publisher still serves") }
         let writable = try found.get()
         do throws(SegmentError) {
-            return UnixFileDescriptor(taking: try Memfd.reopenReadOnly(writable.fileDescriptor))
+            return try Memfd.reopenReadOnly(writable)
         } catch {
             throw ShmBusError(.bus, "segment '\(name)': \(error.message)")
         }
@@ -358,7 +358,7 @@ public final class Publisher: Sendable {
         }
         if let old { options["replaces"] = DBusVariant(old) }
         options["doorbell"] = DBusVariant(.unixFD(doorbell))
-        _ = try await registry.registerSegment(channel: channel, fd: segment.fileDescriptor, options: options)
+        _ = try await registry.registerSegment(channel: channel, fd: segment, options: options)
     }
 
     /// Registers each new generation in order, then retires the old one, then

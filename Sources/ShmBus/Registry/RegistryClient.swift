@@ -63,7 +63,7 @@ public struct RegistryClient: Sendable {
     }
 
     /// Registers a sealed segment (`RegisterSegment`); see docs/PROTOCOL.md for options.
-    public func registerSegment(channel: String, fd: FileDescriptor, options: [String: DBusVariant]) async throws -> (
+    public func registerSegment(channel: String, fd: UnixFileDescriptor, options: [String: DBusVariant]) async throws -> (
         segment: String, path: ObjectPath
     ) {
         let borrowed = try UnixFileDescriptor(duplicating: fd.rawValue)

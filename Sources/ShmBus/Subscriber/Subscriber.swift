@@ -216,7 +216,7 @@ public final class Subscriber: AsyncSequence, Sendable {
         let (fd, info) = try await registry.openSegment(name)
         let reader: SegmentReader
         do {
-            reader = try SegmentReader(fd: fd.fileDescriptor)
+            reader = try SegmentReader(fd: fd)
         } catch {
             throw ShmBusError(.badSegment, "segment \(name): \(error.message)")
         }
@@ -533,7 +533,7 @@ public final class Subscriber: AsyncSequence, Sendable {
         }
         do {
             let fd = try reply.decode(UnixFileDescriptor.self)
-            let reader = try SegmentReader(fd: fd.fileDescriptor)
+            let reader = try SegmentReader(fd: fd)
             let leaving = reading.withLock { $0.cursor.segment.header.generation }
             guard reader.header.name == name, reader.header.channel == channel, reader.header.generation > leaving else {
                 logger.warning(

@@ -2,6 +2,7 @@ import CShmBusLinux
 import DBus
 import Foundation
 import Glibc
+import ShmBusSystem
 import TestSupport
 import Testing
 

@@ -4,6 +4,8 @@ import Foundation
 import Glibc
 import SharedSegments
 import ShmBus
+import ShmBusSystem
+import ShmBusTesting
 import TestSupport
 import Testing
 
