@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .library(name: "DBus", targets: ["DBus"]),
         .library(name: "ShmBus", targets: ["ShmBus"]),
+        // A private dbus-daemon and child processes, for tests and demos of programs
+        // built on the libraries; not needed to use them.
+        .library(name: "ShmBusTesting", targets: ["ShmBusTesting"]),
         .executable(name: "shmbus", targets: ["shmbus"]),
     ],
     dependencies: [
@@ -27,12 +30,24 @@ let package = Package(
             name: "CShmBusLinux",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // The package's Linux calls in Swift: the owned descriptor, the errno-carrying
+        // error, memfd and seals, futex, eventfd, pipes, process spawning.
+        .target(
+            name: "ShmBusSystem",
+            dependencies: [
+                "CShmBusLinux",
+                "Locking",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The benchmark's checksum, apart from the segment format's C code.
+        .target(name: "CShmBusBench"),
         .target(
             name: "DBus",
             dependencies: [
                 "CDBus",
                 "Locking",
-                "CShmBusLinux",
+                "ShmBusSystem",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -43,6 +58,7 @@ let package = Package(
             dependencies: [
                 "CShmBusLinux",
                 "Locking",
+                "ShmBusSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -78,14 +94,21 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        .target(
+            name: "ShmBusTesting",
+            dependencies: ["DBus", "ShmBusSystem"]
+        ),
         .executableTarget(
             name: "shmbus",
             dependencies: [
                 "DBus",
                 "ShmBus",
                 "ShmBusRegistry",
+                "ShmBusSystem",
+                "ShmBusTesting",
                 "SharedSegments",
                 "CShmBusLinux",
+                "CShmBusBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,15 +118,15 @@ let package = Package(
         .executableTarget(name: "shmbus-codegen", dependencies: ["DBus"]),
         .executableTarget(
             name: "shmbus-segment-worker",
-            dependencies: ["SharedSegments", "CShmBusLinux", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["SharedSegments", "ShmBusSystem", "CShmBusLinux"]
         ),
         .executableTarget(
             name: "shmbus-test-peer",
-            dependencies: ["ShmBus", "DBus", "TestSupport"]
+            dependencies: ["ShmBus", "DBus", "ShmBusSystem", "TestSupport"]
         ),
         .executableTarget(
             name: "segment-pipe-example",
-            dependencies: ["SharedSegments", "DBus", "CShmBusLinux", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SharedSegments", "ShmBusSystem", "CShmBusLinux"],
             path: "examples/segment-pipe"
         ),
         .executableTarget(
@@ -116,24 +139,29 @@ let package = Package(
             name: "camera-viewer", dependencies: ["ShmBus", "DBus", "SharedSegments"], path: "examples/camera-viewer"),
         .target(
             name: "TestSupport",
-            dependencies: ["DBus", "SharedSegments", "CShmBusLinux"],
+            dependencies: ["DBus", "SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux"],
             path: "Tests/TestSupport"
         ),
         .testTarget(
+            name: "ShmBusSystemTests",
+            dependencies: ["ShmBusSystem", "CShmBusLinux", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .testTarget(name: "BenchChecksumTests", dependencies: ["CShmBusBench"]),
+        .testTarget(
             name: "SharedSegmentsTests",
-            dependencies: ["SharedSegments", "CShmBusLinux", "Locking", "TestSupport", "shmbus-segment-worker", "segment-pipe-example"]
+            dependencies: ["SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "Locking", "TestSupport", "shmbus-segment-worker", "segment-pipe-example"]
         ),
         .testTarget(
             name: "ShmBusTests",
             dependencies: [
-                "ShmBus", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "CShmBusLinux", "Locking", "TestSupport",
-                "shmbus", "shmbus-codegen",
+                "ShmBus", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "ShmBusSystem", "ShmBusTesting",
+                "CShmBusLinux", "Locking", "TestSupport", "shmbus", "shmbus-codegen",
                 "shmbus-test-peer", "screenshot-publisher", "screenshot-viewer", "camera-publisher", "camera-viewer",
             ]
         ),
         .testTarget(
             name: "DBusTests",
-            dependencies: ["DBus", "CShmBusLinux", "Locking", "TestSupport"],
+            dependencies: ["DBus", "ShmBusSystem", "ShmBusTesting", "Locking", "TestSupport"],
             exclude: ["Interop/interop_client.py", "Interop/gio_peer.py"]
         ),
     ],

@@ -1,7 +1,6 @@
 import DBus
 import SharedSegments
 import ShmBusProtocol
-import SystemPackage
 
 /// A segment the registry holds: the descriptor it was given (checked), reopened
 /// read-only, and mapped read-only for `Lookup` and the live properties. The registry
@@ -18,14 +17,14 @@ final class InspectedSegment: Sendable {
 
     /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only.
     init(_ fd: UnixFileDescriptor, expectedChannel: String) throws(ShmBusError) {
-        let readOnly: FileDescriptor
+        let readOnly: UnixFileDescriptor
         do {
-            try Memfd.checkSealed(fd.fileDescriptor, required: Memfd.segmentSeals)
-            readOnly = try Memfd.reopenReadOnly(fd.fileDescriptor)
+            try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
+            readOnly = try Memfd.reopenReadOnly(fd)
         } catch {
             throw Self.map(error)
         }
-        descriptor = UnixFileDescriptor(taking: readOnly)
+        descriptor = readOnly
         do {
             reader = try SegmentReader(fd: readOnly)
         } catch {
@@ -44,12 +43,10 @@ final class InspectedSegment: Sendable {
     /// Checks a writer's doorbell: a memfd sealed against resizing, one page at least.
     static func checkDoorbell(_ fd: UnixFileDescriptor) throws(ShmBusError) {
         do {
-            let copy = try fd.duplicate()
-            _ = try Doorbell.open(copy)
-        } catch let error as SegmentError {
-            throw .invalidArgument("option 'doorbell': \(error.message)")
+            // Opened only to check it; the message's descriptor is shared, not copied.
+            _ = try Doorbell.open(fd)
         } catch {
-            throw .invalidArgument("option 'doorbell': \(error)")
+            throw .invalidArgument("option 'doorbell': \(error.message)")
         }
     }
 

@@ -14,7 +14,7 @@ import CShmBusLinux
 import Foundation
 import Glibc
 import SharedSegments
-import SystemPackage
+import ShmBusSystem
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("worker: \(message)\n".utf8))
@@ -91,10 +91,9 @@ func write(dir: String, chunks: UInt64, capacity: UInt64, seed: UInt64) throws {
 func openSegment(_ name: String, dir: String, writerPID: String) throws(SegmentError) -> SegmentReader {
     for _ in 0..<2000 {
         if let text = try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8) {
-            let fd = open("/proc/\(writerPID)/fd/\(text)", O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { fail("open /proc/\(writerPID)/fd/\(text): errno \(errno)") }
-            defer { close(fd) }
-            return try SegmentReader(fd: FileDescriptor(rawValue: fd))
+            let fd: UnixFileDescriptor
+            do throws(SystemError) { fd = try .open("/proc/\(writerPID)/fd/\(text)", O_RDONLY) } catch { fail("\(error)") }
+            return try SegmentReader(fd: fd)
         }
         usleep(1000)
     }

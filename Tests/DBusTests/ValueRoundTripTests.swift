@@ -1,5 +1,6 @@
-import CShmBusLinux
 import DBus
+import Glibc
+import ShmBusSystem
 import TestSupport
 import Glibc
 import Testing
@@ -71,9 +72,8 @@ import Testing
 
     @Test func unixFileDescriptorsCrossBothWays() async throws {
         let echo = try await EchoService.start()
-        let fd = shmbus_memfd_create("roundtrip", shmbus_MFD_CLOEXEC)
-        #expect(fd >= 0)
-        let sent = UnixFileDescriptor(taking: fd)
+        let sent = try UnixFileDescriptor.memfd(name: "roundtrip")
+        let fd = sent.rawValue
         let payload: [UInt8] = Array("fd payload".utf8)
         #expect(write(fd, payload, payload.count) == payload.count)
         let reply = try await echo.call("Echo", [.variant(.unixFD(sent)), ])

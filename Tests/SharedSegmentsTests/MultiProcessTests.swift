@@ -1,6 +1,7 @@
 import DBus
 import Foundation
 import Glibc
+import ShmBusSystem
 import TestSupport
 import Testing
 

@@ -2,7 +2,7 @@ import CShmBusLinux
 import Foundation
 import Glibc
 import SharedSegments
-import SystemPackage
+import ShmBusSystem
 import Testing
 
 /// What the kernel lets a reader do with a sealed segment: nothing that changes it.
@@ -15,11 +15,11 @@ import Testing
 
     /// Descriptors a reader might hold: the read-only one the registry hands out, and
     /// even a read-write one (a writer's own descriptor passed around by mistake).
-    static func descriptors(of writer: ChannelWriter) throws -> [(String, Int32)] {
+    static func descriptors(of writer: ChannelWriter) throws -> [(String, UnixFileDescriptor)] {
         let readOnly = try Memfd.reopenReadOnly(writer.current.fileDescriptor)
-        let readWrite = open("/proc/self/fd/\(writer.current.fileDescriptor.rawValue)", O_RDWR | O_CLOEXEC)
-        #expect(readWrite >= 0, "reopening read-write is allowed; the seals stop the writes")
-        return [("O_RDONLY", readOnly.rawValue), ("O_RDWR", readWrite)]
+        // Reopening read-write is allowed; the seals stop the writes.
+        let readWrite = try UnixFileDescriptor.open("/proc/self/fd/\(writer.current.fileDescriptor.rawValue)", O_RDWR)
+        return [("O_RDONLY", readOnly), ("O_RDWR", readWrite)]
     }
 
     @Test func theSegmentCarriesAllFourSeals() throws {
@@ -30,14 +30,14 @@ import Testing
         }
         #expect(Memfd.isMemfd(writer.current.fileDescriptor))
         // F_SEAL_SEAL: no more seals can be added or removed.
-        #expect(shmbus_add_seals(writer.current.fileDescriptor.rawValue, shmbus_F_SEAL_WRITE) == -1)
-        #expect(errno == EPERM)
+        let refused = #expect(throws: SystemError.self) { try writer.current.fileDescriptor.addSeals(.write) }
+        #expect(refused?.errno == .notPermitted)
     }
 
     @Test func writableMappingsAreRefused() throws {
         let writer = try Self.sealedSegment()
-        for (name, fd) in try Self.descriptors(of: writer) {
-            defer { close(fd) }
+        for (name, descriptor) in try Self.descriptors(of: writer) {
+            let fd = descriptor.rawValue
             let address = mmap(nil, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
             #expect(address == MAP_FAILED, "\(name)")
             // O_RDONLY: EACCES (not open for writing); O_RDWR: EPERM (F_SEAL_FUTURE_WRITE).
@@ -47,8 +47,8 @@ import Testing
 
     @Test func readOnlyMappingsCannotBeMadeWritable() throws {
         let writer = try Self.sealedSegment()
-        for (name, fd) in try Self.descriptors(of: writer) {
-            defer { close(fd) }
+        for (name, descriptor) in try Self.descriptors(of: writer) {
+            let fd = descriptor.rawValue
             let address = try #require(mmap(nil, 1 << 16, PROT_READ, MAP_SHARED, fd, 0))
             #expect(address != MAP_FAILED)
             defer { munmap(address, 1 << 16) }
@@ -59,8 +59,8 @@ import Testing
 
     @Test func writeAndTruncateAreRefused() throws {
         let writer = try Self.sealedSegment()
-        for (name, fd) in try Self.descriptors(of: writer) {
-            defer { close(fd) }
+        for (name, descriptor) in try Self.descriptors(of: writer) {
+            let fd = descriptor.rawValue
             var byte: UInt8 = 0xFF
             #expect(pwrite(fd, &byte, 1, 4096) == -1, "\(name)")
             #expect(errno == (name == "O_RDWR" ? EPERM : EBADF), "\(name): errno \(errno)")
@@ -100,9 +100,8 @@ import Testing
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-not-memfd-\(getpid())").path
         _ = FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 16))
         defer { unlink(path) }
-        let file = open(path, O_RDONLY | O_CLOEXEC)
-        defer { close(file) }
-        let foreign = #expect(throws: SegmentError.self) { _ = try SegmentReader(fd: FileDescriptor(rawValue: file)) }
+        let file = try UnixFileDescriptor.open(path, O_RDONLY)
+        let foreign = #expect(throws: SegmentError.self) { _ = try SegmentReader(fd: file) }
         #expect(foreign?.kind == .notMemfd)
     }
 }

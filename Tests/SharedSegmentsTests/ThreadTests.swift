@@ -1,5 +1,6 @@
 import Foundation
 import SharedSegments
+import ShmBusSystem
 import Locking
 import Testing
 
@@ -7,13 +8,13 @@ import Testing
 @Suite struct ThreadTests {
     /// Segments by ID, filled by the writer thread, read by reader threads.
     final class SharedDirectory: Sendable {
-        let segments = Lock<[SegmentID: Int32]>([:])
+        let segments = Lock<[SegmentID: UnixFileDescriptor]>([:])
     }
 
     @Test func concurrentReadersSeeEveryChunkInOrder() async throws {
         let directory = SharedDirectory()
         let total: UInt64 = 20_000
-        let firstSegment = Lock<Int32?>(nil)
+        let firstSegment = Lock<UnixFileDescriptor?>(nil)
         // The writer lives on its own thread; the first segment is announced before
         // readers start.
         let ready = DispatchSemaphore(value: 0)
@@ -23,15 +24,15 @@ import Testing
             do {
                 let writer = try ChannelWriter(channel: "test/threads", capacity: 128 * 1024)
                 var keep = [writer.current]
-                directory.segments.withLock { $0[writer.current.id] = writer.current.fileDescriptor.rawValue }
-                firstSegment.withLock { $0 = writer.current.fileDescriptor.rawValue }
+                directory.segments.withLock { $0[writer.current.id] = writer.current.fileDescriptor }
+                firstSegment.withLock { $0 = writer.current.fileDescriptor }
                 ready.signal()
                 for i in 1...total {
                     let bytes = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 16 + Int(i % 200))
                     let appended = try bytes.withUnsafeBytes { try writer.append($0, key: i % 10 == 0 ? "k\(i % 30)" : "") }
                     if let rotation = appended.rotation {
                         keep.append(rotation.new)
-                        directory.segments.withLock { $0[rotation.new.id] = rotation.new.fileDescriptor.rawValue }
+                        directory.segments.withLock { $0[rotation.new.id] = rotation.new.fileDescriptor }
                         writer.retire(rotation)
                     }
                 }
@@ -63,20 +64,20 @@ import Testing
         }
     }
 
-    static func readOnThread(first: Int32, directory: SharedDirectory, total: UInt64) async throws -> (UInt64, UInt64) {
+    static func readOnThread(first: UnixFileDescriptor, directory: SharedDirectory, total: UInt64) async throws -> (UInt64, UInt64) {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 do {
                     let resolve = { (id: SegmentID) throws(SegmentError) -> SegmentReader in
                         while true {
                             if let fd = directory.segments.withLock({ $0[id] }) {
-                                return try SegmentReader(fd: try Memfd.reopenReadOnly(.init(rawValue: fd)))
+                                return try SegmentReader(fd: try Memfd.reopenReadOnly(fd))
                             }
                             usleep(100)
                         }
                     }
                     let cursor = try ChannelCursor(
-                        segment: try SegmentReader(fd: try Memfd.reopenReadOnly(.init(rawValue: first))), start: .oldest,
+                        segment: try SegmentReader(fd: try Memfd.reopenReadOnly(first)), start: .oldest,
                         resolver: resolve)
                     var delivered: UInt64 = 0
                     var previous: UInt64 = 0

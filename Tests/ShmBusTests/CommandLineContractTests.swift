@@ -2,6 +2,8 @@ import DBus
 import Foundation
 import Glibc
 import ShmBus
+import ShmBusSystem
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -33,9 +35,9 @@ import Testing
 
     @Test func publishReportsAReadErrorOfADirectoryOnStdin() async throws {
         let fixture = try await RegistryFixture()
-        let directory = open(try Self.temporaryDirectory(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        try #require(directory >= 0)
-        defer { close(directory) }
+        let raw = open(try Self.temporaryDirectory(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try #require(raw >= 0)
+        let directory = UnixFileDescriptor(taking: raw)
         let (status, _, err) = try await fixture.run(["publish", "--channel", "input/stdin", "--persistent"], stdin: .fileDescriptor(directory))
         #expect(status == .exited(74), "\(err)")
         #expect(err == "shmbus: cannot read stdin: Is a directory\n")
@@ -295,9 +297,9 @@ import Testing
     /// Runs the command with its stdout on `path` (such as /dev/full); returns its status
     /// and stderr.
     static func run(_ fixture: RegistryFixture, _ arguments: [String], stdoutTo path: String) async throws -> (ChildProcess.Termination, String) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        try #require(fd >= 0)
-        defer { close(fd) }
+        let raw = open(path, O_WRONLY | O_CLOEXEC)
+        try #require(raw >= 0)
+        let fd = UnixFileDescriptor(taking: raw)
         let child = try ChildProcess(fixture.shmbus, arguments + ["--bus", fixture.address], stdout: .fileDescriptor(fd), stderr: .pipe)
         let (_, err) = try await child.collectOutput()
         return (await child.exit(), String(decoding: err, as: UTF8.self))

@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import Glibc
 import ShmBus
+import ShmBusSystem
 import TestSupport
 import Testing
 

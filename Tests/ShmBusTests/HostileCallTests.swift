@@ -4,7 +4,7 @@ import Foundation
 import Glibc
 import SharedSegments
 import ShmBus
-import SystemPackage
+import ShmBusSystem
 import TestSupport
 import Testing
 
@@ -35,7 +35,8 @@ import Testing
             self.ownedByOther = ownedByOther
         }
 
-        func fd(_ writer: ChannelWriter) throws -> DBusValue { .unixFD(try UnixFileDescriptor(duplicating: writer.current.fileDescriptor.rawValue)) }
+        // Lent, not duplicated: libdbus sends its own duplicate.
+        func fd(_ writer: ChannelWriter) throws -> DBusValue { .unixFD(writer.current.fileDescriptor) }
     }
 
     static let invalid = "org.shmbus.Error.InvalidArgument"
@@ -50,14 +51,13 @@ import Testing
         let fd = try Memfd.create(name: "hostile", size: size)
         if !contents.isEmpty { _ = contents.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress, $0.count, 0) } }
         if let seals { try Memfd.addSeals(seals, to: fd) }
-        return .unixFD(UnixFileDescriptor(taking: fd))
+        return .unixFD(fd)
     }
 
     static func pipeEnd() -> DBusValue {
-        var fds: [Int32] = [-1, -1]
-        _ = pipe(&fds)
-        close(fds[1])
-        return .unixFD(UnixFileDescriptor(taking: fds[0]))
+        // The write end closes when the pair goes out of scope.
+        let pipe = try! UnixFileDescriptor.pipe()
+        return .unixFD(pipe.read)
     }
 
     static func register(_ channel: String, _ fd: DBusValue, _ options: [String: DBusValue] = [:]) -> [DBusValue] {
@@ -137,7 +137,7 @@ import Testing
         let fixture = try await RegistryFixture()
         let caller = try await fixture.connect()
         let other = try await fixture.client()
-        let callerClient = try RegistryClient(connection: caller)
+        let callerClient = RegistryClient(connection: caller)
         // The caller owns "hostile" and "second"; the other connection owns "owned/by/other".
         let valid = try makeSegment(channel: "hostile", chunks: [("k", [1])])
         let owned = try await callerClient.registerSegment(channel: "hostile", fd: valid.current.fileDescriptor).segment

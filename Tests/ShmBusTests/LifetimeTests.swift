@@ -4,6 +4,7 @@ import Glibc
 import Locking
 import SharedSegments
 import ShmBus
+import ShmBusSystem
 import TestSupport
 import Testing
 
@@ -64,7 +65,7 @@ import Testing
         #expect(channels.map(\.name) == ["stays"])
         #expect(channels.first?.owner == "")
         let (fd, _) = try await watcher.openSegment(try #require(channels.first?.currentSegment))
-        let reader = try SegmentReader(fd: fd.fileDescriptor)
+        let reader = try SegmentReader(fd: fd)
         let chunks = try reader.allChunks()
         #expect(chunks.count == 10)
         #expect(chunks.allSatisfy(TestPayload.check))

@@ -39,7 +39,7 @@ import Testing
         #expect(info.generation == 1)
         #expect(info.owner == owner.connection.uniqueName)
         #expect(fcntl(fd.rawValue, F_GETFL) & O_ACCMODE == O_RDONLY, "the registry hands out read-only descriptors")
-        let reader = try SegmentReader(fd: fd.fileDescriptor)
+        let reader = try SegmentReader(fd: fd)
         let bytes = Array(UnsafeRawBufferPointer(start: reader.mapping.base + Int(found.offset), count: Int(found.length)))
         #expect(String(decoding: bytes, as: UTF8.self) == "second")
 

@@ -1,5 +1,6 @@
 import DBus
 import Foundation
+import ShmBusSystem
 
 /// Executables built next to the test binary, run as real child processes.
 public enum BuiltProducts {

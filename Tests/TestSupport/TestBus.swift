@@ -1,5 +1,6 @@
 import DBus
 import Foundation
+import ShmBusTesting
 
 /// One real `dbus-daemon` per test process, on a private address, shared by the tests
 /// of this target (they use distinct names and paths, so they can run in parallel).

@@ -20,7 +20,7 @@ do {
     let registry = try await RegistryClient.connect(to: bus)
     let found = try await registry.lookup(channel: "screenshots", key: "latest")
     let (fd, _) = try await registry.openSegment(found.segment)
-    let segment = try SegmentReader(fd: fd.fileDescriptor)
+    let segment = try SegmentReader(fd: fd)
     guard let chunk = try segment.latest(key: "latest") else {
         print("the screenshot was replaced meanwhile; run again")
         exit(1)

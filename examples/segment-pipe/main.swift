@@ -5,11 +5,10 @@
 //
 //   swift run segment-pipe-example [CHUNKS]
 import CShmBusLinux
-import DBus
 import Foundation
 import Glibc
 import SharedSegments
-import SystemPackage
+import ShmBusSystem
 
 func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     shmbus_mix64(bytes.baseAddress, bytes.count, 42)
@@ -18,10 +17,11 @@ func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
 func parent(chunks: Int) throws {
     // 256 MiB, so that one chunk can be 64 MiB: beyond what a D-Bus array can carry.
     let writer = try ChannelWriter(channel: "examples/segment-pipe", capacity: 256 << 20, policy: .whenFull)
-    let segment = writer.current.fileDescriptor.rawValue
-    let doorbell = writer.doorbell.fileDescriptor.rawValue
+    let segment = writer.current.fileDescriptor
+    let doorbell = writer.doorbell.fileDescriptor
     let child = try ChildProcess(
-        CommandLine.arguments[0], ["child", "\(segment)", "\(doorbell)", "\(chunks)"], stdout: .inherit, inheriting: [segment, doorbell])
+        CommandLine.arguments[0], ["child", "\(segment.rawValue)", "\(doorbell.rawValue)", "\(chunks)"], stdout: .inherit,
+        inheriting: [segment, doorbell])
     usleep(100_000)  // let the child start waiting, so the doorbell rings for real
     for i in 0..<chunks {
         let length = i == chunks - 1 ? 64 << 20 : 1024 + i % 4096
@@ -38,8 +38,9 @@ func parent(chunks: Int) throws {
 }
 
 func child(segmentFD: Int32, doorbellFD: Int32, chunks: Int) throws {
-    let reader = try SegmentReader(fd: FileDescriptor(rawValue: segmentFD))
-    let doorbell = try Doorbell.open(FileDescriptor(rawValue: doorbellFD))
+    // Inherited under these numbers; this process owns them now.
+    let reader = try SegmentReader(fd: UnixFileDescriptor(taking: segmentFD))
+    let doorbell = try Doorbell.open(UnixFileDescriptor(taking: doorbellFD))
     let cursor = try ChannelCursor(segment: reader, start: .oldest)
     var received = 0
     var bytes = 0

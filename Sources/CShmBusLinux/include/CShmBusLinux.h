@@ -77,11 +77,6 @@ void shmbus_fence_seq_cst(void);
  * h = (h ^ w) * 0x9E3779B97F4A7C15; h ^= h >> 29. Starts from h = seed. */
 uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed);
 
-/* A checksum that reads every byte at memory bandwidth (sixteen vectorized lanes of
- * 64-bit sums and sums of sums, combined at the end), for benchmarks and integrity
- * checks of large payloads. Not part of the segment format. */
-uint64_t shmbus_sum64(const void *data, size_t length);
-
 /* madvise(addr, length, MADV_POPULATE_READ) (Linux 5.14): populate the page tables
  * of a read-only range in one call instead of one fault per few pages. Returns 0 or
  * -1 with errno set (EINVAL on older kernels). addr need not be page-aligned. */

@@ -1,6 +1,6 @@
-import CShmBusLinux
 import Glibc
 import Locking
+import ShmBusSystem
 
 /// The part of a connection that any thread may touch: a queue of commands for the
 /// loop thread and the eventfd that wakes it.
@@ -17,18 +17,19 @@ final class LoopCore: Sendable {
     }
 
     private let queue = Lock(Queue())
-    /// An `eventfd` the loop polls; written when the queue goes from empty to non-empty.
-    let wakeFD: Int32
+    /// An eventfd the loop polls; signalled when the queue goes from empty to non-empty.
+    private let wake: EventCounter
 
     init() throws(DBusError) {
-        let fd = shmbus_eventfd()
-        guard fd >= 0 else { throw .failed("eventfd() failed: errno \(errno)") }
-        wakeFD = fd
+        do {
+            wake = try EventCounter()
+        } catch {
+            throw .failed("\(error)")
+        }
     }
 
-    deinit {
-        Glibc.close(wakeFD)
-    }
+    /// The eventfd's number, for the loop's `poll` set.
+    var wakeFD: Int32 { wake.fileDescriptor.rawValue }
 
     /// Queues `command` for the loop thread. Returns false when the connection is
     /// closed; the command is then dropped and the caller reports the disconnection.
@@ -45,14 +46,12 @@ final class LoopCore: Sendable {
 
     /// Wakes the loop thread out of `poll`.
     func signalWake() {
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        wake.signal()
     }
 
     /// Resets the eventfd; called by the loop when it wakes.
     func drainWake() {
-        var value: UInt64 = 0
-        _ = read(wakeFD, &value, 8)
+        wake.drain()
     }
 
     /// Takes every queued command (loop thread).

@@ -13,9 +13,17 @@ public protocol DBusCodable: Sendable {
     /// Decodes from a D-Bus value, throwing ``DBusError/invalidArgument(_:)`` when the
     /// value has another type.
     init(dbusValue: DBusValue) throws(DBusError)
+    /// Decodes from a D-Bus value; what the generic decoders (arrays, dictionaries,
+    /// variants, argument lists) call. By default ``init(dbusValue:)``; a reference type
+    /// returns the object the value already holds (see ``UnixFileDescriptor``).
+    static func decoded(from dbusValue: DBusValue) throws(DBusError) -> Self
 }
 
 extension DBusCodable {
+    public static func decoded(from dbusValue: DBusValue) throws(DBusError) -> Self {
+        try Self(dbusValue: dbusValue)
+    }
+
     static func mismatch(_ value: DBusValue) -> DBusError {
         .invalidArgument("expected a value of type '\(dbusType)', got '\(value.type)'")
     }
@@ -29,7 +37,7 @@ extension DBusValue {
 
     /// Decodes this value as `T`.
     public func decode<T: DBusCodable>(as type: T.Type = T.self) throws(DBusError) -> T {
-        try T(dbusValue: self)
+        try T.decoded(from: self)
     }
 }
 
@@ -146,14 +154,23 @@ extension DBusSignature: DBusCodable {
 extension UnixFileDescriptor: DBusCodable {
     public static var dbusType: DBusType { .unixFD }
     public var dbusValue: DBusValue { .unixFD(self) }
+    /// A new owner of a duplicate of the value's descriptor (`fcntl(F_DUPFD_CLOEXEC)`):
+    /// an initialiser cannot return the object the value holds. The generic decoders use
+    /// ``decoded(from:)``, which does not duplicate.
     public convenience init(dbusValue: DBusValue) throws(DBusError) {
         guard case .unixFD(let v) = dbusValue else { throw UnixFileDescriptor.mismatch(dbusValue) }
-        // The value keeps its own reference; this object owns a duplicate.
         do {
             try self.init(duplicating: v.rawValue)
         } catch {
             throw .failed("cannot duplicate \(v): \(error)")
         }
+    }
+
+    /// The descriptor the value holds, shared: the value and the caller own the same
+    /// object, so nothing is duplicated (libdbus already gave this process its own).
+    public static func decoded(from dbusValue: DBusValue) throws(DBusError) -> UnixFileDescriptor {
+        guard case .unixFD(let v) = dbusValue else { throw UnixFileDescriptor.mismatch(dbusValue) }
+        return v
     }
 }
 
@@ -198,7 +215,7 @@ extension Array: DBusCodable where Element: DBusCodable {
         case .array(let type, let values) where type == Element.dbusType:
             var out: [Element] = []
             out.reserveCapacity(values.count)
-            for v in values { out.append(try Element(dbusValue: v)) }
+            for v in values { out.append(try Element.decoded(from: v)) }
             self = out
         default:
             throw Self.mismatch(dbusValue)
@@ -233,7 +250,7 @@ extension Dictionary: DBusCodable where Key: DBusCodable, Value: DBusCodable {
         var out: [Key: Value] = [:]
         out.reserveCapacity(entries.count)
         for entry in entries {
-            out[try Key(dbusValue: entry.key)] = try Value(dbusValue: entry.value)
+            out[try Key.decoded(from: entry.key)] = try Value.decoded(from: entry.value)
         }
         self = out
     }
@@ -245,7 +262,7 @@ extension Dictionary where Key == String, Value == DBusVariant {
     public func decode<T: DBusCodable>(_ key: String, as type: T.Type = T.self) throws(DBusError) -> T? {
         guard let variant = self[key] else { return nil }
         do {
-            return try T(dbusValue: variant.value)
+            return try T.decoded(from: variant.value)
         } catch {
             throw .invalidArgument("option '\(key)' must have type '\(T.dbusType)', got '\(variant.value.type)'")
         }
@@ -267,7 +284,7 @@ extension Array where Element == DBusValue {
         }
         func next<U: DBusCodable>(_: U.Type) throws(DBusError) -> U {
             defer { index += 1 }
-            return try U(dbusValue: self[index])
+            return try U.decoded(from: self[index])
         }
         return (repeat try next(each types))
     }

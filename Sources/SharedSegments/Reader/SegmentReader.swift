@@ -1,6 +1,5 @@
-import CShmBusLinux
-import SystemPackage
 import Locking
+import ShmBusSystem
 
 /// A read-only view of one segment, for readers in any process.
 ///
@@ -29,8 +28,8 @@ public final class SegmentReader: Sendable {
     }
 
     /// Validates and maps `fd` read-only (`fstat`, `F_GET_SEALS`, `mmap(PROT_READ)`).
-    /// The descriptor stays the caller's; the mapping outlives it.
-    public init(fd: FileDescriptor, options: Options = Options()) throws(SegmentError) {
+    /// The descriptor is only borrowed (the caller may close it); the mapping outlives it.
+    public init(fd: UnixFileDescriptor, options: Options = Options()) throws(SegmentError) {
         if options.requireSeals {
             try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
         }

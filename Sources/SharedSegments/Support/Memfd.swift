@@ -1,75 +1,63 @@
-import CShmBusLinux
-import Glibc
-import SystemPackage
+import ShmBusSystem
 
-/// memfd creation, sealing and inspection (the calls Swift's Glibc module lacks come
-/// from the CShmBusLinux shim).
+/// The segment format's use of memfds: which seals a segment and a doorbell carry, and
+/// the checks a reader makes before it maps a descriptor it was given. The calls
+/// themselves are ShmBusSystem's (`UnixFileDescriptor.memfd(name:)` and friends).
 public enum Memfd {
     /// The four seals that make a segment safe to share: nobody can shrink or grow it
     /// (no SIGBUS in readers), nobody can map it writable again, and the seals are final.
-    public static var segmentSeals: Int32 {
-        shmbus_F_SEAL_SHRINK | shmbus_F_SEAL_GROW | shmbus_F_SEAL_FUTURE_WRITE | shmbus_F_SEAL_SEAL
-    }
+    public static var segmentSeals: Int32 { segmentSealSet.rawValue }
 
     /// The seals of a doorbell: fixed size and final, but writable by readers.
-    public static var doorbellSeals: Int32 {
-        shmbus_F_SEAL_SHRINK | shmbus_F_SEAL_GROW | shmbus_F_SEAL_SEAL
-    }
+    public static var doorbellSeals: Int32 { doorbellSealSet.rawValue }
 
-    /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)` then `ftruncate(size)`.
-    public static func create(name: String, size: Int) throws(SegmentError) -> FileDescriptor {
-        let fd = shmbus_memfd_create(name, shmbus_MFD_CLOEXEC | shmbus_MFD_ALLOW_SEALING)
-        guard fd >= 0 else { throw SegmentError.system("memfd_create", Errno(rawValue: errno)) }
-        guard ftruncate(fd, off_t(size)) == 0 else {
-            let error = Errno(rawValue: errno)
-            close(fd)
-            throw SegmentError.system("ftruncate(\(size))", error)
-        }
-        return FileDescriptor(rawValue: fd)
-    }
+    static let segmentSealSet: FileSeals = [.shrink, .grow, .futureWrite, .seal]
+    static let doorbellSealSet: FileSeals = [.shrink, .grow, .seal]
 
-    /// `fcntl(F_ADD_SEALS)`.
-    public static func addSeals(_ seals: Int32, to fd: FileDescriptor) throws(SegmentError) {
-        guard shmbus_add_seals(fd.rawValue, seals) == 0 else {
-            throw SegmentError.system("fcntl(F_ADD_SEALS)", Errno(rawValue: errno))
+    /// A new memfd of `size` bytes that can be sealed (`memfd_create(name,
+    /// MFD_CLOEXEC | MFD_ALLOW_SEALING)`, then `ftruncate(size)`).
+    public static func create(name: String, size: Int) throws(SegmentError) -> UnixFileDescriptor {
+        do throws(SystemError) {
+            let fd = try UnixFileDescriptor.memfd(name: name)
+            try fd.truncate(to: size)
+            return fd
+        } catch {
+            throw SegmentError(error)
         }
     }
 
-    /// `fcntl(F_GET_SEALS)`; nil when the file does not support sealing.
-    public static func seals(of fd: FileDescriptor) -> Int32? {
-        let seals = shmbus_get_seals(fd.rawValue)
-        return seals < 0 ? nil : seals
+    /// Adds `seals` (`fcntl(F_ADD_SEALS)`).
+    public static func addSeals(_ seals: Int32, to fd: UnixFileDescriptor) throws(SegmentError) {
+        do throws(SystemError) {
+            try fd.addSeals(FileSeals(rawValue: seals))
+        } catch {
+            throw SegmentError(error)
+        }
     }
 
-    /// Whether `fd` is a memfd: `/proc/self/fd/N` links to `/memfd:NAME (deleted)`.
-    public static func isMemfd(_ fd: FileDescriptor) -> Bool {
-        var buffer = [CChar](repeating: 0, count: 512)
-        let n = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, buffer.count - 1)
-        guard n > 0 else { return false }
-        let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return target.hasPrefix("/memfd:")
+    /// The seals of `fd` (`fcntl(F_GET_SEALS)`); nil when the file does not support
+    /// sealing.
+    public static func seals(of fd: UnixFileDescriptor) -> Int32? {
+        (try? fd.seals())?.rawValue
     }
 
-    /// `fstat(fd).st_size`.
-    public static func size(of fd: FileDescriptor) throws(SegmentError) -> Int {
-        var info = stat()
-        guard fstat(fd.rawValue, &info) == 0 else { throw SegmentError.system("fstat", Errno(rawValue: errno)) }
-        return Int(info.st_size)
+    /// Whether `fd` is a memfd.
+    public static func isMemfd(_ fd: UnixFileDescriptor) -> Bool { fd.isMemfd }
+
+    /// The size of the file (`fstat`).
+    public static func size(of fd: UnixFileDescriptor) throws(SegmentError) -> Int {
+        do throws(SystemError) { return try fd.size() } catch { throw SegmentError(error) }
     }
 
     /// Names of the seals in `required` missing from `present`.
     public static func missingSeals(_ present: Int32, required: Int32) -> [String] {
-        let names: [(Int32, String)] = [
-            (shmbus_F_SEAL_SHRINK, "F_SEAL_SHRINK"), (shmbus_F_SEAL_GROW, "F_SEAL_GROW"),
-            (shmbus_F_SEAL_FUTURE_WRITE, "F_SEAL_FUTURE_WRITE"), (shmbus_F_SEAL_SEAL, "F_SEAL_SEAL"),
-        ]
-        return names.filter { required & $0.0 != 0 && present & $0.0 == 0 }.map(\.1)
+        FileSeals(rawValue: required).subtracting(FileSeals(rawValue: present)).names
     }
 
     /// Checks that `fd` is a memfd carrying `required` seals, or throws naming what is
     /// missing.
-    public static func checkSealed(_ fd: FileDescriptor, required: Int32) throws(SegmentError) {
-        guard isMemfd(fd) else {
+    public static func checkSealed(_ fd: UnixFileDescriptor, required: Int32) throws(SegmentError) {
+        guard fd.isMemfd else {
             throw SegmentError(.notMemfd, "descriptor \(fd.rawValue) is not a memfd (created with memfd_create)")
         }
         guard let seals = seals(of: fd) else {
@@ -81,11 +69,9 @@ public enum Memfd {
         }
     }
 
-    /// A read-only descriptor for the same memfd: `open("/proc/self/fd/N", O_RDONLY)`,
+    /// A read-only descriptor for the same memfd (`open("/proc/self/fd/N", O_RDONLY)`),
     /// a new open file description that cannot be used to write.
-    public static func reopenReadOnly(_ fd: FileDescriptor) throws(SegmentError) -> FileDescriptor {
-        let copy = open("/proc/self/fd/\(fd.rawValue)", O_RDONLY | O_CLOEXEC)
-        guard copy >= 0 else { throw SegmentError.system("open(/proc/self/fd/\(fd.rawValue), O_RDONLY)", Errno(rawValue: errno)) }
-        return FileDescriptor(rawValue: copy)
+    public static func reopenReadOnly(_ fd: UnixFileDescriptor) throws(SegmentError) -> UnixFileDescriptor {
+        do throws(SystemError) { return try fd.reopenReadOnly() } catch { throw SegmentError(error) }
     }
 }

@@ -1,5 +1,6 @@
 import CShmBusLinux
 import Glibc
+import ShmBusSystem
 import SystemPackage
 
 /// A shared mapping of a file, unmapped (`munmap`) when the last reference goes.
@@ -18,11 +19,11 @@ public final class MemoryMapping: @unchecked Sendable {
     public let writable: Bool
 
     /// Maps `length` bytes of `fd` shared (`mmap(MAP_SHARED)`), read-only unless
-    /// `writable`.
-    public init(fd: FileDescriptor, length: Int, writable: Bool) throws(SegmentError) {
+    /// `writable`. The descriptor is only borrowed: the mapping outlives it.
+    public init(fd: UnixFileDescriptor, length: Int, writable: Bool) throws(SegmentError) {
         guard length > 0 else { throw SegmentError(.invalidArgument, "cannot map 0 bytes") }
         let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        let address = mmap(nil, length, protection, MAP_SHARED, fd.rawValue, 0)
+        let address = fd.withRawValue { mmap(nil, length, protection, MAP_SHARED, $0, 0) }
         guard let address, address != MAP_FAILED else {
             throw SegmentError.system("mmap(\(length) bytes, \(writable ? "PROT_READ|PROT_WRITE" : "PROT_READ"))", Errno(rawValue: errno))
         }

@@ -1,3 +1,4 @@
+import ShmBusSystem
 import SystemPackage
 
 /// What went wrong with a segment, saying what and where.
@@ -34,6 +35,11 @@ public struct SegmentError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// A failed system call, with its errno, call and context in the message.
+    public init(_ error: SystemError) {
+        self.init(.system(error.errno), error.description)
+    }
 
     static func system(_ call: String, _ errno: Errno) -> SegmentError {
         SegmentError(.system(errno), "\(call) failed: \(errno) (errno \(errno.rawValue))")

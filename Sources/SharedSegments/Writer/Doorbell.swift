@@ -1,6 +1,6 @@
 import CShmBusLinux
 import Glibc
-import SystemPackage
+import ShmBusSystem
 
 /// A writer's doorbell: a one-page memfd holding a futex word and a count of waiting
 /// readers, so readers can sleep without the bus and the writer pays for a wake-up
@@ -12,52 +12,39 @@ import SystemPackage
 /// contents as hints and always bounds its wait (docs/FORMAT.md, "Doorbell").
 public final class Doorbell: Sendable {
     /// The doorbell memfd, passed to readers next to the segment's.
-    public let fileDescriptor: FileDescriptor
+    public let fileDescriptor: UnixFileDescriptor
     let mapping: MemoryMapping
 
-    private init(fileDescriptor: FileDescriptor, mapping: MemoryMapping) {
+    private init(fileDescriptor: UnixFileDescriptor, mapping: MemoryMapping) {
         self.fileDescriptor = fileDescriptor
         self.mapping = mapping
-    }
-
-    deinit {
-        try? fileDescriptor.close()
     }
 
     /// Creates a doorbell (writer side).
     public static func create() throws(SegmentError) -> Doorbell {
         let L = SegmentLayout.self
         let fd = try Memfd.create(name: "shmbus-doorbell", size: L.doorbellSize)
-        do throws(SegmentError) {
-            let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
-            mapping.store(L.doorbellMagic, at: L.doorbellMagicOffset)
-            try Memfd.addSeals(Memfd.doorbellSeals, to: fd)
-            return Doorbell(fileDescriptor: fd, mapping: mapping)
-        } catch {
-            try? fd.close()
-            throw error
-        }
+        let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
+        mapping.store(L.doorbellMagic, at: L.doorbellMagicOffset)
+        try Memfd.addSeals(Memfd.doorbellSeals, to: fd)
+        return Doorbell(fileDescriptor: fd, mapping: mapping)
     }
 
     /// Opens a doorbell received from a writer (reader side): a memfd sealed against
-    /// resizing, one page, with the doorbell magic. Takes ownership of `fd`.
-    public static func open(_ fd: FileDescriptor) throws(SegmentError) -> Doorbell {
+    /// resizing, one page, with the doorbell magic. The doorbell keeps a reference to
+    /// `fd` (shared ownership, no duplicate): whoever holds it may go on using it.
+    public static func open(_ fd: UnixFileDescriptor) throws(SegmentError) -> Doorbell {
         let L = SegmentLayout.self
-        do throws(SegmentError) {
-            try Memfd.checkSealed(fd, required: shmbus_F_SEAL_SHRINK | shmbus_F_SEAL_GROW)
-            let size = try Memfd.size(of: fd)
-            guard size >= L.doorbellSize else {
-                throw SegmentError(.badDoorbell, "doorbell is \(size) bytes, not \(L.doorbellSize)")
-            }
-            let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
-            guard mapping.load(L.doorbellMagicOffset, as: UInt64.self) == L.doorbellMagic else {
-                throw SegmentError(.badDoorbell, "doorbell magic is wrong")
-            }
-            return Doorbell(fileDescriptor: fd, mapping: mapping)
-        } catch {
-            try? fd.close()
-            throw error
+        try Memfd.checkSealed(fd, required: FileSeals([.shrink, .grow]).rawValue)
+        let size = try Memfd.size(of: fd)
+        guard size >= L.doorbellSize else {
+            throw SegmentError(.badDoorbell, "doorbell is \(size) bytes, not \(L.doorbellSize)")
         }
+        let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
+        guard mapping.load(L.doorbellMagicOffset, as: UInt64.self) == L.doorbellMagic else {
+            throw SegmentError(.badDoorbell, "doorbell magic is wrong")
+        }
+        return Doorbell(fileDescriptor: fd, mapping: mapping)
     }
 
     private var word: UnsafeMutablePointer<UInt32> {
@@ -75,7 +62,7 @@ public final class Doorbell: Sendable {
         shmbus_fence_seq_cst()
         guard shmbus_load_acquire_u32(waiters) != 0 else { return }
         _ = shmbus_fetch_add_u32(word, 1)
-        _ = shmbus_futex_wake(word, Int32.max)
+        _ = try? Futex.wake(word)
     }
 
     /// Reader: sleeps until rung, `timeout` passes, or `ready()` is already true.
@@ -91,8 +78,6 @@ public final class Doorbell: Sendable {
         shmbus_fence_seq_cst()
         let seen = shmbus_load_acquire_u32(word)
         if ready() { return false }
-        let (seconds, attoseconds) = timeout.components
-        let nanoseconds = max(0, seconds) * 1_000_000_000 + attoseconds / 1_000_000_000
-        return shmbus_futex_wait(word, seen, nanoseconds) == 0
+        return (try? Futex.wait(on: word, expecting: seen, timeout: timeout)) == .woken
     }
 }

@@ -1,6 +1,6 @@
 import CShmBusLinux
 import Glibc
-import SystemPackage
+import ShmBusSystem
 
 /// One segment being written: a sealed memfd its writer keeps mapped read-write.
 ///
@@ -13,8 +13,9 @@ public final class SegmentWriter {
     /// The segment's name (its ID in hex), computed once: publishers report it with
     /// every chunk.
     public let name: String
-    /// The memfd (read-write for this process; the seals stop everyone else).
-    public let fileDescriptor: FileDescriptor
+    /// The memfd (read-write for this process; the seals stop everyone else), owned by
+    /// the writer; lend it to send it, duplicate it only for an owner of its own.
+    public let fileDescriptor: UnixFileDescriptor
     let mapping: MemoryMapping
     /// The end of the last committed record.
     @exclusivity(unchecked) public private(set) var committedEnd: UInt64
@@ -45,26 +46,18 @@ public final class SegmentWriter {
         let header = SegmentHeader(
             id: .random(), channel: channel, generation: generation, baseSequence: baseSequence, capacity: capacity,
             created: RealtimeClock.now(), writerPID: UInt32(bitPattern: getpid()))
+        // On a failure below, `fd` is released and so closed with the half-made segment.
         let fd = try Memfd.create(name: "shmbus:\(channel.prefix(200))", size: Int(capacity))
-        do {
-            mapping = try MemoryMapping(fd: fd, length: Int(capacity), writable: true)
-            // Advice only: a kernel without THP (EINVAL) gets ordinary pages, which
-            // work the same, so a failure is not an error.
-            if hugePages { _ = shmbus_advise_huge_pages(mapping.base, Int(capacity)) }
-            header.write(to: mapping)
-            try Memfd.addSeals(Memfd.segmentSeals, to: fd)
-        } catch {
-            try? fd.close()
-            throw error
-        }
+        mapping = try MemoryMapping(fd: fd, length: Int(capacity), writable: true)
+        // Advice only: a kernel without THP (EINVAL) gets ordinary pages, which
+        // work the same, so a failure is not an error.
+        if hugePages { _ = shmbus_advise_huge_pages(mapping.base, Int(capacity)) }
+        header.write(to: mapping)
+        try Memfd.addSeals(Memfd.segmentSeals, to: fd)
         self.header = header
         name = header.id.name
         fileDescriptor = fd
         committedEnd = UInt64(L.headerSize)
-    }
-
-    deinit {
-        try? fileDescriptor.close()
     }
 
     public var capacity: UInt64 { header.capacity }

@@ -198,9 +198,7 @@ public final class Publisher: Sendable {
             // Queued while the writer is still locked, so that no commit into the new
             // generation can see no rotation pending and announce it before it is
             // registered; and before anything below can fail and lose it.
-            if let rotation = reservation.rotation {
-                do throws(ShmBusError) { try registrar.enqueue(rotation) } catch { return .failure(.shmBus(error)) }
-            }
+            if let rotation = reservation.rotation { registrar.enqueue(rotation) }
             do throws(E) {
                 try fill(reservation.buffer)
             } catch {
@@ -237,7 +235,7 @@ public final class Publisher: Sendable {
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
-            try registrar.enqueue(rotation)
+            registrar.enqueue(rotation)
         }
     }
 

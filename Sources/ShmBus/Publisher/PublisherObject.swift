@@ -1,7 +1,6 @@
 import DBus
 import Locking
 import SharedSegments
-import SystemPackage
 
 /// `/org/shmbus/Publisher1` of a publishing connection: the segments it still
 /// serves and the one it appends to now, for subscribers following a collection
@@ -24,20 +23,13 @@ struct PublisherObject: Publisher1.Implementation {
     /// A read-only descriptor of the segment `name` if readers may still need it (the
     /// current one or one not retired yet).
     static func readOnlyDescriptor(of name: String, in writer: Lock<ChannelWriter>) throws(ShmBusError) -> UnixFileDescriptor {
-        // Only a dup under the writer's lock (which publishing takes); the reopen
-        // through /proc, a path lookup, happens outside it.
-        let found = writer.withLock { writer -> Result<UnixFileDescriptor, ShmBusError>? in
-            guard let segment = writer.liveSegments.first(where: { $0.id.name == name }) else { return nil }
-            do throws(Errno) {
-                return .success(try UnixFileDescriptor(duplicating: segment.fileDescriptor.rawValue))
-            } catch {
-                return .failure(ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "segment '\(name)'"))
-            }
-        }
+        // Only a lookup under the writer's lock (which publishing takes): the reference
+        // keeps the descriptor open, and the reopen through /proc, a path lookup,
+        // happens outside it.
+        let found = writer.withLock { writer in writer.liveSegments.first(where: { $0.id.name == name })?.fileDescriptor }
         guard let found else { throw .notFound("segment '\(name)' is not one this publisher still serves") }
-        let writable = try found.get()
         do throws(SegmentError) {
-            return UnixFileDescriptor(taking: try Memfd.reopenReadOnly(writable.fileDescriptor))
+            return try Memfd.reopenReadOnly(found)
         } catch {
             throw ShmBusError(error, context: "segment '\(name)'")
         }

@@ -3,7 +3,6 @@ import Locking
 import Logging
 import SharedSegments
 import Synchronization
-import SystemPackage
 
 /// What the registrar needs of the registry, so that its rules can be tested
 /// without a bus (RegistrarTests); ``RegistryClient`` is the real one.
@@ -52,12 +51,9 @@ final class Registrar: Sendable {
         var newGeneration: UInt64
         var old: SegmentID
 
-        init(_ rotation: ChannelWriter.Rotation) throws(ShmBusError) {
-            do {
-                new = try UnixFileDescriptor(duplicating: rotation.new.fileDescriptor.rawValue)
-            } catch {
-                throw ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "segment \(rotation.new.id.name)")
-            }
+        init(_ rotation: ChannelWriter.Rotation) {
+            // Shared, not duplicated: libdbus sends a duplicate of its own.
+            new = rotation.new.fileDescriptor
             newName = rotation.new.id.name
             newGeneration = rotation.new.header.generation
             old = rotation.old.id
@@ -143,8 +139,8 @@ final class Registrar: Sendable {
     /// Queues a rotation. Called with the writer locked, right where the rotation
     /// happened, so that no commit into the new generation can see no rotation pending
     /// and announce it before it is registered.
-    func enqueue(_ rotation: ChannelWriter.Rotation) throws(ShmBusError) {
-        let job = try Rotation(rotation)
+    func enqueue(_ rotation: ChannelWriter.Rotation) {
+        let job = Rotation(rotation)
         pending.add(1, ordering: .sequentiallyConsistent)
         state.withLock { $0.unsettled += 1 }
         jobs.yield(.rotation(job))
@@ -174,32 +170,19 @@ final class Registrar: Sendable {
     /// Registers the current segment (with its doorbell) as the channel's first, when
     /// the publisher opens.
     func registerFirst() async throws(ShmBusError) {
-        let (segment, name) = try currentSegmentDescriptor()
+        let (segment, name) = currentSegmentDescriptor()
         try await register(segment, replacing: nil)
         state.withLock { $0.registered = name }
     }
 
-    private func currentSegmentDescriptor() throws(ShmBusError) -> (UnixFileDescriptor, String) {
-        try duplicate { ($0.current.fileDescriptor.rawValue, $0.current.id.name) }
-    }
-
-    /// A duplicate of one of the writer's descriptors (the message takes its own),
-    /// made under the writer's lock so that the segment cannot be retired and closed
-    /// in between.
-    private func duplicate(_ descriptor: (ChannelWriter) -> (Int32, String)) throws(ShmBusError) -> (UnixFileDescriptor, String) {
-        let result = writer.withLock { writer -> Result<(UnixFileDescriptor, String), ShmBusError> in
-            let (raw, name) = descriptor(writer)
-            do throws(Errno) {
-                return .success((try UnixFileDescriptor(duplicating: raw), name))
-            } catch {
-                return .failure(ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "channel '\(settings.channel)', \(name)"))
-            }
-        }
-        return try result.get()
+    /// The current segment's descriptor (shared with the writer; the message takes a
+    /// duplicate of its own) and name, read together.
+    private func currentSegmentDescriptor() -> (UnixFileDescriptor, String) {
+        writer.withLock { ($0.current.fileDescriptor, $0.current.id.name) }
     }
 
     private func register(_ segment: UnixFileDescriptor, replacing old: String?) async throws(ShmBusError) {
-        let (doorbell, _) = try duplicate { ($0.doorbell.fileDescriptor.rawValue, "doorbell") }
+        let doorbell = writer.withLock { $0.doorbell.fileDescriptor }
         let options = Registry1.RegisterOptions(
             persistent: settings.persistent ? true : nil,
             ttl: settings.persistent ? settings.ttl.map { UInt64(max(0, $0.components.seconds)) } : nil,
@@ -263,7 +246,7 @@ final class Registrar: Sendable {
     /// registered it there already.
     private func registerAfterRestart() async {
         do {
-            let (segment, name) = try currentSegmentDescriptor()
+            let (segment, name) = currentSegmentDescriptor()
             let listed = try await registry.currentSegment(of: settings.channel)
             if listed?.segment == name, listed?.owner == settings.me {
                 state.withLock { $0.registered = name }

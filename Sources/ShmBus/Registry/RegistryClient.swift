@@ -58,25 +58,11 @@ public struct RegistryClient: Sendable {
     }
 
     /// Registers a sealed segment (`RegisterSegment`); see docs/PROTOCOL.md for the
-    /// options.
+    /// options. The descriptor stays the caller's: libdbus sends a duplicate of its own.
     public func registerSegment(
         channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions = .init()
     ) async throws(ShmBusError) -> (segment: String, path: ObjectPath) {
         try await ShmBusError.rethrowing { try await registry.registerSegment(channel: channel, fd: fd, options: options) }
-    }
-
-    /// Registers a sealed segment given as a descriptor the caller keeps (one
-    /// duplicate is made for the message).
-    public func registerSegment(
-        channel: String, fd: FileDescriptor, options: Registry1.RegisterOptions = .init()
-    ) async throws(ShmBusError) -> (segment: String, path: ObjectPath) {
-        let message: UnixFileDescriptor
-        do {
-            message = try UnixFileDescriptor(duplicating: fd.rawValue)
-        } catch {
-            throw ShmBusError(error, call: "fcntl(F_DUPFD_CLOEXEC)", context: "registering a segment of '\(channel)'")
-        }
-        return try await registerSegment(channel: channel, fd: message, options: options)
     }
 
     /// Removes a segment (`UnregisterSegment`).

@@ -50,14 +50,12 @@ struct SegmentLocator: Sendable {
         let (fd, info) = try await registry.openSegment(name)
         let reader: SegmentReader
         do {
-            reader = try SegmentReader(fd: fd.fileDescriptor)
+            reader = try SegmentReader(fd: fd)
         } catch {
             throw ShmBusError(error, context: "segment \(name)")
         }
-        var doorbell: Doorbell?
-        if let bell = info.doorbell, let copy = try? bell.duplicate() {
-            doorbell = try? Doorbell.open(copy)
-        }
+        // A doorbell that does not open leaves the subscriber polling, not failing.
+        let doorbell = info.doorbell.flatMap { try? Doorbell.open($0) }
         return OpenedSegment(reader: reader, doorbell: doorbell)
     }
 
@@ -96,7 +94,7 @@ struct SegmentLocator: Sendable {
             return .failed
         }
         do {
-            let reader = try SegmentReader(fd: fd.fileDescriptor)
+            let reader = try SegmentReader(fd: fd)
             guard reader.header.name == name, reader.header.channel == channel, reader.header.generation > leaving else {
                 logger.warning(
                     "the channel's owner sent a segment that does not follow the one being read",

@@ -1,4 +1,5 @@
-import CShmBusLinux
+import CShmBusBench
+import ShmBusSystem
 import Foundation
 import Glibc
 import DBus

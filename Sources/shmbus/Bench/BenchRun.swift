@@ -2,6 +2,8 @@ import DBus
 import Foundation
 import Glibc
 import ShmBus
+import ShmBusSystem
+import ShmBusTesting
 
 /// One benchmark run: its private bus, its registry, and the workers it starts.
 final class BenchRun {

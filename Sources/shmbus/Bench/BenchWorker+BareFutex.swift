@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import SharedSegments
 import ShmBus
+import ShmBusSystem
 
 /// The floor of the futex path: one process bumps a word in a shared page and
 /// `FUTEX_WAKE`s, the other leaves `FUTEX_WAIT` and reads the clock. No segment, no
@@ -22,7 +23,6 @@ extension BenchWorker {
     /// ones are counted, not dropped.
     func bareFutexReceiver() async throws {
         let fd = try Memfd.create(name: "shmbus-bench-futex", size: Self.pageSize)
-        defer { try? fd.close() }
         Output.line("ready \(getpid()) \(fd.rawValue)")
         let count = self.count
         let latencies = try await onThread {
@@ -38,14 +38,13 @@ extension BenchWorker {
             while seen < UInt32(count) {
                 // Bounded, so that a sender that died does not hang the run; generous,
                 // because the first wait also covers the sender's start-up.
-                let result = shmbus_futex_wait(word, seen, 60_000_000_000)
-                let waitError = errno
+                let result = try Futex.wait(on: word, expecting: seen, timeout: .seconds(60))
                 // The word first, then the clock: every stamp up to `current` was
                 // stored before its bump, so none is later than `now`.
                 let current = shmbus_load_acquire_u32(word)
                 let now = RealtimeClock.now()
                 if current == seen {
-                    if result != 0 && waitError == ETIMEDOUT {
+                    if result == .timedOut {
                         throw BenchWorkerFailure("the bare futex sender went quiet after \(seen) of \(count) wake-ups")
                     }
                     continue
@@ -70,10 +69,8 @@ extension BenchWorker {
         let parts = dest.split(separator: ":")
         guard parts.count == 2 else { throw ValidationError("--dest must be PID:FD") }
         let path = "/proc/\(parts[0])/fd/\(parts[1])"
-        let fd = open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw BenchWorkerFailure("open(\(path)): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let page = try Self.map(fd, what: path)
+        let fd = try UnixFileDescriptor.open(path, O_RDWR)
+        let page = try Self.map(fd.rawValue, what: path)
         defer { munmap(page, Self.pageSize) }
         let word = page.assumingMemoryBound(to: UInt32.self)
         let stamps = (page + 8).assumingMemoryBound(to: UInt64.self)
@@ -83,7 +80,7 @@ extension BenchWorker {
         for i in 0..<count {
             shmbus_store_release_u64(stamps + (i + 1) % Self.stampSlots, RealtimeClock.now())
             _ = shmbus_fetch_add_u32(word, 1)
-            _ = shmbus_futex_wake(word, 1)
+            try Futex.wake(word, count: 1)
             try await Task.sleep(until: start + .nanoseconds(Int64(i + 1) * 1_000_000_000 / Int64(rate)))
         }
         Output.line("done")

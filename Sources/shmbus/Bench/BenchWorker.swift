@@ -290,7 +290,7 @@ struct BenchWorker: AsyncParsableCommand {
         for key in ["small", "big"] {
             let found = try await registry.lookup(channel: channel, key: key)
             let (fd, _) = try await registry.openSegment(found.segment)
-            let reader = try SegmentReader(fd: fd.fileDescriptor)
+            let reader = try SegmentReader(fd: fd)
             var samples: [UInt64] = []
             for _ in 0..<count {
                 let start = BenchClock.now()

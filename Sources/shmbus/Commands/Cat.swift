@@ -26,7 +26,7 @@ struct Cat: AsyncParsableCommand {
             let (fd, _) = try await registry.openSegment(found.segment)
             let reader: SegmentReader
             do throws(SegmentError) {
-                reader = try SegmentReader(fd: fd.fileDescriptor)
+                reader = try SegmentReader(fd: fd)
             } catch {
                 throw ShmBusError(.badSegment, error.message)
             }

@@ -5,6 +5,8 @@ import Foundation
 import Glibc
 import SharedSegments
 import ShmBus
+import ShmBusSystem
+import ShmBusTesting
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
-import CShmBusLinux
 import DBus
 import Foundation
 import Glibc
+import ShmBusSystem
 import TestSupport
 import Testing
 
@@ -97,12 +97,10 @@ enum InteropFiles {
     /// A new memfd called `name` holding `content`, written with `write` so that its
     /// offset is left at the end (a peer must read from offset 0 itself).
     static func memfd(_ name: String, _ content: [UInt8]) throws -> UnixFileDescriptor {
-        let raw = shmbus_memfd_create(name, shmbus_MFD_CLOEXEC)
-        guard raw >= 0 else { throw DBusError.failed("memfd_create: \(errnoText())") }
-        let fd = UnixFileDescriptor(taking: raw)
+        let fd = try UnixFileDescriptor.memfd(name: name)
         var done = 0
         while done < content.count {
-            let n = content.withUnsafeBytes { write(raw, $0.baseAddress! + done, $0.count - done) }
+            let n = content.withUnsafeBytes { write(fd.rawValue, $0.baseAddress! + done, $0.count - done) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw DBusError.failed("write: \(errnoText())") }
             done += n

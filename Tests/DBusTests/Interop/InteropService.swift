@@ -1,8 +1,8 @@
-import CShmBusLinux
 import DBus
 import Foundation
 import Glibc
 import Locking
+import ShmBusSystem
 import TestSupport
 import Testing
 
@@ -297,12 +297,10 @@ struct InteropService: Sendable {
 
     /// A new memfd holding `content` (written with pwrite, so its offset stays at 0).
     static func makeMemfd(_ content: [UInt8]) throws -> UnixFileDescriptor {
-        let raw = shmbus_memfd_create("shmbus-interop-xor", shmbus_MFD_CLOEXEC)
-        guard raw >= 0 else { throw DBusError.failed("memfd_create: \(errnoText())") }
-        let fd = UnixFileDescriptor(taking: raw)
+        let fd = try UnixFileDescriptor.memfd(name: "shmbus-interop-xor")
         var done = 0
         while done < content.count {
-            let n = content.withUnsafeBytes { pwrite(raw, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            let n = content.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress! + done, $0.count - done, off_t(done)) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw DBusError.failed("pwrite: \(errnoText())") }
             done += n

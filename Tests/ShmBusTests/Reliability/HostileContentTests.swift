@@ -4,6 +4,7 @@ import Glibc
 import Locking
 import SharedSegments
 import ShmBus
+import ShmBusSystem
 import TestSupport
 import Testing
 

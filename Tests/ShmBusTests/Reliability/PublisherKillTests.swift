@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Locking
 import ShmBus
+import ShmBusSystem
 import TestSupport
 import Testing
 

@@ -4,6 +4,7 @@ import Glibc
 import Locking
 import SharedSegments
 import ShmBus
+import ShmBusSystem
 import TestSupport
 import Testing
 
@@ -110,7 +111,7 @@ import Testing
         let current = try #require(try await watcher.channels().first { $0.name == "stall" })
         // The truth to compare with: the oldest chunk still live once publishing ended.
         let (fd, _) = try await watcher.openSegment(current.currentSegment)
-        let oldestLive = try #require(try SegmentReader(fd: fd.fileDescriptor).allChunks().first?.sequence)
+        let oldestLive = try #require(try SegmentReader(fd: fd).allChunks().first?.sequence)
         process.signal(SIGCONT)
         while audit.last < UInt64(count), let line = try await lines.next() {
             try Self.record(line, size: 1024, in: &audit)

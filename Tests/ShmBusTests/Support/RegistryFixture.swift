@@ -4,6 +4,8 @@ import Foundation
 import Glibc
 import SharedSegments
 import ShmBus
+import ShmBusSystem
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -51,7 +53,7 @@ final class RegistryFixture: Sendable {
     }
 
     func client() async throws -> RegistryClient {
-        try RegistryClient(connection: try await connect())
+        RegistryClient(connection: try await connect())
     }
 
     /// Waits until someone owns org.shmbus.Registry1 on this bus.

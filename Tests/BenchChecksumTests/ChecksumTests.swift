@@ -1,8 +1,8 @@
-import CShmBusLinux
+import CShmBusBench
 import Testing
 
 /// `shmbus_sum64`, the benchmarks' "read every byte" checksum: the vectorized C loop
-/// (whichever `target_clones` variant this CPU runs) against a plain Swift statement of
+/// (whichever of its AVX-512, AVX2 and baseline bodies this CPU runs) against a plain Swift statement of
 /// the same function, and the changes it must notice.
 @Suite struct ChecksumTests {
     /// The function the C comment states, one word at a time.

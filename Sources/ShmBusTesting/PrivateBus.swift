@@ -1,9 +1,11 @@
+import DBus
 import Foundation
 import Glibc
+import ShmBusSystem
 
 /// A `dbus-daemon` started for this process on a private address: the real bus daemon
 /// from the system, never a mock. Tests, `shmbus demo` and `shmbus bench` use it
-/// when they need a bus of their own.
+/// when they need a bus of their own; it is not part of the D-Bus library.
 ///
 /// The daemon runs under a tiny `sh` supervisor that holds a pipe from this process:
 /// when the process ends, however it ends, the pipe closes and the supervisor stops the
@@ -114,13 +116,25 @@ public final class PrivateBus: Sendable {
             """
     }
 
-    /// The first executable called `name` on `PATH`.
+    /// The first executable called `name` on `PATH` (``ChildProcess/findExecutable(_:)``).
     public static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") {
-            let candidate = "\(dir)/\(name)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
+        ChildProcess.findExecutable(name)
     }
+}
+
+/// `s` with XML's five special characters escaped, for paths in the configuration.
+private func xmlEscape(_ s: String) -> String {
+    var out = ""
+    out.reserveCapacity(s.utf8.count)
+    for c in s {
+        switch c {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "\"": out += "&quot;"
+        case "'": out += "&apos;"
+        default: out.append(c)
+        }
+    }
+    return out
 }
