@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Glibc
-import SharedSegments
 import ShmBus
 
 struct Cat: AsyncParsableCommand {
@@ -22,22 +21,8 @@ struct Cat: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let registry = try await RegistryClient.connect(to: bus.resolved())
-            let found = try await registry.lookup(channel: channel, key: key)
-            let (fd, _) = try await registry.openSegment(found.segment)
-            let reader: SegmentReader
-            do throws(SegmentError) {
-                reader = try SegmentReader(fd: fd)
-            } catch {
-                throw ShmBusError(.badSegment, error.message)
-            }
-            // Read it ourselves (validated), rather than trusting offsets from the bus.
-            let chunk: Chunk?
-            do throws(SegmentError) {
-                chunk = try reader.latest(key: key)
-            } catch {
-                throw ShmBusError(.badSegment, error.message)
-            }
-            guard let chunk else { throw ShmBusError(.notFound, "the chunk with key '\(key)' is gone (replaced or expired)") }
+            // Read from the segment itself (validated), not from offsets on the bus.
+            let chunk = try await registry.latest(channel: channel, key: key)
             // A write failure is the output's fault, not the bus's: 73, naming the target.
             let target = if let output { try OutputFile(creating: output) } else { OutputFile.standardOutput() }
             // Straight from the shared mapping to the output: no copy in between.
