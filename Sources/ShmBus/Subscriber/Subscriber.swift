@@ -397,9 +397,14 @@ public final class Subscriber: AsyncSequence, Sendable {
     func move(to reader: SegmentReader, doorbell: Doorbell?) {
         reading.withLock { state in
             let last = state.cursor.lastSequence ?? 0
-            let newLast = (try? reader.liveState().lastSequence) ?? 0
-            if newLast < last, reader.header.baseSequence < last, let fresh = try? ChannelCursor(segment: reader, start: .oldest) {
-                // A new chain (its sequences restarted): read it from its start.
+            // A segment that continues this history (a successor after a collection,
+            // or a new publisher taking over persistent segments) accepted appends only
+            // after every sequence already read: its base is at least `last`. One whose
+            // base is below is a new history whose sequences started again (the old
+            // publisher's segments were removed with it): read it from its start.
+            // (Whatever its length: judging by its last sequence, as before, skipped a
+            // new history that had reached the old one's count.)
+            if reader.header.baseSequence < last, let fresh = try? ChannelCursor(segment: reader, start: .oldest) {
                 state.cursor = fresh
             } else {
                 state.cursor.move(to: reader)

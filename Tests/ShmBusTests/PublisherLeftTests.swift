@@ -1,0 +1,79 @@
+import Glibc
+import ShmBus
+import ShmBusSystem
+import TestSupport
+import Testing
+
+/// A subscriber is told when its channel's publisher is gone (here: SIGKILLed, the
+/// worst case), after every chunk it committed, instead of waiting forever; and it
+/// goes on reading when a publisher of the channel returns.
+@Suite struct PublisherLeftTests {
+    static func publish(_ fixture: RegistryFixture, channel: String, count: Int) async throws -> ChildProcess {
+        let peer = try PublishSubscribeTests.peer(fixture, channel: channel, count: count, size: 64, capacity: 1 << 20)
+        #expect(try await PublishSubscribeTests.publishedLine(peer).hasPrefix("published \(count)"))
+        return peer
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aKilledPublisherEndsTheIterationAfterItsLastChunkWhenAsked() async throws {
+        let fixture = try await RegistryFixture()
+        let peer = try await Self.publish(fixture, channel: "left/end", count: 50)
+        let subscriber = try await Subscriber.open(
+            channel: "left/end", on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))
+        let owner = try #require(try await fixture.client().channel("left/end")?.owner)
+        peer.signal(SIGKILL)
+        _ = await peer.exit()
+        var sequences: [UInt64] = []
+        var left: [String] = []
+        for try await event in subscriber {
+            switch event {
+            case .chunk(let chunk): sequences.append(chunk.sequence)
+            case .gap(let missed, let after): Issue.record("gap of \(missed) after \(after)")
+            case .publisherLeft(let who): left.append(who)
+            }
+        }
+        #expect(sequences == Array(1...50), "every chunk first")
+        #expect(left == [owner], "then the departure, once, naming the publisher")
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aSubscriberGoesOnWithTheChannelsNextPublisher() async throws {
+        let fixture = try await RegistryFixture()
+        let first = try await Self.publish(fixture, channel: "left/again", count: 10)
+        let subscriber = try await Subscriber.open(channel: "left/again", on: .address(fixture.address), options: .init(start: .oldest))
+        var events = subscriber.makeAsyncIterator()
+        for expected in 1...10 {
+            guard case .chunk(let chunk)? = try await events.next() else { Issue.record("chunk \(expected) expected"); return }
+            #expect(chunk.sequence == UInt64(expected))
+        }
+        first.signal(SIGKILL)
+        _ = await first.exit()
+        guard case .publisherLeft? = try await events.next() else { Issue.record("publisherLeft expected"); return }
+
+        let second = try await Self.publish(fixture, channel: "left/again", count: 10)
+        defer { second.closeStandardInput() }
+        var received = 0
+        while received < 10, let event = try await events.next() {
+            guard case .chunk(let chunk) = event else { continue }
+            #expect(TestPayload.check(chunk))
+            received += 1
+        }
+        #expect(received == 10, "the second publisher's chunks arrive on the same subscription")
+        subscriber.cancel()
+    }
+
+    @Test(.timeLimit(.minutes(2))) func subscribeUntilPublisherLeavesExitsZeroAfterTheLastChunk() async throws {
+        let fixture = try await RegistryFixture()
+        let peer = try await Self.publish(fixture, channel: "left/cli", count: 5)
+        let subscribe = try ChildProcess(
+            fixture.shmbus, ["subscribe", "--channel", "left/cli", "--from", "oldest", "--until-publisher-leaves", "--json", "--bus", fixture.address],
+            stdout: .pipe, stderr: .pipe)
+        var lines: [String] = []
+        while lines.count < 5, let line = try await subscribe.readLine() { lines.append(line) }
+        peer.signal(SIGKILL)
+        _ = await peer.exit()
+        while let line = try await subscribe.readLine() { lines.append(line) }
+        #expect(await subscribe.exit() == .exited(0))
+        #expect(lines.count == 6, "\(lines)")
+        #expect(lines.prefix(5).allSatisfy { $0.contains("\"event\":\"chunk\"") })
+        #expect(lines.last?.contains("\"event\":\"publisher-left\"") == true, "\(lines)")
+    }
+}
