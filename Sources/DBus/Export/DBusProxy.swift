@@ -58,11 +58,11 @@ public struct DBusProxy: Sendable {
     }
 
     /// Reads a property (`org.freedesktop.DBus.Properties.Get`).
-    public func property(_ name: String) async throws -> DBusValue {
+    public func property(_ name: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> DBusValue {
         let declared = try declaredProperty(name)
         let reply = try await connection.call(
             destination: destination, path: path, interface: StandardInterfaces.propertiesName, method: "Get",
-            [.string(interface.name), .string(name)])
+            [.string(interface.name), .string(name)], timeout: timeout)
         let value = try reply.decode(DBusVariant.self).value
         guard value.type == declared.type else {
             throw DBusError.invalidArgument("property \(name) should have type '\(declared.type)', got '\(value.type)'")

@@ -2,6 +2,50 @@ import DBus
 import Logging
 import SharedSegments
 
+/// Where segments come from: the registry's calls and a publisher's, so that the
+/// locator's rules can be tested without a bus (SegmentLocatorTests).
+protocol SegmentSources: Sendable {
+    /// The channel's current segment and owner (`Channel1`), nil when there is no
+    /// such channel.
+    func currentSegment(of channel: String) async throws(ShmBusError) -> (segment: String, owner: String)?
+    /// `Registry1.OpenSegment`.
+    func openSegment(_ name: String) async throws(ShmBusError) -> (fd: UnixFileDescriptor, info: Registry1.SegmentInfoDictionary)
+    /// `Publisher1.OpenSegment` of the connection `owner`.
+    func openSegment(_ name: String, fromPublisher owner: String) async throws(ShmBusError) -> UnixFileDescriptor
+    /// `Publisher1.CurrentSegment` of the connection `owner`.
+    func currentSegment(ofPublisher owner: String) async throws(ShmBusError) -> String
+}
+
+/// The sources on the bus.
+struct BusSegmentSources: SegmentSources {
+    let registry: RegistryClient
+
+    /// How long a subscriber waits for a publisher's answer: a stopped publisher must
+    /// not hold up the fallback to the registry for long.
+    static let publisherCallTimeout: Duration = .seconds(2)
+
+    func currentSegment(of channel: String) async throws(ShmBusError) -> (segment: String, owner: String)? {
+        try await registry.channel(channel).map { ($0.currentSegment, $0.owner) }
+    }
+
+    func openSegment(_ name: String) async throws(ShmBusError) -> (fd: UnixFileDescriptor, info: Registry1.SegmentInfoDictionary) {
+        try await registry.openSegment(name)
+    }
+
+    func openSegment(_ name: String, fromPublisher owner: String) async throws(ShmBusError) -> UnixFileDescriptor {
+        let publisher = ShmBusProtocol.publisher(owner, on: registry.connection)
+        return try await ShmBusError.rethrowing { try await publisher.openSegment(segment: name, timeout: Self.publisherCallTimeout) }
+    }
+
+    func currentSegment(ofPublisher owner: String) async throws(ShmBusError) -> String {
+        let publisher = ShmBusProtocol.publisher(owner, on: registry.connection)
+        return try await ShmBusError.rethrowing {
+            try await publisher.base.property(Publisher1.PropertyName.currentSegment.rawValue, timeout: Self.publisherCallTimeout)
+                .decode(as: String.self)
+        }
+    }
+}
+
 /// A segment opened for reading, with the doorbell its writer registered.
 struct OpenedSegment: Sendable {
     var reader: SegmentReader
@@ -18,18 +62,14 @@ struct OpenedSegment: Sendable {
 /// since no registry vetted it.
 struct SegmentLocator: Sendable {
     let channel: String
-    let registry: RegistryClient
+    let sources: any SegmentSources
     let logger: Logger
-
-    /// How long a subscriber waits for a publisher's answer: a stopped publisher must
-    /// not hold up the fallback to the registry for long.
-    static let ownerCallTimeout: Duration = .seconds(2)
 
     /// The channel's current segment and owner, nil when the registry has no such
     /// channel or it has no segment.
     func current() async throws(ShmBusError) -> (segment: String, owner: String)? {
-        guard let channel = try await registry.channel(channel), !channel.currentSegment.isEmpty else { return nil }
-        return (channel.currentSegment, channel.owner)
+        guard let found = try await sources.currentSegment(of: channel), !found.segment.isEmpty else { return nil }
+        return found
     }
 
     /// The channel's current segment, waiting up to `timeout` for it to appear.
@@ -47,7 +87,7 @@ struct SegmentLocator: Sendable {
 
     /// Opens a segment and its doorbell through the registry.
     func open(_ name: String) async throws(ShmBusError) -> OpenedSegment {
-        let (fd, info) = try await registry.openSegment(name)
+        let (fd, info) = try await sources.openSegment(name)
         let reader: SegmentReader
         do {
             reader = try SegmentReader(fd: fd)
@@ -85,9 +125,8 @@ struct SegmentLocator: Sendable {
     func openFromOwner(_ owner: String, _ name: String, after leaving: UInt64) async -> OwnerReply {
         let fd: UnixFileDescriptor
         do {
-            fd = try await ShmBusProtocol.publisher(owner, on: registry.connection)
-                .openSegment(segment: name, timeout: Self.ownerCallTimeout)
-        } catch let error as DBusError where ShmBusError(error).code == .notFound {
+            fd = try await sources.openSegment(name, fromPublisher: owner)
+        } catch where error.code == .notFound {
             return .notServed
         } catch {
             logger.debug("the channel's owner did not answer OpenSegment", metadata: ["segment": "\(name)", "error": "\(error)"])
@@ -113,9 +152,7 @@ struct SegmentLocator: Sendable {
 
     /// `owner`'s `CurrentSegment`, nil when it does not answer.
     func ownersCurrentSegment(_ owner: String) async -> String? {
-        guard let name = try? await ShmBusProtocol.publisher(owner, on: registry.connection).currentSegment, !name.isEmpty else {
-            return nil
-        }
+        guard let name = try? await sources.currentSegment(ofPublisher: owner), !name.isEmpty else { return nil }
         return name
     }
 
