@@ -89,6 +89,7 @@ let package = Package(
                 "DBus",
                 "Locking",
                 "ShmBusProtocol",
+                "ShmBusSystem",
                 "SharedSegments",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),

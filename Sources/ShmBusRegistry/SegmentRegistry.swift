@@ -1,3 +1,4 @@
+import ShmBusSystem
 import DBus
 import Foundation
 import Logging
@@ -262,7 +263,7 @@ actor SegmentRegistry {
                 segments[segment.name]?.owner = nil
                 if let ttl = segment.ttl {
                     segments[segment.name]?.expiresAt = .now + ttl
-                    let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+                    let seconds = ttl.inSeconds
                     segments[segment.name]?.expiresMicroseconds = UInt64((Date().timeIntervalSince1970 + seconds) * 1_000_000)
                 }
                 orphaned.append(segment.name)

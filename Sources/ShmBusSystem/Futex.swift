@@ -23,13 +23,7 @@ public enum Futex {
     public static func wait(on word: UnsafePointer<UInt32>, expecting expected: UInt32, timeout: Duration?) throws(SystemError)
         -> WaitResult
     {
-        let nanoseconds: Int64
-        if let timeout {
-            let (seconds, attoseconds) = timeout.components
-            nanoseconds = max(0, seconds) &* 1_000_000_000 &+ max(0, attoseconds / 1_000_000_000)
-        } else {
-            nanoseconds = -1
-        }
+        let nanoseconds = timeout?.clampedNanoseconds ?? -1
         if shmbus_futex_wait(word, expected, nanoseconds) == 0 { return .woken }
         switch errno {
         case EAGAIN: return .valueChanged

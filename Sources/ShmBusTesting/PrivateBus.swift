@@ -121,20 +121,3 @@ public final class PrivateBus: Sendable {
         ChildProcess.findExecutable(name)
     }
 }
-
-/// `s` with XML's five special characters escaped, for paths in the configuration.
-private func xmlEscape(_ s: String) -> String {
-    var out = ""
-    out.reserveCapacity(s.utf8.count)
-    for c in s {
-        switch c {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        case "'": out += "&apos;"
-        default: out.append(c)
-        }
-    }
-    return out
-}

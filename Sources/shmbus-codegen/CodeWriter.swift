@@ -21,6 +21,14 @@ struct CodeWriter {
         if !current.isEmpty { line("/// " + current) }
     }
 
+    /// `public init(a: A, b: B = default…)` assigning each parameter to its property.
+    mutating func memberwiseInit(_ fields: [(name: String, type: String)], defaultValue: String? = nil) {
+        let parameters = fields.map { "\($0.name): \($0.type)" + (defaultValue.map { " = \($0)" } ?? "") }
+        block("public init(\(parameters.joined(separator: ", "))) {") { w in
+            for field in fields { w.line("self.\(field.name) = \(field.name)") }
+        }
+    }
+
     /// `open`, then the body one level deeper, then `close`.
     mutating func block(_ open: String, close: String = "}", _ body: (inout CodeWriter) throws -> Void) rethrows {
         line(open)

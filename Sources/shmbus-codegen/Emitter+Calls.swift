@@ -41,7 +41,7 @@ extension Emitter {
     private func dispatch(_ method: DBusMethod, index: Int, _ w: inout CodeWriter) throws {
         let inputs = try model.inputs(of: method)
         let outputs = try model.outputs(of: method)
-        try w.block("interface.methods[\(index)].handler = { call in") { w in
+        w.block("interface.methods[\(index)].handler = { call in") { w in
             var labels: [String] = []
             if !inputs.isEmpty {
                 let types = inputs.map(\.swiftType)
@@ -102,7 +102,7 @@ extension Emitter {
         let result = outputs.isEmpty ? "" : " -> \(InterfaceModel.resultType(outputs))"
         w.line()
         w.doc(InterfaceModel.doc(method.annotations))
-        try w.block("public func \(SwiftNames.lowerCamel(method.name))(\(parameters.joined(separator: ", "))) async throws\(result) {") { w in
+        w.block("public func \(SwiftNames.lowerCamel(method.name))(\(parameters.joined(separator: ", "))) async throws\(result) {") { w in
             let call = "try await base.call(\(SwiftNames.literal(method.name)), [\(inputs.map { "\($0.swiftName).dbusValue" }.joined(separator: ", "))], timeout: timeout)"
             switch outputs.count {
             case 0:

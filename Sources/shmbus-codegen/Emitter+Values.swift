@@ -5,7 +5,7 @@ extension Emitter {
     func signal(_ signal: DBusSignal, _ w: inout CodeWriter) throws {
         let members = try model.arguments(of: signal)
         w.line()
-        try w.block("extension \(ns) {") { w in
+        w.block("extension \(ns) {") { w in
             let doc = InterfaceModel.doc(signal.annotations)
             w.doc("The `\(signal.name)` signal" + (doc.isEmpty ? "." : ": " + doc))
             w.block("public struct \(signal.name): DBusSignalValue {") { w in
@@ -18,10 +18,7 @@ extension Emitter {
                     w.line("public var \(member.swiftName): \(member.swiftType)")
                 }
                 w.line()
-                let parameters = members.map { "\($0.swiftName): \($0.swiftType)" }.joined(separator: ", ")
-                w.block("public init(\(parameters)) {") { w in
-                    for member in members { w.line("self.\(member.swiftName) = \(member.swiftName)") }
-                }
+                w.memberwiseInit(members.map { ($0.swiftName, $0.swiftType) })
                 w.line()
                 w.block("public init(body: [DBusValue]) throws(DBusError) {") { w in
                     let targets = members.map { "self.\($0.swiftName)" }
@@ -52,10 +49,7 @@ extension Emitter {
                 w.line("/// The keys this declaration knows.")
                 w.line("public static let keys = [" + fields.map { SwiftNames.literal($0.key.key) }.joined(separator: ", ") + "]")
                 w.line()
-                let parameters = fields.map { "\($0.name): \($0.key.swiftType)? = nil" }.joined(separator: ", ")
-                w.block("public init(\(parameters)) {") { w in
-                    for field in fields { w.line("self.\(field.name) = \(field.name)") }
-                }
+                w.memberwiseInit(fields.map { ($0.name, $0.key.swiftType + "?") }, defaultValue: "nil")
                 w.line()
                 w.block("public init(dictionary: [String: DBusVariant]) throws(DBusError) {") { w in
                     if dictionary.rejectsUnknownKeys { w.line("try dictionary.rejectUnknownKeys(known: Self.keys)") }

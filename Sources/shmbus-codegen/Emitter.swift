@@ -119,7 +119,7 @@ struct Emitter {
     private func properties(_ w: inout CodeWriter) throws {
         let members = try interface.properties.map { try model.member($0) }
         w.line()
-        try w.block("extension \(ns) {") { w in
+        w.block("extension \(ns) {") { w in
             w.line("/// The names of the properties, for `PropertiesChanged`.")
             w.block("public enum PropertyName: String, DBusPropertyName {") { w in
                 for member in members { w.line("case \(member.swiftName) = \(SwiftNames.literal(member.dbusName))") }
@@ -127,7 +127,7 @@ struct Emitter {
             }
             w.line()
             w.line("/// Every property at once, as `GetAll` returns them.")
-            try w.block("public struct Properties: Sendable {") { w in
+            w.block("public struct Properties: Sendable {") { w in
                 for (property, member) in zip(interface.properties, members) {
                     w.doc(InterfaceModel.doc(property.annotations))
                     w.line("public var \(member.swiftName): \(member.swiftType)")

@@ -1,3 +1,4 @@
+import ShmBusSystem
 import CDBus
 import Glibc
 import HeapModule
@@ -209,9 +210,7 @@ final class ConnectionLoop {
         guard let next else { return -1 }
         let remaining = ContinuousClock.now.duration(to: next)
         if remaining <= .zero { return 0 }
-        let (seconds, attoseconds) = remaining.components
-        let ms = seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1
-        return Int32(clamping: ms)
+        return Int32(clamping: remaining.roundedUpMilliseconds)
     }
 
     private func fireTimeouts() {

@@ -69,7 +69,9 @@ extension DBusArgument {
     }
 }
 
-func xmlEscape(_ s: String) -> String {
+/// `s` with XML's five special characters escaped, for attribute values and text of
+/// introspection data and bus configuration files.
+public func xmlEscape(_ s: String) -> String {
     var out = ""
     out.reserveCapacity(s.utf8.count)
     for c in s {

@@ -136,11 +136,11 @@ extension ChannelCursor {
     }
 
     private static func sleep(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        var request = duration.timespec
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
     }
 }
 
+import ShmBusSystem
 import Glibc

@@ -1,3 +1,4 @@
+import ShmBusSystem
 import Glibc
 
 /// CLOCK_REALTIME in nanoseconds: the clock of timestamps and expiry in segments. All
@@ -14,11 +15,7 @@ public enum RealtimeClock {
 
     /// `now() + duration`, saturating.
     public static func after(_ duration: Duration) -> UInt64 {
-        let (seconds, attoseconds) = duration.components
-        guard seconds >= 0 else { return now() }
-        let nanos = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        let total = nanos.overflow ? UInt64.max : nanos.partialValue &+ UInt64(attoseconds / 1_000_000_000)
-        let (sum, overflow) = now().addingReportingOverflow(total)
+        let (sum, overflow) = now().addingReportingOverflow(UInt64(duration.clampedNanoseconds))
         return overflow ? UInt64.max : sum
     }
 }

@@ -172,7 +172,7 @@ struct Demo: AsyncParsableCommand {
             let value = latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
             return value < 1000 ? String(format: "%.0f µs", value) : String(format: "%.2f ms", value / 1000)
         }
-        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        func seconds(_ d: Duration) -> Double { d.inSeconds }
         var table = TextTable("WHAT", "COUNT", "BYTES", "TIME", "RATE", "LATENCY p50 / p99", "INTACT")
         table.add(
             "frames", "\(frameLines.count)/\(frames)", ByteCount.human(UInt64(frameLines.count) * frameBytes),

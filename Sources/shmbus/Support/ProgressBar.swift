@@ -1,3 +1,4 @@
+import ShmBusSystem
 import Foundation
 import Glibc
 
@@ -22,7 +23,7 @@ struct ProgressBar {
         let width = 30
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let seconds = max(Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds), 1e-9)
+        let seconds = max((ContinuousClock.now - started).inSeconds, 1e-9)
         let rate = ByteCount.human(UInt64(Double(done) / seconds))
         FileHandle.standardErrorWrite("\r\(label) [\(bar)] \(Int(fraction * 100))% \(ByteCount.human(done))/\(ByteCount.human(total)) \(rate)/s ")
         if done == total { FileHandle.standardErrorWrite("\n") }
