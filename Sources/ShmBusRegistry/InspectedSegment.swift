@@ -59,14 +59,9 @@ final class InspectedSegment: Sendable {
         }
     }
 
-    /// A new read-only descriptor for a client (`OpenSegment`).
-    func readOnlyDescriptor() throws(ShmBusError) -> UnixFileDescriptor {
-        do {
-            return try UnixFileDescriptor(duplicating: descriptor.rawValue)
-        } catch {
-            throw ShmBusError(.bus, "cannot duplicate the segment descriptor: \(error)")
-        }
-    }
+    /// The read-only descriptor handed to clients (`OpenSegment`): shared, since
+    /// libdbus sends each reply a duplicate of its own.
+    var readOnlyDescriptor: UnixFileDescriptor { descriptor }
 
     struct LiveState {
         var committedBytes: UInt64 = 0

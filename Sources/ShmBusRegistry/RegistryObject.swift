@@ -38,7 +38,7 @@ struct RegistryObject: Registry1.Implementation {
             channel: segment.channel, generation: segment.file.generation, capacity: segment.file.capacity,
             owner: segment.owner ?? "", persistent: segment.persistent, state: segment.state.rawValue,
             replacedBy: segment.replacedBy, doorbell: segment.doorbell)
-        return (try segment.file.readOnlyDescriptor(), info)
+        return (segment.file.readOnlyDescriptor, info)
     }
 
     func listChannels(call: DBusMethodCall) async throws -> [ChannelInfo] {
