@@ -15,12 +15,19 @@ extension Subscriber {
 
         /// Runs on the caller's executor (SE-0421): a chunk that is already committed
         /// costs no executor hop.
+        /// Throws only ``ShmBusError``; a cancelled task ends the iteration (nil).
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> Event? {
             if batchIndex < batch.count {
                 defer { batchIndex += 1 }
                 return batch[batchIndex]
             }
-            return try await nextEvent(isolation: actor)
+            do {
+                return try await nextEvent(isolation: actor)
+            } catch is CancellationError {
+                return nil
+            } catch {
+                throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "\(error)")
+            }
         }
 
         public mutating func next() async throws -> Event? {
