@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean
+.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean docs
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -46,6 +46,33 @@ test-asan: deps
 test-tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --no-parallel
+
+## The API documentation of `import ShmBus` (DocC, through swift-docc-plugin), built into
+## .build/docs/ShmBus.doccarchive, a static site: serve that folder and open
+## /documentation/shmbus. ShmBus re-exports types it does not declare (ShmBusError, Chunk,
+## ChannelCursor.Start, the Registry1 proxies…), and the plugin's symbol graph holds only
+## the module's own declarations; so a second graph of the module, re-exports included
+## (swift-symbolgraph-extract's -experimental-allowed-reexported-modules), is extracted
+## first from the debug build with the module paths SwiftPM compiles ShmBus with, and
+## DocC merges the two.
+DOCS := .build/docs
+docs: deps
+	$(SWIFT) build --target ShmBus
+	@set -euo pipefail; \
+	bin=$$($(SWIFT) build --show-bin-path); triple=$$(basename "$$(dirname "$$bin")"); \
+	extract=$$(command -v swift-symbolgraph-extract || echo "$$(dirname "$$(command -v $(SWIFT))")/swift-symbolgraph-extract"); \
+	rm -rf $(DOCS)/reexported && mkdir -p $(DOCS)/reexported; \
+	echo "Extracting ShmBus's symbol graph with its re-exports"; \
+	"$$extract" -module-name ShmBus -target "$$triple" -minimum-access-level public \
+		-experimental-allowed-reexported-modules=ShmBusProtocol,SharedSegments,DBus \
+		-I "$$bin/Modules" -module-cache-path "$$bin/ModuleCache" \
+		-Xcc -fmodule-map-file="$$bin/CShmBusLinux.build/module.modulemap" -Xcc -I -Xcc Sources/CShmBusLinux/include \
+		-Xcc -fmodule-map-file=Sources/CDBus/module.modulemap $$(pkg-config --cflags dbus-1 | sed 's/-I/-Xcc -I/g') \
+		-Xcc -fmodule-map-file=.build/checkouts/swift-system/Sources/CSystem/include/module.modulemap \
+		-Xcc -I -Xcc .build/checkouts/swift-system/Sources/CSystem/include \
+		-output-dir $(DOCS)/reexported
+	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation --target ShmBus \
+		--additional-symbol-graph-dir $(DOCS)/reexported --output-path $(DOCS)/ShmBus.doccarchive
 
 ## Installs shmbus into ~/.local/bin and the D-Bus activation file for the session bus.
 install: release
