@@ -117,7 +117,7 @@ public final class DBusConnection: Sendable {
     }
 
     /// Sends a message without waiting for anything: signals, replies, and method calls
-    /// with ``DBusMessage/noReplyExpected`` set. Returns once the message is queued.
+    /// with `DBusMessage.noReplyExpected` set. Returns once the message is queued.
     public func send(_ message: DBusMessage) throws(DBusError) {
         let raw = try message.makeRaw()
         try checkUnixFDs(raw)

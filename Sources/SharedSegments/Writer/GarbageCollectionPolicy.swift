@@ -1,4 +1,4 @@
-/// When a ``ChannelWriter`` collects garbage, and what it keeps.
+/// When a channel's writer (`ChannelWriter`) collects garbage, and what it keeps.
 public struct GarbageCollectionPolicy: Sendable, Hashable {
     /// Collect when dead (obsolete) bytes reach this fraction of the record area, even
     /// if the segment is not full. 1 or more: only when full.

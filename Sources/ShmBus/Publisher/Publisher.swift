@@ -144,6 +144,7 @@ public final class Publisher: Sendable {
     /// Publishes a copy of `bytes` as one chunk.
     ///
     /// - Parameters:
+    ///   - bytes: the payload, copied into the segment.
     ///   - key: publishing a key again makes the previous chunk with that key obsolete.
     ///   - expiresIn: readers skip the chunk after this long.
     @discardableResult

@@ -12,6 +12,7 @@ import Locking
 ///     switch event {
 ///     case .chunk(let chunk): chunk.withUnsafeBytes { show($0) }
 ///     case .gap(let missed, _): print("fell behind: \(missed) chunks lost")
+///     case .publisherLeft(let owner): print("\(owner) left; waiting for the next publisher")
 ///     }
 /// }
 /// ```
