@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "DBus",
                 "SharedSegments",
+                "ShmBusSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

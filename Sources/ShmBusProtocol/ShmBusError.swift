@@ -1,5 +1,6 @@
 import DBus
 import SharedSegments
+import ShmBusSystem
 import SystemPackage
 
 /// An error of ShmBus: from the registry (carried on the bus as `org.shmbus.Error.*`),
@@ -31,6 +32,18 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
         case bus = "Bus"
         /// A system call failed (see ``ShmBusError/cause``).
         case system = "System"
+        /// The calling task was cancelled.
+        case cancelled = "Cancelled"
+
+        /// Whether the code is one of the contract's `org.shmbus.Error.*` names; the
+        /// others describe this process's own failures and go on the bus as
+        /// `org.freedesktop.DBus.Error.Failed`.
+        public var isContractError: Bool {
+            switch self {
+            case .notFound, .accessDenied, .invalidArgument, .notSealed, .badSegment, .quotaExceeded, .channelBusy: true
+            case .registryUnavailable, .bus, .system, .cancelled: false
+            }
+        }
     }
 
     /// The error underneath.
@@ -39,8 +52,8 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
         case bus(DBusError)
         /// A segment that failed validation, or could not be made.
         case segment(SegmentError)
-        /// A system call's errno.
-        case system(Errno)
+        /// A failed system call: its errno, name and context.
+        case system(SystemError)
     }
 
     public var code: Code
@@ -56,8 +69,11 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
     /// The D-Bus error name of this code, `org.shmbus.Error.<Code>`.
     public var dbusName: String { "org.shmbus.Error.\(code.rawValue)" }
 
-    /// This error as a D-Bus error reply.
-    public var dbusError: DBusError { DBusError(name: dbusName, message: message) }
+    /// This error as a D-Bus error reply: `org.shmbus.Error.<Code>` for the contract's
+    /// codes, `org.freedesktop.DBus.Error.Failed` for a failure of this process.
+    public var dbusError: DBusError {
+        code.isContractError ? DBusError(name: dbusName, message: message) : .failed(message)
+    }
 
     /// What to do when the registry cannot be reached, for every program's messages.
     public static let registryHint =
@@ -93,9 +109,14 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
         }
     }
 
+    /// A failed system call.
+    public init(_ error: SystemError) {
+        self.init(.system, error.description, cause: .system(error))
+    }
+
     /// A failed system call: `call` names it, `context` what it was for.
     public init(_ errno: Errno, call: String, context: String) {
-        self.init(.system, "\(context): \(call): \(errno)", cause: .system(errno))
+        self.init(SystemError(errno, call: call, context: context))
     }
 
     /// Any error as a ``ShmBusError``: itself, or a D-Bus, segment or system error
@@ -106,7 +127,8 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
         case let error as ShmBusError: error
         case let error as DBusError: ShmBusError(error)
         case let error as SegmentError: ShmBusError(error)
-        case let error as Errno: ShmBusError(error, call: "system call", context: "ShmBus")
+        case let error as SystemError: ShmBusError(error)
+        case is CancellationError: ShmBusError(.cancelled, "cancelled")
         default: nil
         }
     }

@@ -76,6 +76,10 @@ public final class UnixFileDescriptor: Sendable, Hashable, CustomStringConvertib
 
     /// Gives the number away: the caller now owns it and must close it; this object
     /// will not. Throws `EBADF` if it was already closed or taken.
+    ///
+    /// Only for an instance nobody else holds: sharing the object shares the
+    /// ownership, so a taken number is gone for every holder, and one that borrowed it
+    /// a moment before may use it after it was reused.
     public func take() throws(SystemError) -> Int32 {
         let fd = number.exchange(-1, ordering: .acquiringAndReleasing)
         guard fd >= 0 else { throw Self.notOpen(originalNumber, "take") }
@@ -86,6 +90,10 @@ public final class UnixFileDescriptor: Sendable, Hashable, CustomStringConvertib
     /// Throws `EBADF` if it was already closed or taken, and what `close` reports
     /// otherwise; either way the number is never closed twice (Linux releases it even
     /// when `close` fails, so it is not retried).
+    ///
+    /// Only for an instance nobody else holds (see ``take()``); a shared one closes
+    /// when its last holder lets go. A descriptor decoded from a message belongs to the
+    /// message's value and may be shared with it.
     public func close() throws(SystemError) {
         let fd = number.exchange(-1, ordering: .acquiringAndReleasing)
         guard fd >= 0 else { throw Self.notOpen(originalNumber, "close") }

@@ -23,6 +23,11 @@ struct InterfaceModel {
     init(_ declaration: DBusInterface) throws {
         self.declaration = declaration
         namespace = SwiftNames.namespace(of: declaration.name)
+        // The Implementation protocol has getters only: a writable property would be
+        // declared in introspection and refused on the bus.
+        if let writable = declaration.properties.first(where: { $0.access != .read }) {
+            throw GeneratorError("\(declaration.name).\(writable.name): writable properties are not generated yet")
+        }
         for method in declaration.methods {
             for argument in method.inputs {
                 if let typed = try TypedDictionary(argument: argument, owner: "\(method.name).\(argument.name ?? "")", isInput: true) {

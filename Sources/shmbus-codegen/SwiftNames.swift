@@ -28,7 +28,8 @@ enum SwiftNames {
         "class", "default", "deinit", "enum", "extension", "func", "import", "init", "internal", "let", "operator",
         "private", "protocol", "public", "static", "struct", "subscript", "typealias", "var", "break", "case",
         "continue", "do", "else", "fallthrough", "for", "if", "in", "return", "switch", "where", "while", "as",
-        "is", "nil", "self", "super", "throw", "throws", "try", "true", "false",
+        "is", "nil", "self", "super", "throw", "throws", "try", "true", "false", "guard", "defer", "repeat", "catch",
+        "inout", "rethrows", "fileprivate", "Any", "Self", "associatedtype", "some", "any",
     ]
 
     private static func escapeKeyword(_ name: String) -> String {

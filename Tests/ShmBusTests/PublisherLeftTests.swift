@@ -76,4 +76,55 @@ import Testing
         #expect(lines.prefix(5).allSatisfy { $0.contains("\"event\":\"chunk\"") })
         #expect(lines.last?.contains("\"event\":\"publisher-left\"") == true, "\(lines)")
     }
+
+    @Test(.timeLimit(.minutes(3))) func aPublisherKilledWhilePublishingLeavesNothingUndelivered() async throws {
+        // The departure may be seen between a read that found nothing and the
+        // publisher's last commits: every round kills it mid-flood, and the subscriber
+        // must still deliver everything committed before saying it left.
+        let fixture = try await RegistryFixture()
+        for round in 0..<12 {
+            let channel = "left/flood/\(round)"
+            let peer = try ChildProcess(
+                BuiltProducts.path("shmbus-test-peer"), ["loop", fixture.address, channel, "4096", "\(4 << 20)", "\(round + 1)"],
+                stdout: .pipe, stderr: .inherit)
+            #expect(try await peer.readLine()?.hasPrefix("ready") == true)
+            let subscriber = try await Subscriber.open(
+                channel: channel, on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))
+            var delivered = 0
+            var left = 0
+            let killer = Task {
+                try await Task.sleep(for: .milliseconds(30 + 20 * round))
+                peer.signal(SIGKILL)
+            }
+            for try await event in subscriber {
+                switch event {
+                case .chunk(let chunk):
+                    #expect(TestPayload.check(chunk))
+                    delivered += 1
+                case .gap: break
+                case .publisherLeft: left += 1
+                }
+            }
+            try await killer.value
+            _ = await peer.exit()
+            let progress = try #require(subscriber.progress)
+            #expect(left == 1)
+            #expect(delivered > 0)
+            #expect(progress.backlog == 0, "round \(round): \(progress.committed) committed, \(progress.delivered ?? 0) delivered")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aPersistentChannelWhosePublisherIsGoneEndsAfterItsChunks() async throws {
+        let fixture = try await RegistryFixture()
+        let (published, _, err) = try await fixture.run(["publish", "--channel", "left/kept", "--key", "k", "--persistent", "/etc/hostname"])
+        #expect(published == .exited(0), "\(err)")
+        let (status, out, subscribeErr) = try await fixture.run([
+            "subscribe", "--channel", "left/kept", "--from", "oldest", "--until-publisher-leaves", "--json",
+        ])
+        #expect(status == .exited(0), "\(subscribeErr)")
+        let lines = out.split(separator: "\n")
+        #expect(lines.count == 2, "\(out)")
+        #expect(lines.first?.contains("\"event\":\"chunk\"") == true)
+        #expect(lines.last?.contains("\"event\":\"publisher-left\"") == true)
+    }
 }

@@ -113,7 +113,9 @@ extension Dictionary where Key == String, Value == DBusVariant {
     /// option dictionaries call it so that a misspelt option is an error, not ignored.
     public func rejectUnknownKeys(known: [String]) throws(DBusError) {
         if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
-            throw .invalidArgument("unknown option '\(unknown)'; known options: \(known.joined(separator: ", "))")
+            // A peer's key, echoed back: cut to a readable length.
+            let shown = unknown.count > 64 ? unknown.prefix(64) + "…" : Substring(unknown)
+            throw .invalidArgument("unknown option '\(shown)'; known options: \(known.joined(separator: ", "))")
         }
     }
 }

@@ -123,6 +123,11 @@ public final class Publisher: Sendable {
         connection.close()
     }
 
+    /// The first sequence for a publisher of `channel`: one past the last sequence its
+    /// segments still in the registry used (a publisher taking over persistent
+    /// segments), 1 for a new channel. The last *valid record* counts, not only the
+    /// header's last sequence: a writer killed between its two stores leaves the header
+    /// one behind what readers have read.
     private static func nextSequence(of channel: String, registry: RegistryClient) async throws(ShmBusError) -> UInt64 {
         let segments: [SegmentInfo]
         do {
@@ -132,11 +137,29 @@ public final class Publisher: Sendable {
         }
         var last: UInt64 = 0
         for segment in segments {
-            if let properties = try? await registry.segmentProperties(segment.name) {
-                last = max(last, properties.lastSequence)
+            let fd: UnixFileDescriptor
+            do {
+                fd = try await registry.openSegment(segment.name).fd
+            } catch where error.code == .notFound {
+                continue   // removed in between
             }
+            last = max(last, Self.lastSequence(in: fd))
         }
         return last + 1
+    }
+
+    /// The highest sequence a segment used: its header's, or its last record that
+    /// validates, whichever is higher. A segment that does not map counts as 0; one with
+    /// an invalid record counts up to the record before it.
+    private static func lastSequence(in fd: UnixFileDescriptor) -> UInt64 {
+        guard let reader = try? SegmentReader(fd: fd), let live = try? reader.liveState() else { return 0 }
+        var last = max(reader.header.baseSequence, live.lastSequence)
+        var offset = UInt64(SegmentLayout.headerSize)
+        while offset < live.committedEnd, let chunk = try? reader.chunk(at: offset, limit: live.committedEnd) {
+            last = max(last, chunk.sequence)
+            offset = chunk.recordEnd
+        }
+        return last
     }
 
     // MARK: Publishing
@@ -199,7 +222,7 @@ public final class Publisher: Sendable {
             // Queued while the writer is still locked, so that no commit into the new
             // generation can see no rotation pending and announce it before it is
             // registered; and before anything below can fail and lose it.
-            if let rotation = reservation.rotation { registrar.enqueue(rotation) }
+            if let rotation = reservation.rotation, !registrar.enqueue(rotation) { writer.retire(rotation) }
             do throws(E) {
                 try fill(reservation.buffer)
             } catch {
@@ -236,7 +259,7 @@ public final class Publisher: Sendable {
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
-            registrar.enqueue(rotation)
+            if !registrar.enqueue(rotation) { writer.retire(rotation) }
         }
     }
 

@@ -75,6 +75,8 @@ final class Registrar: Sendable {
         /// until this is zero. Lowered, and the waiters drained, in one lock section.
         var unsettled = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// After ``Registrar/stop()``: nothing is queued any more, and nothing waits.
+        var stopped = false
     }
 
     private let settings: Settings
@@ -123,10 +125,20 @@ final class Registrar: Sendable {
         stop()
     }
 
-    /// Stops taking jobs; those queued are dropped.
+    /// Stops taking jobs. Those queued are dropped and settled: a `flush` waiting for
+    /// them, or made later, returns at once, and commits are announced one by one
+    /// again (to a connection that is closing).
     func stop() {
         jobs.finish()
         task.withLock { $0?.cancel() }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.stopped = true
+            state.unsettled = 0
+            pending.store(0, ordering: .sequentiallyConsistent)
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Whether a rotation waits for its registration: then commits are not announced
@@ -139,11 +151,22 @@ final class Registrar: Sendable {
     /// Queues a rotation. Called with the writer locked, right where the rotation
     /// happened, so that no commit into the new generation can see no rotation pending
     /// and announce it before it is registered.
-    func enqueue(_ rotation: ChannelWriter.Rotation) {
+    ///
+    /// Returns false when the registrar has stopped: then nothing was queued, and the
+    /// caller (who holds the writer) retires the old segment itself.
+    @discardableResult
+    func enqueue(_ rotation: ChannelWriter.Rotation) -> Bool {
         let job = Rotation(rotation)
-        pending.add(1, ordering: .sequentiallyConsistent)
-        state.withLock { $0.unsettled += 1 }
-        jobs.yield(.rotation(job))
+        // Counted in the same section that checks `stopped`, so that `stop()` cannot
+        // come in between and leave a count nothing will lower.
+        let queued = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.unsettled += 1
+            pending.add(1, ordering: .sequentiallyConsistent)
+            return true
+        }
+        if queued { jobs.yield(.rotation(job)) }
+        return queued
     }
 
     /// The registry (re)appeared (`owner` non-nil) or left: a new one knows none of
@@ -157,7 +180,7 @@ final class Registrar: Sendable {
     func flush() async {
         await withCheckedContinuation { continuation in
             let done = state.withLock { state -> Bool in
-                if state.unsettled == 0 { return true }
+                if state.unsettled == 0 || state.stopped { return true }
                 state.waiters.append(continuation)
                 return false
             }
@@ -205,7 +228,10 @@ final class Registrar: Sendable {
         writer.withLock { _ = $0.retire(segment: job.old) }
         // When this was the last rotation pending, publishers announce their own commits
         // again from here on.
-        pending.subtract(1, ordering: .sequentiallyConsistent)
+        // (Unless `stop()` has settled every count already.)
+        state.withLock { state in
+            if !state.stopped { pending.subtract(1, ordering: .sequentiallyConsistent) }
+        }
         // Announce everything the generation just registered holds: nobody announced the
         // commits made into it while it waited. The range is read after the decrement,
         // so it covers every commit that saw a rotation pending; if a later generation
@@ -216,6 +242,7 @@ final class Registrar: Sendable {
         }
         // Only now, registered and announced, does the rotation stop holding up `flush`.
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.stopped else { return [] }
             state.unsettled -= 1
             guard state.unsettled == 0 else { return [] }
             defer { state.waiters = [] }

@@ -15,8 +15,15 @@ extension RegistryClient {
     ///   the chunk was replaced or expired in between, `BadSegment` for a segment that
     ///   fails validation.
     public func latest(channel: String, key: String) async throws(ShmBusError) -> Chunk {
-        let found = try await lookup(channel: channel, key: key)
-        let (fd, _) = try await openSegment(found.segment)
+        var found = try await lookup(channel: channel, key: key)
+        let fd: UnixFileDescriptor
+        do {
+            fd = try await openSegment(found.segment).fd
+        } catch where error.code == .notFound {
+            // Collected between the two calls: look once more, in its successor.
+            found = try await lookup(channel: channel, key: key)
+            fd = try await openSegment(found.segment).fd
+        }
         let chunk: Chunk?
         do throws(SegmentError) {
             chunk = try SegmentReader(fd: fd).latest(key: key)

@@ -12,6 +12,9 @@ extension Subscriber {
         var batchIndex = 0
         /// Set after ``Event/publisherLeft(owner:)`` with ``Options/endWhenPublisherLeaves``.
         var ended = false
+        /// A read has begun since the publisher's departure was seen (see
+        /// ``Subscriber/departure(readSinceSeen:)``).
+        var readSinceDeparture = false
 
         /// Runs on the caller's executor (SE-0421): a chunk that is already committed
         /// costs no executor hop.
@@ -46,10 +49,11 @@ extension Subscriber {
                 case .nothing:
                     if try await subscriber.moveIfChannelMoved() { continue }
                     // Everything its publisher committed was read: now say it left.
-                    if let owner = subscriber.takeOwnerLeft() {
+                    if let owner = subscriber.departure(readSinceSeen: &readSinceDeparture) {
                         ended = subscriber.options.endWhenPublisherLeaves
                         return .publisherLeft(owner: owner)
                     }
+                    if readSinceDeparture { continue }
                     guard try await waitForData(isolation: actor) else { return nil }
                 }
             }

@@ -77,11 +77,21 @@ extension Subscriber {
             state.watched = owner
             return owner
         }
-        guard let owner, let changes = try? await connection.nameOwnerChanges(for: owner) else { return }
-        // The owner may have left between being named and the match rule: ask once.
-        let gone = (try? await connection.nameOwner(of: owner)) == nil
+        guard let owner else { return }
+        let changes: AsyncThrowingCompactMapSequence<DBusSignalStream, DBusConnection.NameOwnerChange>
+        let present: String?
+        do {
+            changes = try await connection.nameOwnerChanges(for: owner)
+            // The owner may have left between being named and the match rule: ask once.
+            // Only the bus's "no owner" counts as gone; a slow or closing bus does not.
+            present = try await connection.nameOwner(of: owner)
+        } catch {
+            // Not watched after all: let a later refresh try again.
+            status.withLock { if $0.watched == owner { $0.watched = nil } }
+            return
+        }
         spawn { [weak self] in
-            if !gone {
+            if present != nil {
                 do {
                     var departures = changes.filter { $0.newOwner == nil }.makeAsyncIterator()
                     guard try await departures.next() != nil else { return }
@@ -90,19 +100,36 @@ extension Subscriber {
                 }
             }
             guard let self else { return }
-            self.status.withLock { state in
-                if state.owner == owner { state.ownerLeft = owner }
-            }
+            // Recorded even if a new owner was named meanwhile: this one did leave.
+            self.status.withLock { $0.ownerLeft = owner }
             self.wake.yield()
         }
     }
 
-    /// The departure to report now, once: nil unless the owner left and nothing is
-    /// left to read.
-    func takeOwnerLeft() -> String? {
-        status.withLock { state in
-            defer { state.ownerLeft = nil }
-            return state.ownerLeft
+    /// The departure to report now: the owner that left, once a read that began after
+    /// its departure was seen has found nothing more. A commit can land between a read
+    /// that found nothing and the departure (the publisher's last chunk, then its
+    /// exit), so the first sighting only sets `readSinceSeen` and asks for one more
+    /// read; nothing can be committed after the owner is gone, so an empty read after
+    /// that means everything was delivered.
+    func departure(readSinceSeen: inout Bool) -> String? {
+        let wasRead = readSinceSeen
+        let owner = status.withLock { state -> String?? in
+            guard let owner = state.ownerLeft else { return .none }
+            guard wasRead else { return .some(nil) }
+            state.ownerLeft = nil
+            return .some(owner)
+        }
+        switch owner {
+        case .none:
+            readSinceSeen = false
+            return nil
+        case .some(nil):
+            readSinceSeen = true
+            return nil
+        case .some(let owner?):
+            readSinceSeen = false
+            return owner
         }
     }
 }

@@ -31,9 +31,11 @@ public final class Subscriber: AsyncSequence, Sendable {
         /// reached them.
         case gap(missed: UInt64, after: UInt64)
         /// The channel's publisher left the bus (it exited, crashed or closed), after
-        /// every chunk it committed was delivered. Iteration goes on, and continues
-        /// with the next publisher of the channel, unless
-        /// ``Options/endWhenPublisherLeaves`` is set.
+        /// every chunk it committed was delivered; `owner` is its unique name, empty
+        /// when the channel had no publisher when the subscription began (its
+        /// persistent segments outlived it). Iteration goes on, and continues with the
+        /// next publisher of the channel, unless ``Options/endWhenPublisherLeaves`` is
+        /// set.
         case publisherLeft(owner: String)
     }
 
@@ -196,6 +198,9 @@ public final class Subscriber: AsyncSequence, Sendable {
         let subscriber = Subscriber(
             channel: channel, connection: connection, ownsConnection: ownsConnection, locator: locator, options: options,
             reading: Reading(cursor: cursor, doorbell: opened.doorbell), owner: owner.isEmpty ? nil : owner, logger: logger)
+        // A channel whose publisher had already left (its persistent segments stay):
+        // the departure is reported once everything there was read.
+        if owner.isEmpty { subscriber.status.withLock { $0.ownerLeft = "" } }
         subscriber.committedHandler.withLock { $0 = handler }
         committed.withLock { $0 = WeakSubscriber(subscriber) }
         subscriber.listen(to: events)
@@ -358,6 +363,7 @@ public final class Subscriber: AsyncSequence, Sendable {
     /// switch. Blocks the calling thread between events, so never call it from a task
     /// of the concurrency pool. With ``Wait/bus`` it looks every millisecond.
     public func readBlocking(_ body: (Event) throws -> Bool) throws {
+        var readSinceDeparture = false
         while !wakeIsFinished {
             switch try read(upTo: 1) {
             case .events(let events):
@@ -369,10 +375,11 @@ public final class Subscriber: AsyncSequence, Sendable {
                 if status.withLock({ $0.channelMayHaveMoved }) {
                     if try blocking({ try await self.moveIfChannelMoved() }) { continue }
                 }
-                if let owner = takeOwnerLeft() {
+                if let owner = departure(readSinceSeen: &readSinceDeparture) {
                     if try !body(.publisherLeft(owner: owner)) || options.endWhenPublisherLeaves { return }
                     continue
                 }
+                if readSinceDeparture { continue }
                 waitOnDoorbell(timeout: .milliseconds(200))
             }
         }

@@ -15,6 +15,7 @@ enum CommandFailure {
             case .quotaExceeded, .channelBusy: return 75  // EX_TEMPFAIL
             case .registryUnavailable, .bus: return 69    // EX_UNAVAILABLE
             case .system: return 71              // EX_OSERR
+            case .cancelled: return 75           // EX_TEMPFAIL: interrupted, try again
             }
         }
         if let error = error as? FileFailure { return error.kind.exitCode }

@@ -131,4 +131,20 @@ import Testing
         #expect(fixture.registry.state.withLock { $0.registrations.count } == 1)
         #expect(fixture.registrar.registered == fixture.writer.withLock { $0.current.id.name })
     }
+
+    @Test func stopSettlesWhatIsQueuedAndQueuesNothingMore() async throws {
+        let fixture = try Fixture()
+        try await fixture.registrar.registerFirst()
+        // Not started: the queued rotation waits, and so does a flush.
+        try fixture.rotate()
+        #expect(fixture.registrar.isRotationPending)
+        async let flushed: Void = fixture.registrar.flush()
+        try await Task.sleep(for: .milliseconds(50))
+        fixture.registrar.stop()
+        await flushed
+        #expect(!fixture.registrar.isRotationPending)
+        let queued = try fixture.writer.withLock { writer in fixture.registrar.enqueue(try writer.collectGarbage()) }
+        #expect(!queued, "a stopped registrar queues nothing; the publisher retires the old segment itself")
+        await fixture.registrar.flush()
+    }
 }
