@@ -160,11 +160,14 @@ struct SegmentLocator: Sendable {
     /// `generation`): through the registry, or through its publisher when the registry
     /// does not have it or is away. If neither has it (the reader fell two collections
     /// behind), the channel's current segment. Waits while the registry is down, and
-    /// up to ten seconds of a running registry otherwise. Throws ``ShmBusError`` or
-    /// `CancellationError`.
+    /// up to ten seconds of a running registry otherwise. Nil when no one has it and
+    /// `ownerGone` says the publisher has left the bus: a publisher that was not
+    /// persistent takes its segments with it, so there is nothing to wait for. Throws
+    /// ``ShmBusError`` or `CancellationError`.
     func successor(
-        _ successor: SegmentID, of mine: String, generation: UInt64, owner: @Sendable () -> String?
-    ) async throws -> OpenedSegment {
+        _ successor: SegmentID, of mine: String, generation: UInt64, owner: @Sendable () -> String?,
+        ownerGone: @Sendable () -> Bool = { false }
+    ) async throws -> OpenedSegment? {
         var deadline = ContinuousClock.now + .seconds(10)
         while true {
             let attempt: Result<OpenedSegment?, ShmBusError>
@@ -189,6 +192,7 @@ struct SegmentLocator: Sendable {
             case .failure(let error):
                 throw error
             }
+            if ownerGone() { return nil }
             guard ContinuousClock.now < deadline else {
                 throw ShmBusError.notFound(
                     "segment \(successor.name), the successor of \(mine), is neither in the registry nor served by the channel's publisher")

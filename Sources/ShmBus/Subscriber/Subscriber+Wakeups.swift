@@ -101,7 +101,10 @@ extension Subscriber {
             }
             guard let self else { return }
             // Recorded even if a new owner was named meanwhile: this one did leave.
-            self.status.withLock { $0.ownerLeft = owner }
+            self.status.withLock {
+                $0.ownerLeft = owner
+                $0.departed = owner
+            }
             self.wake.yield()
         }
     }

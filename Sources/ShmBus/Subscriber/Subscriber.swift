@@ -80,6 +80,10 @@ public final class Subscriber: AsyncSequence, Sendable {
         public var ignoredSignals: UInt64 = 0
         /// Segments the subscriber moved to.
         public var segmentsFollowed: UInt64 = 0
+        /// Successors that could not be followed because their publisher left the bus
+        /// and took them along (it was not persistent, and died after a collection).
+        /// Their chunks are lost, and cannot be counted: nobody holds them any more.
+        public var successorsLost: UInt64 = 0
     }
 
     public let channel: String
@@ -114,6 +118,10 @@ public final class Subscriber: AsyncSequence, Sendable {
         var channelMayHaveMoved = false
         /// The owner that left the bus, until its departure is reported.
         var ownerLeft: String?
+        /// The last owner seen leaving (not cleared when reported).
+        var departed: String?
+        /// The successor that cannot be had: its publisher left and its segments with it.
+        var abandoned: String?
         /// The owner whose departure is being watched.
         var watched: String?
     }
@@ -273,7 +281,10 @@ public final class Subscriber: AsyncSequence, Sendable {
                     switch try state.cursor.next() {
                     case .chunk(let chunk)?: events.append(.chunk(chunk))
                     case .gap(let missed, let after)?: events.append(.gap(missed: missed, after: after))
-                    case .retired(let successor)?: return events.isEmpty ? .retired(successor) : .events(events)
+                    case .retired(let successor)?:
+                        if !events.isEmpty { return .events(events) }
+                        // A successor that left with its publisher: the end, for now.
+                        return status.withLock { $0.abandoned == successor.name } ? .nothing : .retired(successor)
                     case nil: return events.isEmpty ? .nothing : .events(events)
                     }
                 }
@@ -286,16 +297,24 @@ public final class Subscriber: AsyncSequence, Sendable {
         }
     }
 
-    /// Moves to the successor of a retired segment, opened through the registry, or
-    /// through its publisher (`Publisher1.OpenSegment`) when the registry does not have
-    /// it or is away. If neither has it (this subscriber fell two collections behind),
-    /// moves to the channel's current segment; the cursor then reports what was lost as
-    /// a gap.
-    /// Moves to the successor of a retired segment (see ``SegmentLocator``).
+    /// Moves to the successor of a retired segment (see ``SegmentLocator``). When the
+    /// publisher has left and taken the successor with it (it was not persistent),
+    /// there is nothing to follow: the segment is marked abandoned, reads treat it as
+    /// read to the end, and the departure is reported.
     func follow(_ successor: SegmentID) async throws {
         let (mine, generation) = reading.withLock { ($0.cursor.segment.name, $0.cursor.segment.header.generation) }
         let status = self.status
-        let opened = try await locator.successor(successor, of: mine, generation: generation, owner: { status.withLock { $0.owner } })
+        let opened = try await locator.successor(
+            successor, of: mine, generation: generation, owner: { status.withLock { $0.owner } },
+            ownerGone: { status.withLock { $0.departed != nil && $0.departed == $0.owner } })
+        guard let opened else {
+            status.withLock {
+                $0.abandoned = successor.name
+                $0.statistics.successorsLost += 1
+            }
+            logger.info("the successor left with its publisher", metadata: ["segment": "\(successor.name)", "channel": "\(channel)"])
+            return
+        }
         move(to: opened.reader, doorbell: opened.doorbell)
     }
 
@@ -419,7 +438,10 @@ public final class Subscriber: AsyncSequence, Sendable {
             }
             if let doorbell { state.doorbell = doorbell }
         }
-        status.withLock { $0.statistics.segmentsFollowed += 1 }
+        status.withLock {
+            $0.statistics.segmentsFollowed += 1
+            $0.abandoned = nil
+        }
     }
 }
 

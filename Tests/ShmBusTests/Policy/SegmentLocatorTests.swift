@@ -76,7 +76,7 @@ import Testing
         let g = try Self.generations(2)
         let sources = Sources()
         sources.state.withLock { $0.registry[g[1].id.name] = g[1].fileDescriptor }
-        let found = try await Self.locator(sources).successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" })
+        let found = try #require(try await Self.locator(sources).successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" }))
         #expect(found.reader.name == g[1].id.name)
         #expect(sources.state.withLock { $0.calls } == ["registry \(g[1].id.name)"])
     }
@@ -88,7 +88,7 @@ import Testing
             $0.publisher[g[1].id.name] = g[1].fileDescriptor
             $0.current = g[0].id.name
         }
-        let found = try await Self.locator(sources).successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" })
+        let found = try #require(try await Self.locator(sources).successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" }))
         #expect(found.reader.name == g[1].id.name)
         #expect(found.doorbell == nil, "a publisher sends the segment only")
     }
@@ -106,7 +106,7 @@ import Testing
         }
         let locator = Self.locator(sources)
         #expect(await { if case .failed = await locator.openFromOwner(":1.7", g[2].id.name, after: 2) { true } else { false } }())
-        let found = try await locator.successor(g[2].id, of: g[1].id.name, generation: 2, owner: { ":1.7" })
+        let found = try #require(try await locator.successor(g[2].id, of: g[1].id.name, generation: 2, owner: { ":1.7" }))
         #expect(found.reader.name == g[3].id.name, "passed over for the current segment; the cursor reports the gap")
     }
 
@@ -118,14 +118,25 @@ import Testing
             $0.publisher[g[1].id.name] = g[1].fileDescriptor
         }
         let locator = Self.locator(sources)
-        let followed = try await locator.successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" })
+        let followed = try #require(try await locator.successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" }))
         #expect(followed.reader.name == g[1].id.name)
         // Two behind: the publisher no longer serves the successor, only its current.
         sources.state.withLock {
             $0.publisher = [g[2].id.name: g[2].fileDescriptor]
             $0.publisherCurrent = g[2].id.name
         }
-        let jumped = try await locator.successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" })
+        let jumped = try #require(try await locator.successor(g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" }))
         #expect(jumped.reader.name == g[2].id.name)
+    }
+
+    @Test func aSuccessorThatLeftWithItsPublisherEndsTheSearch() async throws {
+        // The publisher collected, retired the old segment and was killed: its
+        // non-persistent segments left the registry with it, so nobody has the
+        // successor, and waiting would only delay the departure being reported.
+        let g = try Self.generations(2)
+        let sources = Sources()
+        let found = try await Self.locator(sources).successor(
+            g[1].id, of: g[0].id.name, generation: 1, owner: { ":1.7" }, ownerGone: { true })
+        #expect(found == nil)
     }
 }
