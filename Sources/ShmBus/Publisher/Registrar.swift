@@ -204,6 +204,15 @@ final class Registrar: Sendable {
         writer.withLock { ($0.current.fileDescriptor, $0.current.id.name) }
     }
 
+    /// The same for the oldest segment a rotation has not retired yet (the current one
+    /// when none waits).
+    private func oldestLiveSegmentDescriptor() -> (UnixFileDescriptor, String) {
+        writer.withLock { writer in
+            let oldest = writer.liveSegments.min { $0.header.generation < $1.header.generation } ?? writer.current
+            return (oldest.fileDescriptor, oldest.id.name)
+        }
+    }
+
     private func register(_ segment: UnixFileDescriptor, replacing old: String?) async throws(ShmBusError) {
         let doorbell = writer.withLock { $0.doorbell.fileDescriptor }
         let options = Registry1.RegisterOptions(
@@ -269,11 +278,16 @@ final class Registrar: Sendable {
         state.withLock { $0.registered = name }
     }
 
-    /// After a registry (re)appeared: registers the current segment unless a rotation
-    /// registered it there already.
+    /// After a registry (re)appeared: registers the oldest segment of ours that is not
+    /// retired, unless the registry has it already. While rotations wait in the queue
+    /// that is the segment the first of them replaces, so they go on registering each
+    /// generation in order: registering the newest at once (as this did before) left
+    /// the queued ones older than what the registry had, refused, and the generations
+    /// between never registered, which readers crossing them then saw as a gap.
+    /// Without rotations waiting it is the current segment.
     private func registerAfterRestart() async {
         do {
-            let (segment, name) = currentSegmentDescriptor()
+            let (segment, name) = oldestLiveSegmentDescriptor()
             let listed = try await registry.currentSegment(of: settings.channel)
             if listed?.segment == name, listed?.owner == settings.me {
                 state.withLock { $0.registered = name }

@@ -147,4 +147,29 @@ import Testing
         #expect(!queued, "a stopped registrar queues nothing; the publisher retires the old segment itself")
         await fixture.registrar.flush()
     }
+
+    @Test func aRegistryThatRestartsWhileRotationsWaitGetsEveryGenerationInOrder() async throws {
+        let fixture = try Fixture()
+        try await fixture.registrar.registerFirst()
+        let first = fixture.writer.withLock { $0.current.id.name }
+        // The registry restarts (it knows nothing now), then two collections happen
+        // before the registrar gets to run: its queue is [appeared, rotation, rotation].
+        fixture.registry.state.withLock {
+            $0.registrations = []
+            $0.current = nil
+        }
+        fixture.registrar.registryChanged(owner: nil)
+        fixture.registrar.registryChanged(owner: ":1.9")
+        try fixture.rotate()
+        try fixture.rotate()
+        fixture.registrar.start()
+        await fixture.registrar.flush()
+        let registrations = fixture.registry.state.withLock { $0.registrations }
+        // The oldest live segment first, then each generation replacing the one before:
+        // no generation skipped, none refused as older than what the registry has.
+        #expect(registrations.map(\.replaces) == [nil, registrations.first?.segment, registrations.dropFirst().first?.segment])
+        #expect(registrations.first?.segment == first)
+        #expect(registrations.count == 3)
+        #expect(registrations.last?.segment == fixture.writer.withLock { $0.current.id.name })
+    }
 }
