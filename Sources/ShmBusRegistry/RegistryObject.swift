@@ -22,6 +22,7 @@ struct RegistryObject: Registry1.Implementation {
     {
         var request = try Self.registration(channel: channel, fd: fd, options: options, sender: call.sender)
         request.senderUID = await unixUser(of: call.sender)
+        await settleDeparture(ofOwnerOf: channel, before: call.sender)
         return try await registry.register(request)
     }
 
@@ -84,6 +85,20 @@ struct RegistryObject: Registry1.Implementation {
         request.replaces = options.replaces ?? ""
         request.doorbell = options.doorbell
         return request
+    }
+
+    /// A publisher that continues a channel often registers moments after the previous
+    /// one closed, before the registry has handled that one's `NameOwnerChanged` (the
+    /// signal and the call arrive on different paths). The bus is asked whether the
+    /// channel's owner is still connected, and a departure it confirms is handled first,
+    /// so the caller is judged against the channel as it is.
+    private func settleDeparture(ofOwnerOf channel: String, before sender: String) async {
+        guard let owner = await registry.channel(channel)?.owner, owner != sender else { return }
+        do {
+            if try await connection.nameOwner(of: owner) == nil { await registry.ownerLeft(owner) }
+        } catch {
+            // Unknown: the registry's own view stands.
+        }
     }
 
     /// The Unix user of a connection, nil when the bus cannot say.

@@ -166,8 +166,15 @@ actor SegmentRegistry {
             guard old.channel == request.channel else {
                 throw .invalidArgument("segment \(request.replaces) belongs to channel '\(old.channel)', not '\(request.channel)'")
             }
-            guard old.owner == request.sender else {
-                throw .accessDenied("segment \(request.replaces) is not the caller's")
+            // Its own segment, or (continuing a channel's history) one whose owner has
+            // left, if the caller is of the same Unix user. (Who else may continue a
+            // channel is the access-control issue's business.)
+            let continues = old.owner == nil && old.ownerUID != nil && old.ownerUID == request.senderUID
+            guard old.owner == request.sender || continues else {
+                throw .accessDenied(
+                    old.owner == nil
+                        ? "segment \(request.replaces) was left by a connection of another Unix user; only that user continues its channel"
+                        : "segment \(request.replaces) is not the caller's")
             }
             guard old.state == .active else {
                 throw .invalidArgument("segment \(request.replaces) is already retired (replaced by \(old.replacedBy))")
@@ -202,11 +209,15 @@ actor SegmentRegistry {
         if let replaced {
             segments[replaced.name]?.state = .retired
             segments[replaced.name]?.replacedBy = name
-            // A channel keeps its current segment and the one it replaced: readers still
-            // on the older one finish from their own mapping.
-            if !replaced.replaces.isEmpty, let older = segments[replaced.replaces], older.state == .retired {
-                dropped.append(older)
-                forget(older)
+            // A channel keeps its current segment and the one it replaced, whoever
+            // published into them: readers still on an older one finish from their own
+            // mapping. (Before histories were continued, departed publishers could leave
+            // several active segments on one channel; they go here too.)
+            for other in channel.segments where other != name && other != replaced.name {
+                if let older = segments[other] {
+                    dropped.append(older)
+                    forget(older)
+                }
             }
         }
         logger.info(
@@ -313,6 +324,16 @@ actor SegmentRegistry {
         segments[segment.name] = nil
         guard var channel = channels[segment.channel] else { return }
         channel.segments.removeAll { $0 == segment.name }
+        // The current segment of a continued history went (its publisher failed and
+        // withdrew it, or left without persistence) while the segment it replaced is
+        // still here: that one, left by a departed publisher and never marked retired
+        // in its own header, is the channel's current segment again.
+        if channel.current == segment.name, !segment.replaces.isEmpty, let previous = segments[segment.replaces],
+            previous.owner == nil, previous.state == .retired
+        {
+            segments[segment.replaces]?.state = .active
+            segments[segment.replaces]?.replacedBy = ""
+        }
         if channel.current == segment.name {
             channel.current = channel.segments.last { segments[$0]?.state == .active } ?? channel.segments.last
         }

@@ -55,15 +55,19 @@ import Testing
                 continuation.resume(returning: outcome)
             }
             waiter.start()
-            // Wake only once the waiter sleeps, so that the wake is what ends the wait.
+            // Wake only once the waiter sleeps, so that the wake is what ends the wait:
+            // a wake that woke someone proves it slept (storing first, as before, let a
+            // slowly started waiter see the new value and never sleep at all). Then the
+            // value changes and a second wake ends the wait for good.
             let word = UnsafeMutablePointer<UInt32>(bitPattern: wakerAddress)!
             var woken = 0
             let deadline = ContinuousClock.now + .seconds(10)
             while woken == 0 && ContinuousClock.now < deadline {
                 usleep(1000)
-                shmbus_store_release_u32(word, 1)
                 woken = (try? Futex.wake(word)) ?? 0
             }
+            shmbus_store_release_u32(word, 1)
+            _ = try? Futex.wake(word)
         }
         #expect(result == .woken)
         #expect(first.load(as: UInt32.self) == 1)

@@ -84,3 +84,15 @@ public enum SegmentLayout {
         return overflow ? nil : sum & ~mask
     }
 }
+
+extension SegmentLayout {
+    /// The smallest segment capacity (header included, whole pages) that holds one
+    /// chunk of `payloadLength` bytes with a key of `keyLength` bytes: what a one-shot
+    /// publish asks for, so that the memory held matches the data. Nil on overflow.
+    public static func capacity(forOneChunkOf payloadLength: UInt64, keyLength: Int) -> UInt64? {
+        guard let record = RecordHeader.layout(keyLength: keyLength, payloadLength: payloadLength) else { return nil }
+        let (total, overflow) = record.length.addingReportingOverflow(UInt64(headerSize))
+        guard !overflow else { return nil }
+        return alignUp(max(total, UInt64(headerSize + pageSize)), pageSize)
+    }
+}

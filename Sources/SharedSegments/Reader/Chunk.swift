@@ -60,6 +60,11 @@ public struct Chunk: Sendable {
         _ = shmbus_populate_read(mapping.base.advanced(by: Int(payloadOffset)), count)
     }
 
+    /// The whole record in place (header, key, payload), for copying it byte for byte.
+    func withRecordBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(recordOffset)), count: Int(recordEnd - recordOffset)))
+    }
+
     /// A copy of the payload.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 

@@ -16,7 +16,7 @@ public final class ChannelWriter {
     /// The segment appends go to.
     // Exclusivity is checked statically: the writer is confined to one owner (see the
     // type's documentation), and dynamic checks cost a tenth of a small publish.
-    @exclusivity(unchecked) public private(set) var current: SegmentWriter
+    @exclusivity(unchecked) public internal(set) var current: SegmentWriter
     /// The doorbell readers wait on; rung only when some reader waits.
     public let doorbell: Doorbell
     public var policy: GarbageCollectionPolicy
@@ -26,9 +26,9 @@ public final class ChannelWriter {
     /// ``SegmentWriter/init(channel:capacity:generation:baseSequence:hugePages:)``).
     public let hugePages: Bool
     /// The last sequence assigned.
-    @exclusivity(unchecked) public private(set) var lastSequence: UInt64
+    @exclusivity(unchecked) public internal(set) var lastSequence: UInt64
     /// Where the live chunk of each key is in ``current``.
-    @exclusivity(unchecked) private var keyIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
+    @exclusivity(unchecked) var keyIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
     /// Rotations whose old segment is not retired yet, oldest first.
     @exclusivity(unchecked) public private(set) var unretired: [Rotation] = []
 
@@ -47,17 +47,29 @@ public final class ChannelWriter {
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 
     /// Creates the channel's first segment (generation 1).
-    public init(
+    public convenience init(
         channel: String, capacity: UInt64, policy: GarbageCollectionPolicy = .default, firstSequence: UInt64 = 1,
         hugePages: Bool = false
+    ) throws(SegmentError) {
+        try self.init(
+            channel: channel, capacity: capacity, firstCapacity: capacity, policy: policy, lastSequence: firstSequence - 1,
+            generation: 1, hugePages: hugePages)
+    }
+
+    /// Creates a first segment of `firstCapacity` bytes and generation `generation`;
+    /// later generations get `capacity`.
+    init(
+        channel: String, capacity: UInt64, firstCapacity: UInt64, policy: GarbageCollectionPolicy, lastSequence: UInt64,
+        generation: UInt64, hugePages: Bool
     ) throws(SegmentError) {
         self.channel = channel
         self.capacity = try Self.roundedCapacity(capacity)
         self.policy = policy
         self.hugePages = hugePages
-        lastSequence = firstSequence - 1
+        self.lastSequence = lastSequence
         current = try SegmentWriter(
-            channel: channel, capacity: self.capacity, generation: 1, baseSequence: lastSequence, hugePages: hugePages)
+            channel: channel, capacity: try Self.roundedCapacity(firstCapacity), generation: generation,
+            baseSequence: lastSequence, hugePages: hugePages)
         doorbell = try Doorbell.create()
     }
 

@@ -44,6 +44,11 @@ public final class Publisher: Sendable {
         /// page-table work; memory is then taken 2 MiB at a time. Elsewhere (Debian's
         /// default is `never`) it changes nothing.
         public var hugePages = true
+        /// Keys this publisher is about to publish. When it continues a channel whose
+        /// publisher left, the previous chunks of these keys are not carried over into
+        /// its first segment (they would be obsolete at once): a one-shot publish of a
+        /// key then holds the new chunk only.
+        public var replacingKeys: Set<String> = []
         public init() {}
     }
 
@@ -93,21 +98,33 @@ public final class Publisher: Sendable {
         let registry = RegistryClient(connection: connection)
         let publisher: Publisher
         do throws(ShmBusError) {
-            // Sequences continue where the channel's live segments end (a publisher that
-            // takes over a channel whose persistent segments are still there).
-            let firstSequence = try await Self.nextSequence(of: channel, registry: registry)
+            // A channel whose publisher left is continued, not started again: the same
+            // history, generations and sequences (Publisher+Lineage.swift).
+            let history = try await History.find(channel: channel, registry: registry, excludingKeys: options.replacingKeys)
+            var options = options
+            if history?.persistent == true, !options.persistent {
+                // The history's persistent chunks are carried over into this
+                // publisher's segments: they stay persistent, as the channel's data.
+                options.persistent = true
+                options.ttl = options.ttl ?? history?.ttl
+            }
             let writer: ChannelWriter
             do throws(SegmentError) {
-                writer = try ChannelWriter(
-                    channel: channel, capacity: options.capacity, policy: options.garbageCollection, firstSequence: firstSequence,
-                    hugePages: options.hugePages)
+                if let lineage = history?.lineage {
+                    writer = try ChannelWriter(
+                        channel: channel, capacity: options.capacity, policy: options.garbageCollection, continuing: lineage,
+                        hugePages: options.hugePages)
+                } else {
+                    writer = try ChannelWriter(
+                        channel: channel, capacity: options.capacity, policy: options.garbageCollection, hugePages: options.hugePages)
+                }
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
             publisher = Publisher(
                 channel: channel, connection: connection, registry: registry, options: options, writer: writer, logger: logger)
             try await publisher.exportObject()
-            try await publisher.registrar.registerFirst()
+            try await publisher.registrar.registerFirst(replacing: history?.current)
             publisher.registrar.start()
             try await publisher.startFollowingRegistry()
         } catch {
@@ -121,45 +138,6 @@ public final class Publisher: Sendable {
         registrar.stop()
         follower.withLock { $0?.cancel() }
         connection.close()
-    }
-
-    /// The first sequence for a publisher of `channel`: one past the last sequence its
-    /// segments still in the registry used (a publisher taking over persistent
-    /// segments), 1 for a new channel. The last *valid record* counts, not only the
-    /// header's last sequence: a writer killed between its two stores leaves the header
-    /// one behind what readers have read.
-    private static func nextSequence(of channel: String, registry: RegistryClient) async throws(ShmBusError) -> UInt64 {
-        let segments: [SegmentInfo]
-        do {
-            segments = try await registry.segments(of: channel)
-        } catch where error.code == .notFound {
-            return 1
-        }
-        var last: UInt64 = 0
-        for segment in segments {
-            let fd: UnixFileDescriptor
-            do {
-                fd = try await registry.openSegment(segment.name).fd
-            } catch where error.code == .notFound {
-                continue   // removed in between
-            }
-            last = max(last, Self.lastSequence(in: fd))
-        }
-        return last + 1
-    }
-
-    /// The highest sequence a segment used: its header's, or its last record that
-    /// validates, whichever is higher. A segment that does not map counts as 0; one with
-    /// an invalid record counts up to the record before it.
-    private static func lastSequence(in fd: UnixFileDescriptor) -> UInt64 {
-        guard let reader = try? SegmentReader(fd: fd), let live = try? reader.liveState() else { return 0 }
-        var last = max(reader.header.baseSequence, live.lastSequence)
-        var offset = UInt64(SegmentLayout.headerSize)
-        while offset < live.committedEnd, let chunk = try? reader.chunk(at: offset, limit: live.committedEnd) {
-            last = max(last, chunk.sequence)
-            offset = chunk.recordEnd
-        }
-        return last
     }
 
     // MARK: Publishing

@@ -190,11 +190,12 @@ final class Registrar: Sendable {
 
     // MARK: Registering
 
-    /// Registers the current segment (with its doorbell) as the channel's first, when
-    /// the publisher opens.
-    func registerFirst() async throws(ShmBusError) {
+    /// Registers the current segment (with its doorbell) when the publisher opens: the
+    /// channel's first, or the successor of a departed publisher's current one.
+    /// `previous` is the segment of a departed publisher that this one continues.
+    func registerFirst(replacing previous: String? = nil) async throws(ShmBusError) {
         let (segment, name) = currentSegmentDescriptor()
-        try await register(segment, replacing: nil)
+        try await register(segment, replacing: previous)
         state.withLock { $0.registered = name }
     }
 

@@ -25,7 +25,7 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "With --persistent: remove the segment this many seconds after this command exits.")
     var ttl: UInt64?
 
-    @Option(help: "Segment capacity (default: enough for the input, at least 64MiB).")
+    @Option(help: "Segment capacity (default: just enough for the input, rounded up to whole pages).")
     var capacity: ByteCount?
 
     @Flag(inversion: .prefixedNo, help: "Ask for transparent huge pages for the segment (where shmem_enabled allows them).")
@@ -56,8 +56,15 @@ struct Publish: AsyncParsableCommand {
         try await reportingFailures {
             let input = try InputFile(path: file)
             var options = Publisher.Options()
-            let needed = UInt64(SegmentLayout.headerSize + SegmentLayout.recordHeaderSize + 256 + 64) + input.size
-            options.capacity = capacity?.bytes ?? max(64 << 20, (needed + 4095) / 4096 * 4096)
+            // A one-shot publish holds what it publishes, not a 64 MiB segment: the
+            // registry's quotas and TotalBytes then count what is really there.
+            guard let needed = SegmentLayout.capacity(forOneChunkOf: input.size, keyLength: key.utf8.count) else {
+                throw ShmBusError.invalidArgument("an input of \(input.size) bytes is too large for a segment")
+            }
+            options.capacity = capacity?.bytes ?? needed
+            // This key's previous chunk is not carried into the new segment: it would be
+            // obsolete at once.
+            options.replacingKeys = [key]
             options.persistent = persistent
             options.hugePages = hugePages
             options.ttl = ttl.map { .seconds(Int64($0)) }
