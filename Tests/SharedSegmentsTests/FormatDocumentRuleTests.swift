@@ -334,3 +334,36 @@ extension FormatDocumentTests {
         #expect(throws: SegmentError.self) { try edited.chunk(at: before[0].recordOffset, limit: try edited.liveState().committedEnd) }
     }
 }
+
+/// docs/PROTOCOL.md's statements that the segment code and the interface XML decide.
+@Suite struct ProtocolDocumentTests {
+    static func text(_ path: String) throws -> String {
+        try String(contentsOf: BuiltProducts.repositoryRoot.appendingPathComponent(path), encoding: .utf8)
+    }
+
+    /// The SegmentRemoved table lists exactly the reasons the XML declares.
+    @Test func segmentRemovedReasonsAreTheXMLs() throws {
+        let xml = try Self.text("dbus/org.shmbus.Registry1.xml")
+        let annotation = try #require(xml.firstMatch(of: /value="reason: ([a-z, -]+)\."/), "the XML's SegmentRemoved reasons")
+        let declared = Set(annotation.1.replacing(", or ", with: ", ").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        #expect(declared.count == 5)
+        let rows = FormatDocumentTests.tableRows(try FormatDocumentTests.section("### SegmentRemoved", in: try Self.text("docs/PROTOCOL.md")))
+        let documented = Set(rows.map { $0[0].trimmingCharacters(in: CharacterSet(charactersIn: "`")) })
+        #expect(documented == declared, "PROTOCOL.md lists \(documented.sorted()), the XML \(declared.sorted())")
+    }
+
+    /// "Committed bytes": `committed_end - 4096`, so one 20-byte chunk keyed `latest`
+    /// is 192, as PROTOCOL.md says and its busctl example shows.
+    @Test func committedBytesExcludeTheHeader() throws {
+        let doc = try Self.text("docs/PROTOCOL.md")
+        #expect(doc.contains("`committed_end - 4096`"))
+        #expect(doc.contains("one chunk of 20 bytes with the key\n  `latest` takes one record of 192 bytes"))
+        let writer = try ChannelWriter(channel: "test/protocol/committed", capacity: 16 * 1024)
+        let reader = try openReader(writer.current)
+        #expect(try reader.liveState().committedBytes == 0)
+        _ = try Array("hello, shared memory".utf8).withUnsafeBytes { try writer.append($0, key: "latest") }
+        let state = try reader.liveState()
+        #expect(state.committedBytes == 192)
+        #expect(state.committedBytes == state.committedEnd - UInt64(SegmentLayout.headerSize))
+    }
+}
