@@ -41,25 +41,8 @@ struct Emitter {
         w.line("/// attaches an implementation to it.")
         w.block("public static let declaration = DBusInterface(", close: ")") { w in
             w.line("name,")
-            w.block("methods: [", close: "],") { w in
-                for method in interface.methods {
-                    w.block("DBusMethod(", close: "),") { w in
-                        w.line("\(SwiftNames.literal(method.name)),")
-                        arguments("inputs", method.inputs, &w)
-                        arguments("outputs", method.outputs, &w)
-                        w.line("annotations: \(annotations(method.annotations))")
-                    }
-                }
-            }
-            w.block("signals: [", close: "],") { w in
-                for signal in interface.signals {
-                    w.block("DBusSignal(", close: "),") { w in
-                        w.line("\(SwiftNames.literal(signal.name)),")
-                        arguments("arguments", signal.arguments, &w)
-                        w.line("annotations: \(annotations(signal.annotations))")
-                    }
-                }
-            }
+            members("methods", "DBusMethod", interface.methods.map { ($0.name, [("inputs", $0.inputs), ("outputs", $0.outputs)], $0.annotations) }, &w)
+            members("signals", "DBusSignal", interface.signals.map { ($0.name, [("arguments", $0.arguments)], $0.annotations) }, &w)
             w.block("properties: [", close: "],") { w in
                 for property in interface.properties {
                     w.line(
@@ -68,6 +51,23 @@ struct Emitter {
                 }
             }
             w.line("annotations: \(annotations(interface.annotations))")
+        }
+    }
+
+    /// `methods: [DBusMethod("Name", inputs: […], outputs: […], annotations: […]), …],`
+    /// and the same for signals.
+    private func members(
+        _ label: String, _ type: String, _ members: [(name: String, lists: [(String, [DBusArgument])], annotations: [DBusAnnotation])],
+        _ w: inout CodeWriter
+    ) {
+        w.block("\(label): [", close: "],") { w in
+            for member in members {
+                w.block("\(type)(", close: "),") { w in
+                    w.line("\(SwiftNames.literal(member.name)),")
+                    for (list, arguments) in member.lists { self.arguments(list, arguments, &w) }
+                    w.line("annotations: \(annotations(member.annotations))")
+                }
+            }
         }
     }
 
