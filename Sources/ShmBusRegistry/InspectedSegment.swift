@@ -63,6 +63,20 @@ final class InspectedSegment: Sendable {
     /// libdbus sends each reply a duplicate of its own.
     var readOnlyDescriptor: UnixFileDescriptor { descriptor }
 
+    /// Whether any committed chunk is live at `now` (CLOCK_REALTIME ns): neither
+    /// obsolete nor expired. A segment whose records stop validating counts as live:
+    /// removing data because of a read error is not this check's business.
+    func hasLiveChunk(now: UInt64) -> Bool {
+        guard let live = try? reader.liveState() else { return true }
+        var offset = UInt64(SegmentLayout.headerSize)
+        while offset < live.committedEnd {
+            guard let chunk = try? reader.chunk(at: offset, limit: live.committedEnd) else { return true }
+            if chunk.isLive(at: now) { return true }
+            offset = chunk.recordEnd
+        }
+        return false
+    }
+
     struct LiveState {
         var committedBytes: UInt64 = 0
         var chunkCount: UInt64 = 0

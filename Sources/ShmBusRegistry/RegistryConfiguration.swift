@@ -8,6 +8,9 @@ public struct RegistryConfiguration: Sendable {
     public var maxSegments = 16_384
     /// How often expired persistent segments are swept.
     public var sweepInterval: Duration = .milliseconds(250)
+    /// How often persistent segments of departed owners are read to see whether any
+    /// chunk in them is still live (those with none are removed).
+    public var emptinessCheckInterval: Duration = .seconds(2)
 
     public init() {}
 }

@@ -2,6 +2,7 @@ import ShmBusSystem
 import DBus
 import Foundation
 import Logging
+import SharedSegments
 import ShmBusProtocol
 
 /// The registry's state and rules: which segments exist, who owns which channel,
@@ -54,6 +55,7 @@ actor SegmentRegistry {
     private var departedOrder: [String] = []
     private var root: DBusExport?
     private(set) var connection: DBusConnection?
+    private var nextEmptinessCheck = ContinuousClock.now
 
     init(configuration: RegistryConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -297,8 +299,30 @@ actor SegmentRegistry {
     /// Removes persistent segments whose ttl has passed.
     func sweep() async {
         let now = ContinuousClock.now
-        let expired = segments.values.filter { ($0.expiresAt.map { $0 <= now }) ?? false }
+        var expired = segments.values.filter { ($0.expiresAt.map { $0 <= now }) ?? false }
+        expired += emptyLeftovers(now: now).filter { empty in !expired.contains { $0.name == empty.name } }
         if !expired.isEmpty { await remove(expired, reason: .expired) }
+    }
+
+    /// Persistent segments whose owner left and that hold no live chunk any more (each
+    /// expired or was replaced): nobody will write them again, so there is nothing to
+    /// keep them for, and expired data are reclaimed without anyone publishing. A
+    /// current segment goes with the retired one it replaced, which holds only older
+    /// versions of the same keys. Looked at every few seconds, not at every sweep:
+    /// it reads the records.
+    private func emptyLeftovers(now: ContinuousClock.Instant) -> [Segment] {
+        guard now >= nextEmptinessCheck else { return [] }
+        nextEmptinessCheck = now + configuration.emptinessCheckInterval
+        let realNow = RealtimeClock.now()
+        var out: [Segment] = []
+        for segment in segments.values where segment.owner == nil && segment.state == .active {
+            guard !segment.file.hasLiveChunk(now: realNow) else { continue }
+            out.append(segment)
+            if !segment.replaces.isEmpty, let older = segments[segment.replaces], older.owner == nil, older.state == .retired {
+                out.append(older)
+            }
+        }
+        return out
     }
 
     /// Removes segments from the state, then withdraws their objects and announces them.

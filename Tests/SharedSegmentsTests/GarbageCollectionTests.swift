@@ -146,6 +146,22 @@ import Testing
         #expect(appends * 576 < area, "collected at \(appends) appends, before filling \(area) bytes")
         #expect(rotation?.copiedChunks == 1)
     }
+
+    @Test func expiredBytesAreDeadBytesToo() throws {
+        // Chunks with distinct keys, so nothing is obsolete: only their expiry can make
+        // the segment mostly dead.
+        let writer = try ChannelWriter(channel: "test/expired", capacity: 64 * 1024, policy: GarbageCollectionPolicy(deadRatio: 0.25))
+        let expiry = RealtimeClock.after(.milliseconds(30))
+        for index in 0..<40 {
+            let appended = try [UInt8](repeating: 2, count: 500).withUnsafeBytes { try writer.append($0, key: "k\(index)", expiresAt: expiry) }
+            #expect(appended.rotation == nil, "live chunks are not dead bytes, however many")
+        }
+        Thread.sleep(forTimeInterval: 0.05)
+        let after = try [UInt8](repeating: 3, count: 10).withUnsafeBytes { try writer.append($0, key: "fresh") }
+        let rotation = try #require(after.rotation, "the expired quarter of the segment is collected at the next append")
+        #expect(rotation.copiedChunks == 0, "nothing expired is copied")
+        #expect(writer.current.header.generation == 2)
+    }
 }
 
 extension ChannelCursor.Event: Equatable {

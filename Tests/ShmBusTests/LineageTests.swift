@@ -151,4 +151,34 @@ import Testing
         #expect(latest.bytes == [UInt8](repeating: 19, count: 300_019))
         #expect(latest.sequence == 20)
     }
+
+    @Test(.timeLimit(.minutes(2))) func expiredPersistentDataAreReclaimedWithoutAnyonePublishing() async throws {
+        let fixture = try await RegistryFixture()
+        let client = try await fixture.client()
+        var options = Publisher.Options()
+        options.capacity = 64 << 10
+        options.persistent = true
+        let publisher = try await Publisher.open(channel: "fading", on: .address(fixture.address), options: options)
+        try publisher.publish(Array("soon gone".utf8), key: "k", expiresIn: .milliseconds(300))
+        await publisher.close()
+        let kept = try await client.segments(of: "fading")
+        #expect(kept.count == 1, "kept after its publisher left: it is persistent")
+        // Nobody publishes again; the registry removes the segment once nothing in it is live.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var remaining = 1
+        while remaining > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            // (An `if` in the catch, not `catch where`: Swift 6.3.1 crashes compiling
+            // the latter in this loop.)
+            do {
+                remaining = try await client.segments(of: "fading").count
+            } catch {
+                if error.code != .notFound { throw error }
+                remaining = 0
+            }
+        }
+        #expect(remaining == 0)
+        let total: UInt64 = try await ShmBusProtocol.registry(on: client.connection).totalBytes
+        #expect(total == 0)
+    }
 }

@@ -91,6 +91,7 @@ extension ChannelWriter {
             else { continue }
             end += length
             segment.commit(end: end, sequence: copy.sequence, recordLength: length)
+            segment.noteExpiry(copy.expiry, recordAt: copy.recordOffset, length: length)
             if !copy.key.isEmpty { keyIndex[Array(copy.key.utf8)] = (copy.recordOffset, length) }
         }
         // The header's last sequence is the history's, even where its newest chunks were

@@ -43,7 +43,7 @@ public final class ChannelWriter {
         }
         return segments
     }
-    @exclusivity(unchecked) private var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8])?
+    @exclusivity(unchecked) private var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8], expiry: UInt64)?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 
     /// Creates the channel's first segment (generation 1).
@@ -145,11 +145,11 @@ public final class ChannelWriter {
                 "a chunk of \(length) bytes does not fit a segment of \(capacity) bytes (at most \(maximumPayload) with an empty key); use a larger capacity")
         }
         var rotation: Rotation?
-        if layout.length > current.freeBytes || shouldCollect() {
+        let timestamp = RealtimeClock.now()
+        if layout.length > current.freeBytes || shouldCollect(now: timestamp) {
             rotation = try collectGarbage(making: layout.length)
         }
         let sequence = lastSequence + 1
-        let timestamp = RealtimeClock.now()
         let prepared = keyBytes.withUnsafeBytes { key in
             current.prepare(sequence: sequence, key: key, payloadLength: length, timestamp: timestamp, expiry: expiresAt)
         }
@@ -158,7 +158,10 @@ public final class ChannelWriter {
         }
         let token = nextToken
         nextToken += 1
-        reservation = (token, prepared.recordOffset, prepared.length, prepared.recordOffset + layout.payloadOffset, sequence, keyBytes)
+        reservation = (
+            token, prepared.recordOffset, prepared.length, prepared.recordOffset + layout.payloadOffset, sequence, keyBytes,
+            expiresAt
+        )
         return Reservation(buffer: prepared.payload, token: token, rotation: rotation)
     }
 
@@ -172,6 +175,7 @@ public final class ChannelWriter {
         reservation = nil
         let end = open.offset + open.length
         current.commit(end: end, sequence: open.sequence, recordLength: open.length)
+        current.noteExpiry(open.expiry, recordAt: open.offset, length: open.length)
         lastSequence = open.sequence
         if !open.key.isEmpty {
             if let previous = keyIndex[open.key] {
@@ -190,8 +194,9 @@ public final class ChannelWriter {
         if reservation?.token == reserved.token { reservation = nil }
     }
 
-    private func shouldCollect() -> Bool {
+    private func shouldCollect(now: UInt64) -> Bool {
         guard policy.deadRatio < 1 else { return false }
+        current.markExpired(now: now)
         let area = Double(current.capacity - UInt64(SegmentLayout.headerSize))
         return Double(current.deadBytes) >= policy.deadRatio * area
     }
@@ -261,8 +266,10 @@ public final class ChannelWriter {
             // A copied record is live: clear any flag (its checksum does not cover flags).
             new.mapping.store(UInt32(0), at: Int(end) + L.recordFlagsOffset)
             let sequence = new.mapping.load(Int(end) + L.recordSequenceOffset, as: UInt64.self)
+            let expiry = new.mapping.load(Int(end) + L.recordExpiryOffset, as: UInt64.self)
             end += record.length
             new.commit(end: end, sequence: sequence, recordLength: record.length)
+            new.noteExpiry(expiry, recordAt: end - record.length, length: record.length)
             if !record.key.isEmpty { newIndex[record.key] = (end - record.length, record.length) }
         }
         // The new segment's last sequence is the channel's, even if the newest chunks

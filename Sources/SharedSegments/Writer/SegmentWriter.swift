@@ -24,6 +24,11 @@ public final class SegmentWriter {
     @exclusivity(unchecked) private(set) var deadBytes: UInt64 = 0
     @exclusivity(unchecked) private(set) var liveChunks: UInt64 = 0
     public private(set) var isRetired = false
+    /// Committed records with an expiry, not yet expired when last looked at, and the
+    /// earliest of their expiries (`UInt64.max` when none): expired chunks are dead
+    /// bytes for garbage collection as obsolete ones are.
+    @exclusivity(unchecked) private var expiring: [(expiry: UInt64, offset: UInt64, length: UInt64)] = []
+    @exclusivity(unchecked) private(set) var nextExpiry: UInt64 = .max
 
     /// Creates and seals a segment of `capacity` bytes (a multiple of 4096, header
     /// included).
@@ -124,6 +129,33 @@ public final class SegmentWriter {
         mapping.storeRelease64(liveBytes, at: L.liveBytesOffset)
         mapping.storeRelease64(deadBytes, at: L.deadBytesOffset)
         mapping.storeRelease64(liveChunks, at: L.liveChunksOffset)
+    }
+
+    /// Remembers that the committed record at `offset` expires at `expiry`.
+    func noteExpiry(_ expiry: UInt64, recordAt offset: UInt64, length: UInt64) {
+        guard expiry != 0 else { return }
+        expiring.append((expiry, offset, length))
+        nextExpiry = min(nextExpiry, expiry)
+    }
+
+    /// Marks every chunk that expired by `now` obsolete: readers skip it either way,
+    /// and its bytes then count as dead, so that a segment of expired chunks is
+    /// collected like one of replaced chunks. (Cheap to call often: it does nothing
+    /// before the earliest expiry.)
+    func markExpired(now: UInt64) {
+        guard now >= nextExpiry else { return }
+        var later: [(expiry: UInt64, offset: UInt64, length: UInt64)] = []
+        var next = UInt64.max
+        for record in expiring {
+            if record.expiry <= now {
+                markObsolete(recordAt: record.offset, length: record.length)
+            } else {
+                later.append(record)
+                next = min(next, record.expiry)
+            }
+        }
+        expiring = later
+        nextExpiry = next
     }
 
     /// Retires the segment: the successor's ID first, then the retired bit with a
