@@ -24,13 +24,7 @@ extension Publisher {
             // departures as the bus announces them): the bus has the last word. The
             // registry asks it again when this publisher registers.
             if !object.owner.isEmpty {
-                let present: String?
-                do {
-                    present = try await registry.connection.nameOwner(of: object.owner)
-                } catch {
-                    throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "\(error)")
-                }
-                guard present == nil else { return nil }
+                guard try await Self.hasLeft(object.owner, connection: registry.connection) else { return nil }
             }
             let listed: [SegmentInfo]
             do {
@@ -58,6 +52,37 @@ extension Publisher {
             return History(
                 lineage: Lineage(segments: readers, excludingKeys: excludingKeys), current: object.currentSegment,
                 persistent: listed.contains { $0.persistent }, ttl: ttl)
+        }
+
+        /// How long a publisher waits for the channel's owner to finish leaving: one that
+        /// closed a moment ago may not be gone from the bus yet (its socket closes
+        /// asynchronously), and starting a new history beside it would split the channel.
+        static let departureGrace: Duration = .seconds(2)
+
+        /// Whether `owner` has left the bus, or leaves within ``departureGrace``. An
+        /// owner still there after that keeps the channel (the registry refuses the
+        /// registration with `AccessDenied`).
+        static func hasLeft(_ owner: String, connection: DBusConnection) async throws(ShmBusError) -> Bool {
+            try await ShmBusError.rethrowing {
+                // Listen first, then ask: a departure in between is not missed.
+                let changes = try await connection.nameOwnerChanges(for: owner)
+                if try await connection.nameOwner(of: owner) == nil { return true }
+                return await withTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        do {
+                            for try await change in changes where change.newOwner == nil { return true }
+                        } catch {}
+                        return false
+                    }
+                    group.addTask {
+                        try? await Task.sleep(for: departureGrace)
+                        return false
+                    }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+            }
         }
     }
 }
