@@ -1,9 +1,9 @@
-import ShmBusSystem
 import DBus
 import Foundation
 import Logging
 import SharedSegments
 import ShmBusProtocol
+import ShmBusSystem
 
 /// The registry's state and rules: which segments exist, who owns which channel,
 /// quotas, lifetimes. The bus side (``RegistryService``) turns calls and

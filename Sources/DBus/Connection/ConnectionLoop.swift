@@ -1,8 +1,8 @@
-import ShmBusSystem
 import CDBus
 import Glibc
 import HeapModule
 import Logging
+import ShmBusSystem
 
 /// Everything about one connection that only its loop thread touches: the libdbus
 /// connection, its watches and timeouts, replies awaited, signal subscriptions and

@@ -11,13 +11,6 @@ extension DBusConnection {
         return try await callBus("GetConnectionUnixUser", [.string(name)]).decode(UInt32.self)
     }
 
-    /// The process ID of the connection `name` as the bus reports it
-    /// (`GetConnectionUnixProcessID`).
-    public func unixProcessID(of name: String) async throws -> UInt32 {
-        try DBusName.validateBusName(name)
-        return try await callBus("GetConnectionUnixProcessID", [.string(name)]).decode(UInt32.self)
-    }
-
     /// Calls a method of the bus driver (`org.freedesktop.DBus`).
     func callBus(_ method: String, _ arguments: [DBusValue]) async throws -> [DBusValue] {
         try await call(

@@ -1,5 +1,5 @@
-import ShmBusSystem
 import Glibc
+import ShmBusSystem
 
 /// CLOCK_REALTIME in nanoseconds: the clock of timestamps and expiry in segments. All
 /// processes share it, including those in other time namespaces (which offset only

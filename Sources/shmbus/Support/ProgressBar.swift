@@ -1,6 +1,6 @@
-import ShmBusSystem
 import Foundation
 import Glibc
+import ShmBusSystem
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 struct ProgressBar {
