@@ -86,4 +86,4 @@ clean:
 ## fail while the committed files differ from a fresh run).
 generate: deps
 	$(SWIFT) build --product shmbus-codegen
-	.build/debug/shmbus-codegen --output Sources/ShmBusProtocol/Generated dbus/org.shmbus.Registry1.xml dbus/org.shmbus.Publisher1.xml
+	.build/debug/shmbus-codegen --output Sources/ShmBusProtocol/Generated dbus/org.shmbus.Registry1.xml dbus/org.shmbus.Publisher1.xml dbus/org.shmbus.Keeper1.xml

@@ -117,7 +117,7 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.embedInCode("Resources/org.shmbus.Registry1.service")]
+            resources: [.embedInCode("Resources/org.shmbus.Registry1.service"), .embedInCode("Resources/org.shmbus.Keeper1.service")]
         ),
         .executableTarget(name: "shmbus-codegen", dependencies: ["DBus"]),
         .executableTarget(

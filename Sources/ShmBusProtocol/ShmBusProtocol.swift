@@ -13,6 +13,12 @@ public enum ShmBusProtocol {
     public static let publisherPath: ObjectPath = "/org/shmbus/Publisher1"
     public static let channelsPath: ObjectPath = "/org/shmbus/Registry1/channel"
     public static let segmentsPath: ObjectPath = "/org/shmbus/Registry1/segment"
+    /// The keeper's well-known name and object (``Keeper1``).
+    public static let keeperName = "org.shmbus.Keeper1"
+    public static let keeperPath: ObjectPath = "/org/shmbus/Keeper1"
+    /// The most segments one `Keeper1.Hand` reply carries: the system bus passes at
+    /// most 16 descriptors in one message.
+    public static let keeperBatch = 16
     /// The protocol version the registry reports in its `Version` property.
     public static let version = "1.0"
 
@@ -39,6 +45,11 @@ public enum ShmBusProtocol {
     /// The object of segment `name` in the registry.
     public static func segment(_ name: String, on connection: DBusConnection) -> Segment1.Proxy {
         Segment1.Proxy(connection: connection, destination: registryName, path: segmentPath(name))
+    }
+
+    /// The keeper's object, through its well-known name (activating it if need be).
+    public static func keeper(on connection: DBusConnection) -> Keeper1.Proxy {
+        Keeper1.Proxy(connection: connection, destination: keeperName, path: keeperPath)
     }
 
     /// The `Publisher1` object of the connection `owner` (a unique name).

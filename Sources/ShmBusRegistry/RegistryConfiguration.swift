@@ -12,5 +12,12 @@ public struct RegistryConfiguration: Sendable {
     /// chunk in them is still live (those with none are removed).
     public var emptinessCheckInterval: Duration = .seconds(2)
 
+    /// Whether persistent segments are handed to a keeper (``KeeperService``), so that
+    /// they outlive this process. Without one they live as long as the registry.
+    public var keepsPersistentSegments = true
+    /// How to start a keeper when none is on the bus and none is D-Bus activatable
+    /// (`shmbus daemon` passes `shmbus keeper --bus …`); nil to use only those.
+    public var keeperCommand: [String]?
+
     public init() {}
 }

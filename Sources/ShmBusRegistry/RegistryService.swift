@@ -18,21 +18,25 @@ public final class RegistryService: Sendable {
     public let connection: DBusConnection
     let registry: SegmentRegistry
     private let root: DBusExport
+    private let keeper: KeeperLink?
     private let background: Lock<[Task<Void, Never>]>
     private let finished: AsyncStream<Void>
     private let finish: AsyncStream<Void>.Continuation
     let logger: Logger
 
-    private init(connection: DBusConnection, registry: SegmentRegistry, root: DBusExport, logger: Logger) {
+    private init(connection: DBusConnection, registry: SegmentRegistry, root: DBusExport, keeper: KeeperLink?, logger: Logger) {
         self.connection = connection
         self.registry = registry
         self.root = root
+        self.keeper = keeper
         self.logger = logger
         background = Lock([])
         (finished, finish) = AsyncStream.makeStream(of: Void.self)
     }
 
-    /// Exports the registry on `connection` and takes the well-known name.
+    /// Exports the registry on `connection`, takes back the persistent segments a
+    /// previous registry left with the keeper (``KeeperService``), and takes the
+    /// well-known name.
     ///
     /// - Throws: ``ShmBusError`` when another registry already owns the name.
     public static func start(
@@ -43,15 +47,23 @@ public final class RegistryService: Sendable {
         let object = RegistryObject(registry: registry, configuration: configuration, connection: connection)
         let root = try await connection.export(
             [Registry1.interface(implementedBy: object)], at: ShmBusProtocol.registryPath, objectManager: true)
-        await registry.attach(connection: connection, root: root)
-        let service = RegistryService(connection: connection, registry: registry, root: root, logger: logger)
+        let keeper = configuration.keepsPersistentSegments
+            ? KeeperLink(connection: connection, command: configuration.keeperCommand, logger: logger) { await registry.keptSegments() }
+            : nil
+        await registry.attach(connection: connection, root: root, keeper: keeper)
+        let service = RegistryService(connection: connection, registry: registry, root: root, keeper: keeper, logger: logger)
 
-        // Follow departures before taking the name, so none is missed.
+        // Follow departures before taking anything back or taking the name, so none is
+        // missed.
         let owners = try await connection.nameOwnerChanges()
         service.spawn {
             do {
-                for try await change in owners where change.name.hasPrefix(":") && change.newOwner == nil {
-                    await registry.ownerLeft(change.name)
+                for try await change in owners {
+                    if change.name == ShmBusProtocol.keeperName {
+                        keeper?.keeperChanged()
+                    } else if change.name.hasPrefix(":"), change.newOwner == nil {
+                        await registry.ownerLeft(change.name)
+                    }
                 }
             } catch {
                 logger.info("stopped following the bus", metadata: ["reason": "\(error)"])
@@ -62,6 +74,15 @@ public final class RegistryService: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: configuration.sweepInterval)
                 await registry.sweep()
+            }
+        }
+        if keeper != nil {
+            let kept = await KeeperLink.takeBack(on: connection, logger: logger)
+            if !kept.isEmpty {
+                let (adopted, dropped) = await registry.adopt(kept) { owner in
+                    ((try? await connection.nameOwner(of: owner)) ?? nil) != nil
+                }
+                logger.info("took back persistent segments from the keeper", metadata: ["adopted": "\(adopted)", "dropped": "\(dropped)"])
             }
         }
         let reply = try await connection.requestName(ShmBusProtocol.registryName, flags: [.doNotQueue])
@@ -88,6 +109,7 @@ public final class RegistryService: Sendable {
     /// Stops serving: releases the name, withdraws the objects, closes the connection.
     public func stop() {
         for task in background.withLock({ $0 }) { task.cancel() }
+        keeper?.stop()
         root.cancel()
         connection.close()
         finish.finish()

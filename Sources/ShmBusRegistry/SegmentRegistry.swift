@@ -55,6 +55,8 @@ actor SegmentRegistry {
     private var departedOrder: [String] = []
     private var root: DBusExport?
     private(set) var connection: DBusConnection?
+    /// The keeper of persistent segments, when the service has one.
+    private(set) var keeper: KeeperLink?
     private var nextEmptinessCheck = ContinuousClock.now
 
     init(configuration: RegistryConfiguration, logger: Logger) {
@@ -62,9 +64,10 @@ actor SegmentRegistry {
         self.logger = logger
     }
 
-    func attach(connection: DBusConnection, root: DBusExport) {
+    func attach(connection: DBusConnection, root: DBusExport, keeper: KeeperLink?) {
         self.connection = connection
         self.root = root
+        self.keeper = keeper
     }
 
     // MARK: Queries
@@ -245,6 +248,9 @@ actor SegmentRegistry {
         }
         for old in dropped { emit(Registry1.SegmentRemoved(segment: old.name, channel: old.channel, reason: RemovalReason.replaced.rawValue)) }
         await rootChanged([.channelCount, .segmentCount, .totalBytes])
+        // Answered once the keeper holds it: from then on a persistent segment outlives
+        // this process.
+        if request.persistent, let kept = keptSegment(name) { await keeper?.keep(kept) }
         return (name, segment.path)
     }
 
@@ -280,6 +286,7 @@ actor SegmentRegistry {
                     segments[segment.name]?.expiresMicroseconds = UInt64((Date().timeIntervalSince1970 + seconds) * 1_000_000)
                 }
                 orphaned.append(segment.name)
+                keeper?.ownerLeft(segment.name, expires: segments[segment.name]?.expiresMicroseconds ?? 0)
             } else {
                 removed.append(segment)
             }
@@ -346,6 +353,7 @@ actor SegmentRegistry {
     /// exports go with the entries, which unexports the objects.
     private func forget(_ segment: Segment) {
         segments[segment.name] = nil
+        if segment.persistent { keeper?.drop(segment.name) }
         guard var channel = channels[segment.channel] else { return }
         channel.segments.removeAll { $0 == segment.name }
         // The current segment of a continued history went (its publisher failed and

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 @Suite struct IntrospectionTests {
-    static let xmlFiles = ["org.shmbus.Registry1.xml", "org.shmbus.Publisher1.xml"]
+    static let xmlFiles = ["org.shmbus.Registry1.xml", "org.shmbus.Publisher1.xml", "org.shmbus.Keeper1.xml"]
 
     static func repositoryFile(_ name: String) throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

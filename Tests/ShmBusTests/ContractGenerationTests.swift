@@ -8,7 +8,7 @@ import Testing
 /// what the generator makes of the XML now, and the declarations they carry must be
 /// the XML's, member for member.
 @Suite struct ContractGenerationTests {
-    static let files = ["org.shmbus.Registry1.xml", "org.shmbus.Publisher1.xml"]
+    static let files = ["org.shmbus.Registry1.xml", "org.shmbus.Publisher1.xml", "org.shmbus.Keeper1.xml"]
 
     @Test func theCommittedContractIsWhatTheGeneratorMakesOfTheXML() async throws {
         let root = BuiltProducts.repositoryRoot

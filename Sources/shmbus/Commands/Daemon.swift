@@ -10,7 +10,9 @@ struct Daemon: AsyncParsableCommand {
         abstract: "Run the registry daemon, owner of org.shmbus.Registry1.",
         discussion: """
             Started by hand, by a service manager, or by D-Bus activation (then it joins the bus \
-            that started it). SIGTERM and SIGINT stop it cleanly.
+            that started it). SIGTERM and SIGINT stop it cleanly. Persistent segments are handed to \
+            a keeper process (`shmbus keeper`, started when needed), so that they outlive the \
+            daemon: the next one takes them back.
             """)
 
     @OptionGroup var bus: BusOption
@@ -26,6 +28,9 @@ struct Daemon: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Flag(help: "Do not hand persistent segments to a keeper: they then end with this process.")
+    var noKeeper = false
 
     /// A limit below 1 is not a policy but a registry that refuses every segment, and a
     /// negative one used to be taken as it came.
@@ -45,7 +50,12 @@ struct Daemon: AsyncParsableCommand {
             configuration.maxSegmentsPerConnection = maxSegmentsPerConnection
             configuration.maxBytesPerConnection = maxBytesPerConnection.bytes
             configuration.maxSegments = maxSegments
-            let connection = try await DBusConnection.connect(to: bus.resolved(activated: true), logger: logger)
+            let resolved = bus.resolved(activated: true)
+            configuration.keepsPersistentSegments = !noKeeper
+            configuration.keeperCommand = [
+                InstallService.currentExecutable(), "keeper", "--bus", BusOption.argument(for: resolved), "--log-level", "\(logLevel)",
+            ]
+            let connection = try await DBusConnection.connect(to: resolved, logger: logger)
             let service = try await RegistryService.start(on: connection, configuration: configuration, logger: logger)
             let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in
                 logger.info("stopping", metadata: ["signal": "\(signal)"])

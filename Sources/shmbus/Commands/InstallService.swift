@@ -4,8 +4,11 @@ import Foundation
 struct InstallService: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install-service",
-        abstract: "Install the D-Bus activation file, so the first call to the registry starts it.",
-        discussion: "Writes org.shmbus.Registry1.service with the real path of this binary.")
+        abstract: "Install the D-Bus activation files, so the first call to the registry starts it.",
+        discussion: """
+            Writes org.shmbus.Registry1.service, and org.shmbus.Keeper1.service for the keeper that \
+            holds persistent segments while the registry restarts, with the real path of this binary.
+            """)
 
     @Option(help: "Where to write the file (default: ~/.local/share/dbus-1/services).")
     var directory: String?
@@ -16,22 +19,25 @@ struct InstallService: ParsableCommand {
     func run() throws {
         let target = directory ?? Self.defaultDirectory()
         let binary = exec ?? Self.currentExecutable()
-        let text = Self.serviceFile(exec: binary)
         do {
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-            let path = (target as NSString).appendingPathComponent("org.shmbus.Registry1.service")
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-            print("installed \(path) (Exec=\(binary) daemon)")
+            for (name, template, command) in [
+                ("org.shmbus.Registry1.service", PackageResources.org_shmbus_Registry1_service, "daemon"),
+                ("org.shmbus.Keeper1.service", PackageResources.org_shmbus_Keeper1_service, "keeper"),
+            ] {
+                let path = (target as NSString).appendingPathComponent(name)
+                try Self.serviceFile(template, exec: binary).write(toFile: path, atomically: true, encoding: .utf8)
+                print("installed \(path) (Exec=\(binary) \(command))")
+            }
         } catch {
             FileHandle.standardErrorWrite("shmbus: cannot write the service file into \(target): \(error.localizedDescription)\n")
             throw ExitCode(73)
         }
     }
 
-    /// The activation file from dbus/, with `@SHMBUS_BIN@` replaced.
-    static func serviceFile(exec: String) -> String {
-        String(decoding: PackageResources.org_shmbus_Registry1_service, as: UTF8.self)
-            .replacingOccurrences(of: "@SHMBUS_BIN@", with: exec)
+    /// An activation file from dbus/, with `@SHMBUS_BIN@` replaced.
+    static func serviceFile(_ template: [UInt8], exec: String) -> String {
+        String(decoding: template, as: UTF8.self).replacingOccurrences(of: "@SHMBUS_BIN@", with: exec)
     }
 
     static func defaultDirectory() -> String {

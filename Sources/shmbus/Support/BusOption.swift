@@ -19,6 +19,17 @@ struct BusOption: ParsableArguments {
     }
 }
 
+extension BusOption {
+    /// The `--bus` argument that names `bus` for another shmbus process.
+    static func argument(for bus: DBusConnection.Bus) -> String {
+        switch bus {
+        case .session: "session"
+        case .system: "system"
+        case .address(let address): address
+        }
+    }
+}
+
 enum ProcessEnvironment {
     static func value(_ name: String) -> String? {
         guard let raw = getenv(name) else { return nil }

@@ -1,0 +1,226 @@
+import DBus
+import Foundation
+import Logging
+import ShmBusProtocol
+import ShmBusSystem
+
+/// The registry's side of the keeper (``KeeperService``): hands it every persistent
+/// segment as it is registered, tells it of departures and removals, and at start-up
+/// takes back what a previous registry left with it.
+///
+/// Calls go out one at a time, in the order the registry made them, from one task:
+/// a `Drop` must never overtake the `Keep` it undoes. `keep` waits for the keeper's
+/// answer, so a persistent segment's registration is answered only once the keeper
+/// holds it; departures and drops do not hold up the registry.
+///
+/// When the keeper is missing (never started, exited while idle, killed), the link
+/// starts one (D-Bus activation, else the configured command) and hands it everything
+/// the registry holds that is persistent, from the registry's state at that moment.
+final class KeeperLink: Sendable {
+    /// Every persistent segment the registry holds now, for a new keeper.
+    typealias Snapshot = @Sendable () async -> [KeptSegment]
+
+    private let connection: DBusConnection
+    private let command: [String]?
+    private let logger: Logger
+    private let jobs: AsyncStream<KeeperJob>.Continuation
+    private let task: Task<Void, Never>
+
+    init(connection: DBusConnection, command: [String]?, logger: Logger, snapshot: @escaping Snapshot) {
+        self.connection = connection
+        self.command = command
+        self.logger = logger
+        let (stream, jobs) = AsyncStream.makeStream(of: KeeperJob.self)
+        self.jobs = jobs
+        let worker = Worker(connection: connection, command: command, logger: logger, snapshot: snapshot)
+        task = Task {
+            for await job in stream { await worker.perform(job) }
+        }
+    }
+
+    deinit {
+        stop()
+    }
+
+    func stop() {
+        jobs.finish()
+        task.cancel()
+    }
+
+    /// Hands `segment` to the keeper; returns when it holds it or cannot.
+    func keep(_ segment: KeptSegment) async {
+        await withCheckedContinuation { continuation in
+            if case .terminated = jobs.yield(.keep(segment, continuation)) { continuation.resume() }
+        }
+    }
+
+    func ownerLeft(_ segment: String, expires: UInt64) { jobs.yield(.ownerLeft(segment, expires: expires)) }
+
+    func drop(_ segment: String) { jobs.yield(.drop(segment)) }
+
+    /// The keeper's name changed hands: a keeper that went away is replaced, and one
+    /// that appeared while this had none is given everything.
+    func keeperChanged() { jobs.yield(.resync) }
+
+    // MARK: Taking back
+
+    /// What a running keeper holds, in batches, or nothing when no keeper of this
+    /// process's Unix user is on the bus. A keeper is not started for this: a bus
+    /// without one has nothing to give back.
+    static func takeBack(on connection: DBusConnection, logger: Logger) async -> [KeptSegment] {
+        guard let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) else { return [] }
+        guard await trusts(owner, on: connection, logger: logger) else { return [] }
+        let keeper = Keeper1.Proxy(connection: connection, destination: owner, path: ShmBusProtocol.keeperPath)
+        var out: [KeptSegment] = []
+        var after = ""
+        while true {
+            let batch: [KeptSegment]
+            do {
+                batch = try await keeper.hand(after: after)
+            } catch {
+                logger.error("the keeper did not hand back its segments", metadata: ["keeper": "\(owner)", "error": "\(error)"])
+                return out
+            }
+            guard let last = batch.last?.record.segment, last > after else { return out }
+            out += batch
+            after = last
+        }
+    }
+
+    /// A keeper is trusted with segments, and its records believed, only if it runs as
+    /// this process's Unix user (the bus says so, not the keeper).
+    static func trusts(_ owner: String, on connection: DBusConnection, logger: Logger) async -> Bool {
+        let uid = try? await connection.unixUser(of: owner)
+        guard uid == getuid() else {
+            logger.error(
+                "ignoring a keeper of another Unix user",
+                metadata: ["keeper": "\(owner)", "its-user": "\(uid.map(String.init) ?? "unknown")", "ours": "\(getuid())"])
+            return false
+        }
+        return true
+    }
+}
+
+private enum KeeperJob: Sendable {
+    case keep(KeptSegment, CheckedContinuation<Void, Never>)
+    case ownerLeft(String, expires: UInt64)
+    case drop(String)
+    /// The keeper's name changed hands: a new keeper is given everything.
+    case resync
+}
+
+/// The link's state, touched only by its one task.
+private actor Worker {
+    let connection: DBusConnection
+    let command: [String]?
+    let logger: Logger
+    let snapshot: KeeperLink.Snapshot
+    /// The keeper's unique name once it has been found and checked.
+    var keeper: String?
+    /// Set when no keeper could be had, so that the warning is logged once; a keeper
+    /// appearing on the bus later is given everything.
+    var warned = false
+
+    init(connection: DBusConnection, command: [String]?, logger: Logger, snapshot: @escaping KeeperLink.Snapshot) {
+        self.connection = connection
+        self.command = command
+        self.logger = logger
+        self.snapshot = snapshot
+    }
+
+    func perform(_ job: KeeperJob) async {
+        switch job {
+        case .keep(let segment, let done):
+            await send { try await $0.keep(fd: segment.fd, record: segment.record) }
+            done.resume()
+        case .ownerLeft(let name, let expires):
+            await send { try await $0.ownerLeft(segment: name, expires: expires) }
+        case .drop(let name):
+            await send { try await $0.drop(segment: name) }
+        case .resync:
+            let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil
+            // The keeper this link started or found itself: it has everything already.
+            if let owner, owner == keeper { return }
+            keeper = nil
+            let all = await snapshot()
+            guard !all.isEmpty, let found = await findOrStart() else { return }
+            await give(all, to: found)
+        }
+    }
+
+    /// Sends one call to the keeper. When there is none, or the call fails, a keeper is
+    /// found or started and given the registry's whole persistent state, which
+    /// includes what this call would have done.
+    private func send(_ call: @Sendable (Keeper1.Proxy) async throws -> Void) async {
+        if let keeper {
+            do {
+                try await call(proxy(keeper))
+                return
+            } catch {
+                logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
+                self.keeper = nil
+            }
+        }
+        guard let found = await findOrStart() else { return }
+        await give(await snapshot(), to: found)
+    }
+
+    private func give(_ segments: [KeptSegment], to owner: String) async {
+        let keeper = proxy(owner)
+        for segment in segments {
+            do {
+                try await keeper.keep(fd: segment.fd, record: segment.record)
+            } catch {
+                logger.error("the keeper refused a segment", metadata: ["segment": "\(segment.record.segment ?? "")", "error": "\(error)"])
+                if (error as? DBusError)?.name.hasPrefix("org.shmbus.Error.") != true { return }
+            }
+        }
+        self.keeper = owner
+        warned = false
+        logger.info("keeper holds the persistent segments", metadata: ["keeper": "\(owner)", "segments": "\(segments.count)"])
+    }
+
+    private func proxy(_ owner: String) -> Keeper1.Proxy {
+        Keeper1.Proxy(connection: connection, destination: owner, path: ShmBusProtocol.keeperPath)
+    }
+
+    /// The keeper on the bus, else one started by D-Bus activation, else by the
+    /// configured command; nil (logged once) when there is none to be had.
+    private func findOrStart() async -> String? {
+        if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
+            return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+        }
+        do {
+            _ = try await connection.call(
+                destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+                method: "StartServiceByName", [.string(ShmBusProtocol.keeperName), .uint32(0)], timeout: .seconds(30))
+        } catch {
+            guard let command, let executable = command.first else { return unavailable("\(error)") }
+            do {
+                let process = try ChildProcess(executable, Array(command.dropFirst()), stdin: .null, stdout: .null, stderr: .inherit)
+                // Reaped when it exits, so that no zombie stays behind while this runs.
+                Task.detached { _ = await process.exit() }
+            } catch {
+                return unavailable("cannot start \(command.joined(separator: " ")): \(error)")
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
+                return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return unavailable("the keeper started but did not take \(ShmBusProtocol.keeperName) within 10 s")
+    }
+
+    private func unavailable(_ reason: String) -> String? {
+        if !warned {
+            logger.warning(
+                "no keeper: persistent segments will not survive a restart of the registry",
+                metadata: ["reason": "\(reason)"])
+            warned = true
+        }
+        return nil
+    }
+}

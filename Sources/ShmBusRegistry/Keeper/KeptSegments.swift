@@ -1,0 +1,78 @@
+import DBus
+import Foundation
+import Logging
+import ShmBusProtocol
+
+/// What the keeper holds: one descriptor and record per segment, by name.
+actor KeptSegments {
+    private var kept: [String: KeptSegment] = [:] {
+        didSet { order = nil }
+    }
+    /// The names in order, made again after a change: a registry takes everything
+    /// back in batches, and sorting for each batch would make that quadratic.
+    private var order: [String]?
+    /// When the keeper last held nothing, nil while it holds something.
+    private var emptySince: ContinuousClock.Instant? = .now
+    /// Set once the keeper has decided to exit: calls that would hand it segments fail
+    /// from then on (the registry starts a new keeper).
+    private var closing = false
+    private let logger: Logger
+
+    /// The most segments one keeper holds: the registry's own limit is 16,384; the
+    /// margin is for records a registry could not drop before it died.
+    static let limit = 65_536
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    var count: Int { kept.count }
+
+    func keep(_ segment: KeptSegment, name: String, channel: String) throws(ShmBusError) {
+        guard !closing else { throw ShmBusError(.registryUnavailable, "the keeper is exiting; start a new one") }
+        guard kept[name] != nil || kept.count < Self.limit else {
+            throw .quotaExceeded("the keeper holds \(kept.count) segments, its limit")
+        }
+        kept[name] = segment
+        emptySince = nil
+        logger.debug("keeping", metadata: ["segment": "\(name)", "channel": "\(channel)"])
+    }
+
+    func ownerLeft(_ name: String, expires: UInt64) throws(ShmBusError) {
+        guard var segment = kept[name] else { throw .notFound("the keeper holds no segment '\(name)'") }
+        segment.record.owner = ""
+        if expires != 0 { segment.record.expires = expires }
+        kept[name] = segment
+    }
+
+    func drop(_ name: String) {
+        guard kept.removeValue(forKey: name) != nil else { return }
+        logger.debug("dropped", metadata: ["segment": "\(name)"])
+        if kept.isEmpty { emptySince = .now }
+    }
+
+    /// Up to `count` segments after `after`, in name order.
+    func hand(after: String, count: Int) -> [KeptSegment] {
+        let names = order ?? kept.keys.sorted()
+        order = names
+        var low = 0
+        var high = names.count
+        while low < high {
+            let middle = (low + high) / 2
+            if names[middle] <= after { low = middle + 1 } else { high = middle }
+        }
+        return names[low..<min(names.count, low + count)].compactMap { kept[$0] }
+    }
+
+    /// Whether the keeper has held nothing for `duration`.
+    func idle(for duration: Duration) -> Bool {
+        emptySince.map { ContinuousClock.now - $0 >= duration } ?? false
+    }
+
+    /// Marks the keeper as exiting if it still holds nothing; returns whether it does.
+    func close() -> Bool {
+        guard kept.isEmpty else { return false }
+        closing = true
+        return true
+    }
+}
