@@ -143,26 +143,31 @@ private actor Worker {
             if let owner, owner == keeper { return }
             keeper = nil
             let all = await snapshot()
-            guard !all.isEmpty, let found = await findOrStart() else { return }
+            guard !all.isEmpty, let (found, _) = await findOrStart() else { return }
             await give(all, to: found)
         }
     }
 
-    /// Sends one call to the keeper. When there is none, or the call fails, a keeper is
-    /// found or started and given the registry's whole persistent state, which
-    /// includes what this call would have done.
+    /// Sends one call to the keeper, finding it first when this link has none yet.
+    /// When the keeper had to be started, or the call fails, the keeper is given the
+    /// registry's whole persistent state instead, which includes what this call would
+    /// have done.
     private func send(_ call: @Sendable (Keeper1.Proxy) async throws -> Void) async {
-        if let keeper {
-            do {
-                try await call(proxy(keeper))
-                return
-            } catch {
-                logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
-                self.keeper = nil
-            }
+        if keeper == nil {
+            guard let (owner, started) = await findOrStart() else { return }
+            if started { return await give(await snapshot(), to: owner) }
+            keeper = owner
         }
-        guard let found = await findOrStart() else { return }
-        await give(await snapshot(), to: found)
+        guard let keeper else { return }
+        do {
+            try await call(proxy(keeper))
+            return
+        } catch {
+            logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
+            self.keeper = nil
+        }
+        guard let (owner, _) = await findOrStart() else { return }
+        await give(await snapshot(), to: owner)
     }
 
     private func give(_ segments: [KeptSegment], to owner: String) async {
@@ -185,10 +190,11 @@ private actor Worker {
     }
 
     /// The keeper on the bus, else one started by D-Bus activation, else by the
-    /// configured command; nil (logged once) when there is none to be had.
-    private func findOrStart() async -> String? {
-        if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
-            return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+    /// configured command, and whether it was started now; nil (logged once) when there
+    /// is none to be had.
+    private func findOrStart() async -> (String, started: Bool)? {
+        if let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil {
+            return await KeeperLink.trusts(owner, on: connection, logger: logger) ? (owner, false) : nil
         }
         do {
             _ = try await connection.call(
@@ -206,15 +212,15 @@ private actor Worker {
         }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
-                return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+            if let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil {
+                return await KeeperLink.trusts(owner, on: connection, logger: logger) ? (owner, true) : nil
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return unavailable("the keeper started but did not take \(ShmBusProtocol.keeperName) within 10 s")
     }
 
-    private func unavailable(_ reason: String) -> String? {
+    private func unavailable(_ reason: String) -> (String, started: Bool)? {
         if !warned {
             logger.warning(
                 "no keeper: persistent segments will not survive a restart of the registry",
