@@ -265,6 +265,9 @@ actor SegmentRegistry {
             }
         }
         await remove([segment], reason: .unregistered)
+        // Answered once the keeper has let go too: an unregistered segment must not
+        // come back with the next registry.
+        if segment.persistent { await keeper?.settle() }
     }
 
     /// A connection left the bus: its non-persistent segments go at once; persistent

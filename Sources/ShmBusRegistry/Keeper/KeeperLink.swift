@@ -58,6 +58,13 @@ final class KeeperLink: Sendable {
 
     func drop(_ segment: String) { jobs.yield(.drop(segment)) }
 
+    /// Returns when every call queued before it has been made (or given up).
+    func settle() async {
+        await withCheckedContinuation { continuation in
+            if case .terminated = jobs.yield(.settle(continuation)) { continuation.resume() }
+        }
+    }
+
     /// The keeper's name changed hands: a keeper that went away is replaced, and one
     /// that appeared while this had none is given everything.
     func keeperChanged() { jobs.yield(.resync) }
@@ -105,6 +112,8 @@ private enum KeeperJob: Sendable {
     case keep(KeptSegment, CheckedContinuation<Void, Never>)
     case ownerLeft(String, expires: UInt64)
     case drop(String)
+    /// Nothing to send: resumed once the calls before it are made.
+    case settle(CheckedContinuation<Void, Never>)
     /// The keeper's name changed hands: a new keeper is given everything.
     case resync
 }
@@ -137,6 +146,8 @@ private actor Worker {
             await send { try await $0.ownerLeft(segment: name, expires: expires) }
         case .drop(let name):
             await send { try await $0.drop(segment: name) }
+        case .settle(let done):
+            done.resume()
         case .resync:
             let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil
             // The keeper this link started or found itself: it has everything already.

@@ -235,4 +235,28 @@ import Testing
         let problem = try await Self.check(client, expected, expiries: &expiries)
         #expect(problem == nil, "\(problem ?? "")")
     }
+
+    @Test func theKeeperServesItsInterfaceFileAndBusctlReadsIt() async throws {
+        let fixture = try await RegistryFixture()
+        let client = try await fixture.client()
+        _ = try await Self.publish(fixture, channel: "intro", key: "k", bytes: [1, 2, 3])
+        let xml = try await client.connection.call(
+            destination: ShmBusProtocol.keeperName, path: ShmBusProtocol.keeperPath, interface: StandardInterfaces.introspectableName,
+            method: "Introspect"
+        ).decode(String.self)
+        let onDisk = try String(contentsOf: BuiltProducts.repositoryRoot.appendingPathComponent("dbus/org.shmbus.Keeper1.xml"), encoding: .utf8)
+        let served = try #require(try DBusIntrospection(xml: xml).interface(named: Keeper1.name))
+        let declared = try #require(try DBusIntrospection(xml: onDisk).interface(named: Keeper1.name))
+        #expect(served.introspectionXML() == declared.introspectionXML(), "Introspect differs from dbus/org.shmbus.Keeper1.xml")
+        let busctl = try ChildProcess(
+            "busctl", ["--address=\(fixture.address)", "get-property", ShmBusProtocol.keeperName, ShmBusProtocol.keeperPath.rawValue, Keeper1.name, "SegmentCount"],
+            stdout: .pipe)
+        let (out, _) = try await busctl.collectOutput()
+        #expect(await busctl.exit() == .exited(0))
+        #expect(String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "u 1")
+        // Unregistering is answered once the keeper let go: it cannot come back.
+        let segment = try #require(try await client.segments(of: "intro").first)
+        try await client.unregisterSegment(segment.name)
+        #expect(try await Self.keptCount(client.connection) == 0)
+    }
 }
