@@ -126,7 +126,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "shmbus-test-peer",
-            dependencies: ["ShmBus", "DBus", "ShmBusSystem", "TestSupport"]
+            dependencies: ["ShmBus", "DBus", "ShmBusSystem", "SharedSegments", "CShmBusLinux", "TestSupport"]
         ),
         .executableTarget(
             name: "segment-pipe-example",

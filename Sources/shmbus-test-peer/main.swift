@@ -3,6 +3,7 @@
 //   shmbus-test-peer publish ADDRESS CHANNEL COUNT SIZE CAPACITY [persistent|wait]
 //   shmbus-test-peer loop ADDRESS CHANNEL MAXSIZE CAPACITY SEED
 //   shmbus-test-peer scribble ADDRESS CHANNEL SEED
+//   shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
 // rest, pseudo-random bytes), prints "published COUNT signals N", then holds the
@@ -15,9 +16,20 @@
 // `scribble` is a hostile publisher: it publishes 64 valid chunks, prints "ready", and
 // for each line on stdin writes random bytes over its own sealed segment (header and
 // records) through the writable mapping every publisher keeps, then prints "scribbled".
+//
+// `torn` publishes one persistent chunk per KEY=LENGTH (an empty KEY: no key; LENGTH
+// at least 16), all into one segment, and then leaves that segment exactly as a writer
+// SIGKILLed between the two header stores of its last commit would (SegmentWriter's
+// `commit`: the committed end, then the last sequence): the committed end covers the
+// last record, while the last sequence, the counters and the obsolete bit of the
+// key's previous chunk are as they were before that commit. It prints "torn SEGMENT
+// SEQUENCE" (the last record's sequence; the header says one less) and waits to be
+// killed (it exits when stdin closes).
+import CShmBusLinux
 import DBus
 import Foundation
 import Glibc
+import SharedSegments
 import ShmBus
 import TestSupport
 
@@ -32,7 +44,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -47,6 +59,16 @@ struct Xorshift {
 
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// The 64-bit header word at `offset` of the segment mapped at `base` (the writer's mapping).
+func word(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointer<UInt64> {
+    (base + offset).assumingMemoryBound(to: UInt64.self)
+}
+
+/// The flags word of the record at `offset` of the segment mapped at `base`.
+func flags(_ base: UnsafeMutableRawPointer, recordAt offset: Int) -> UnsafeMutablePointer<UInt32> {
+    (base + offset + SegmentLayout.recordFlagsOffset).assumingMemoryBound(to: UInt32.self)
 }
 
 do {
@@ -124,6 +146,68 @@ do {
             say("scribbled")
         }
         await publisher.close()
+
+    case "torn":
+        let plan = args.dropFirst(4).map { spec -> (key: String, length: Int) in
+            guard let equals = spec.lastIndex(of: "="), let length = Int(spec[spec.index(after: equals)...]), length >= 16 else {
+                fail("bad chunk '\(spec)': KEY=LENGTH, LENGTH at least 16")
+            }
+            return (String(spec[..<equals]), length)
+        }
+        guard plan.count >= 2 else { fail("usage: shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…") }
+        var options = Publisher.Options()
+        options.capacity = 1 << 20
+        // Kept after the kill, so that the next publisher has a history to continue.
+        options.persistent = true
+        // `Committed` signals are only wake-ups, and a writer that died inside its
+        // commit never announced the chunk: with a long interval and no flush, no
+        // signal goes out after the first one, so the segment alone tells.
+        options.minimumSignalInterval = .seconds(3600)
+        let publisher = try await Publisher.open(channel: channel, on: .address(address), options: options)
+        let L = SegmentLayout.self
+        // The writable mapping, reached as `scribble` reaches it (a chunk's buffer less
+        // its offset): public API only, what any owner of a segment can do, so no SPI
+        // is needed. (`@testable import` is no way: it needs modules compiled for
+        // testing, and this executable is built in release too.)
+        var segmentBase: UnsafeMutableRawPointer?
+        var wordsBefore: [(offset: Int, value: UInt64)] = []
+        var flagsBefore: [(offset: Int, value: UInt32)] = []
+        var last: PublishedChunk?
+        for (index, planned) in plan.enumerated() {
+            if index == plan.count - 1, let base = segmentBase {
+                // What the last commit changes after its first store, as it was before.
+                for offset in [L.lastSequenceOffset, L.recordCountOffset, L.liveBytesOffset, L.deadBytesOffset, L.liveChunksOffset] {
+                    wordsBefore.append((offset, shmbus_load_acquire_u64(word(base, offset))))
+                }
+                var offset = L.headerSize
+                let end = Int(shmbus_load_acquire_u64(word(base, L.committedEndOffset)))
+                while offset < end {
+                    flagsBefore.append((offset, shmbus_load_acquire_u32(flags(base, recordAt: offset))))
+                    offset += Int(word(base, offset + L.recordLengthOffset).pointee)
+                }
+            }
+            let next = publisher.lastSequence + 1
+            var payload: UnsafeMutableRawPointer?
+            let chunk = try publisher.publish(key: planned.key, length: planned.length) { buffer in
+                fill(buffer, sequence: next)
+                payload = buffer.baseAddress
+            }
+            guard let payload, last.map({ $0.segment == chunk.segment }) ?? true else {
+                fail("chunk \(chunk.sequence) went to another segment: the plan must fit one (no collection)")
+            }
+            segmentBase = payload - Int(chunk.offset)
+            last = chunk
+        }
+        guard let base = segmentBase, let last else { fail("nothing published") }
+        // Undo everything after the committed end's store; the record stays committed.
+        for (offset, value) in flagsBefore { shmbus_store_release_u32(flags(base, recordAt: offset), value) }
+        for (offset, value) in wordsBefore { shmbus_store_release_u64(word(base, offset), value) }
+        guard shmbus_load_acquire_u64(word(base, L.lastSequenceOffset)) == last.sequence - 1 else {
+            fail("the header's last sequence is not \(last.sequence - 1)")
+        }
+        say("torn \(last.segment) \(last.sequence)")
+        while let _ = readLine() {}
+        exit(0)
 
     default:
         fail("unknown mode \(mode)")
