@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(6)), arguments: DaemonRestartTests.Restart.allCases)
-    func persistentChannelsSurviveTwentyKillsOfTheRegistry(_ restart: DaemonRestartTests.Restart) async throws {
+    func persistentChannelsSurviveTheRegistryKilledAgainAndAgain(_ restart: DaemonRestartTests.Restart) async throws {
         let services = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-persist-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: services, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: services) }
@@ -145,9 +145,10 @@ import Testing
         #expect(first == nil, "before any restart: \(first ?? "")")
         var survived = 0
         var killedWhileStarting = 0
-        for round in 0..<20 {
+        let rounds = Reliability.count(quick: 20, full: 100)
+        for round in 0..<rounds {
             try await kill()
-            if round == 10 {
+            if round == rounds / 2 {
                 await live?.close()
                 live = nil
             } else {
@@ -185,7 +186,7 @@ import Testing
         #expect(try await Self.keptCount(client.connection) == UInt32(held), "the keeper holds what the registry holds")
         Reliability.report(
             "registry-sigkill-persistent-\(restart.rawValue)",
-            ["kills": 21, "killed_while_starting": killedWhileStarting, "checked_restarts_survived": survived + (last == nil ? 1 : 0),
+            ["kills": rounds + 1, "killed_while_starting": killedWhileStarting, "checked_restarts_survived": survived + (last == nil ? 1 : 0),
              "channels": expected.count, "keys": expected.values.map(\.count).reduce(0, +), "segments": held])
     }
 
