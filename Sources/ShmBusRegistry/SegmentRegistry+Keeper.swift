@@ -1,6 +1,7 @@
 import DBus
 import Foundation
 import SharedSegments
+import ShmBusPolicy
 import ShmBusProtocol
 
 /// Persistence across registry restarts: the records the keeper holds, and taking a
@@ -11,11 +12,11 @@ extension SegmentRegistry {
     func keptSegment(_ name: String) -> KeptSegment? {
         guard let segment = segments[name], segment.persistent else { return nil }
         let record = Keeper1.Record(
-            segment: name, channel: segment.channel, owner: segment.owner ?? "", ownerUid: segment.ownerUID,
+            segment: name, channel: segment.channel, owner: segment.owner ?? "", ownerUid: segment.holder.uid,
             ttl: segment.ttl.map { UInt64(max(0, $0.components.seconds)) },
             expires: segment.expiresMicroseconds == 0 ? nil : segment.expiresMicroseconds,
             created: segment.createdMicroseconds, replaces: segment.replaces.isEmpty ? nil : segment.replaces,
-            doorbell: segment.doorbell)
+            doorbell: segment.doorbell, ownerApp: segment.holder.appID, readers: segment.readers.wire)
         return KeptSegment(fd: segment.file.readOnlyDescriptor, record: record)
     }
 
@@ -43,6 +44,10 @@ extension SegmentRegistry {
             let record = entry.record
             guard let name = record.segment, let channel = record.channel, segments[name] == nil else { continue }
             do {
+                // Whose it is and who may read it must be known, or nobody could be
+                // refused: a record without them is not taken back.
+                guard record.ownerUid != nil else { throw ShmBusError.badSegment("the kept record of \(name) names no owner") }
+                _ = try ReadPolicy(wire: record.readers ?? [])
                 let file = try InspectedSegment(entry.fd, expectedChannel: channel)
                 guard file.name == name else { throw ShmBusError.badSegment("the kept record names \(name), the segment is \(file.name)") }
                 inspected.append((entry, file))
@@ -64,8 +69,10 @@ extension SegmentRegistry {
             let record = entry.record
             let owner = record.owner.flatMap { owners[$0] == true ? $0 : nil }
             let ttl = record.ttl.map { Duration.seconds(Int64(clamping: $0)) }
+            let holder = ChannelOwner(uid: record.ownerUid ?? 0, appID: record.ownerApp)
+            let readers = (try? ReadPolicy(wire: record.readers ?? [])) ?? .ownerOnly
             var segment = Segment(
-                name: file.name, channel: file.channel, owner: owner, ownerUID: record.ownerUid, file: file,
+                name: file.name, channel: file.channel, owner: owner, holder: holder, readers: readers, file: file,
                 doorbell: owner == nil ? nil : record.doorbell, persistent: true, ttl: ttl,
                 createdMicroseconds: record.created ?? UInt64(now * 1_000_000), replaces: record.replaces ?? "")
             if let successor = successors[file.name] {
@@ -85,6 +92,7 @@ extension SegmentRegistry {
                 keeper?.ownerLeft(file.name, expires: 0)
             }
             segments[file.name] = segment
+            account(segment, 1)
             byChannel[file.channel, default: []].append(file.name)
         }
         for (name, members) in byChannel {
@@ -105,11 +113,12 @@ extension SegmentRegistry {
         var dropped = 0
         for segment in ordered where !keep.contains(segment.name) {
             segments[segment.name] = nil
+            account(segment, -1)
             keeper?.drop(segment.name)
             dropped += 1
         }
         channels[name] = Channel(
-            name: name, owner: current.owner, segments: ordered.map(\.name).filter(keep.contains), current: current.name)
+            name: name, owner: current.owner, holder: current.holder, segments: ordered.map(\.name).filter(keep.contains), current: current.name)
         return dropped
     }
 }

@@ -48,6 +48,18 @@ int shmbus_futex_wake(const uint32_t *word, int count);
 /* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
 int shmbus_eventfd(void);
 
+/* pidfd_open(2) of pid (flags 0; pidfds are always close-on-exec). Returns the
+ * descriptor or -1 with errno set. */
+int shmbus_pidfd_open(int pid);
+
+/* pidfd_send_signal(2) of signal to the process pidfd names (0 checks that it
+ * still exists). Returns 0 or -1 with errno set (ESRCH once it has ended). */
+int shmbus_pidfd_send_signal(int pidfd, int signal);
+
+/* open(2) of a directory with O_PATH | O_DIRECTORY | O_CLOEXEC (O_PATH needs
+ * _GNU_SOURCE, which the Swift importer does not define). */
+int shmbus_open_directory_path(const char *path);
+
 /* posix_spawn(3) of path with argv/envp, with an empty signal mask and default
  * signal dispositions in the child (a Swift process blocks most signals in its
  * threads, and children would inherit that), and with fd_map[2*i] dup2'ed onto

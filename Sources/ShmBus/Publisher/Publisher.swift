@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import Logging
 import SharedSegments
+import ShmBusPolicy
 import Locking
 import Synchronization
 import SystemPackage
@@ -49,6 +50,10 @@ public final class Publisher: Sendable {
         /// its first segment (they would be obsolete at once): a one-shot publish of a
         /// key then holds the new chunk only.
         public var replacingKeys: Set<String> = []
+        /// Who may read besides this process's Unix user and root (docs/SECURITY.md):
+        /// the registry and this publisher's own `Publisher1.OpenSegment` refuse
+        /// everyone else.
+        public var readers: ReadPolicy = .ownerOnly
         public init() {}
     }
 
@@ -77,7 +82,8 @@ public final class Publisher: Sendable {
         let notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
         self.notifier = notifier
         registrar = Registrar(
-            settings: .init(channel: channel, persistent: options.persistent, ttl: options.ttl, me: connection.uniqueName),
+            settings: .init(
+                channel: channel, persistent: options.persistent, ttl: options.ttl, readers: options.readers, me: connection.uniqueName),
             registry: registry, writer: writer, logger: logger, announce: { notifier.committed($0) })
     }
 
@@ -267,7 +273,9 @@ public final class Publisher: Sendable {
     // MARK: The bus side
 
     private func exportObject() async throws(ShmBusError) {
-        let object = PublisherObject(channel: channel, writer: writer)
+        let object = PublisherObject(
+            channel: channel, writer: writer, peers: PeerDirectory(connection: connection),
+            owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers)
         let handle = try await ShmBusError.rethrowing {
             try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
         }
