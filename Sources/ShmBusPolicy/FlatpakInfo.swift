@@ -48,7 +48,10 @@ public enum FlatpakInfo {
             let root = try UnixFileDescriptor.directoryPath("/proc/\(pid)/root")
             text = try read(relativeTo: root)
         } catch {
-            throw .accessDenied("cannot tell whether process \(pid) is sandboxed: \(error)")
+            // Looking into another user's process takes root or CAP_SYS_PTRACE: a
+            // registry on the system bus needs one of them to tell sandboxes apart.
+            throw .accessDenied(
+                "cannot tell whether process \(pid) is sandboxed: \(error) (a registry serving other users runs as root or with CAP_SYS_PTRACE)")
         }
         guard process.processIsAlive() else {
             throw .accessDenied("process \(pid) ended while it was examined; whether it was sandboxed is unknown")
