@@ -21,6 +21,10 @@ actor KeptSegments {
     /// The most segments one keeper holds: the registry's own limit is 16,384; the
     /// margin is for records a registry could not drop before it died.
     static let limit = 65_536
+    /// The most descriptors one message carries: what the system bus passes by default
+    /// (a bus drops the connection of a peer that sends more, which for the keeper
+    /// would lose everything it holds).
+    static let descriptorsPerMessage = 16
 
     init(logger: Logger) {
         self.logger = logger
@@ -51,7 +55,9 @@ actor KeptSegments {
         if kept.isEmpty { emptySince = .now }
     }
 
-    /// Up to `count` segments after `after`, in name order.
+    /// Up to `count` segments after `after`, in name order, with at most
+    /// ``descriptorsPerMessage`` descriptors in all: a segment with a doorbell carries
+    /// two, and a reply over the bus's limit would cost the keeper its connection.
     func hand(after: String, count: Int) -> [KeptSegment] {
         let names = order ?? kept.keys.sorted()
         order = names
@@ -61,7 +67,16 @@ actor KeptSegments {
             let middle = (low + high) / 2
             if names[middle] <= after { low = middle + 1 } else { high = middle }
         }
-        return names[low..<min(names.count, low + count)].compactMap { kept[$0] }
+        var out: [KeptSegment] = []
+        var descriptors = 0
+        for name in names[low...] {
+            guard out.count < count, let segment = kept[name] else { break }
+            let carried = segment.record.doorbell == nil ? 1 : 2
+            guard descriptors + carried <= Self.descriptorsPerMessage else { break }
+            descriptors += carried
+            out.append(segment)
+        }
+        return out
     }
 
     /// Whether the keeper has held nothing for `duration`.
