@@ -41,7 +41,13 @@ public final class KeeperService: Sendable {
         on connection: DBusConnection, idleExit: Duration = .seconds(30),
         logger: Logger = Logger(label: "org.shmbus.keeper")
     ) async throws -> KeeperService {
-        let kept = KeptSegments(logger: logger)
+        let descriptors = DescriptorLimit.raise()
+        let kept = KeptSegments(logger: logger, capacity: DescriptorLimit.segments(under: descriptors))
+        if kept.capacity < KeptSegments.limit {
+            logger.notice(
+                "the open-file limit bounds how many segments this keeper holds",
+                metadata: ["open-files": "\(descriptors)", "segments": "\(kept.capacity)"])
+        }
         let object = KeeperObject(kept: kept, connection: connection, user: getuid())
         let export = try await connection.export([Keeper1.interface(implementedBy: object)], at: ShmBusProtocol.keeperPath)
         let service = KeeperService(connection: connection, kept: kept, export: export)

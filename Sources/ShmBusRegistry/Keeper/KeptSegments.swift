@@ -26,15 +26,21 @@ actor KeptSegments {
     /// would lose everything it holds).
     static let descriptorsPerMessage = 16
 
-    init(logger: Logger) {
+    /// This keeper's limit: ``limit``, or fewer when its descriptor limit would be
+    /// reached first. A message whose descriptors cannot be received costs the keeper its
+    /// connection, and with it every segment, so the quota must refuse before that.
+    let capacity: Int
+
+    init(logger: Logger, capacity: Int = KeptSegments.limit) {
         self.logger = logger
+        self.capacity = min(capacity, Self.limit)
     }
 
     var count: Int { kept.count }
 
     func keep(_ segment: KeptSegment, name: String, channel: String) throws(ShmBusError) {
         guard !closing else { throw ShmBusError(.registryUnavailable, "the keeper is exiting; start a new one") }
-        guard kept[name] != nil || kept.count < Self.limit else {
+        guard kept[name] != nil || kept.count < capacity else {
             throw .quotaExceeded("the keeper holds \(kept.count) segments, its limit")
         }
         kept[name] = segment
