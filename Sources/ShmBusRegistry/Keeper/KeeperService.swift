@@ -80,7 +80,16 @@ public final class KeeperService: Sendable {
                     service.stop()
                     return
                 }
-                _ = try? await connection.requestName(ShmBusProtocol.keeperName, flags: [.doNotQueue])
+                // Something came in meanwhile. Another keeper may have taken the name
+                // since (the registry starts one when the name goes): then this one is
+                // exited, since nobody would ever take back or drop what it holds, and the
+                // registry gives the new one everything it has, this included.
+                let reply = try? await connection.requestName(ShmBusProtocol.keeperName, flags: [.doNotQueue])
+                guard reply == .primaryOwner || reply == .alreadyOwner else {
+                    logger.warning("another keeper took the name while this one was exiting; exiting")
+                    service.stop()
+                    return
+                }
             }
         }
         logger.info("keeper started", metadata: ["unique-name": "\(connection.uniqueName)", "bus": "\(connection.bus)"])
