@@ -130,13 +130,12 @@ struct KeeperObject: Keeper1.Implementation {
 
     func keep(fd: UnixFileDescriptor, record: Keeper1.Record, call: DBusMethodCall) async throws {
         try await checkCaller(call)
-        guard let segment = record.segment, SegmentID(name: segment) != nil else {
-            throw ShmBusError.invalidArgument("a kept segment needs its name (32 hex digits) in the record's 'segment' key")
-        }
-        guard let channel = record.channel, !channel.isEmpty else {
-            throw ShmBusError.invalidArgument("a kept segment needs its channel in the record's 'channel' key")
-        }
-        try await kept.keep(KeptSegment(fd: fd, record: record), name: segment, channel: channel)
+        // Held only as a registry would write it: whatever is kept is handed to the next
+        // registry, so a record or descriptor no registry would send is refused here,
+        // not at every start-up after.
+        let segment = KeptSegment(fd: fd, record: record)
+        if let problem = record.problem ?? segment.descriptorProblem { throw ShmBusError.invalidArgument(problem) }
+        try await kept.keep(segment, name: record.segment ?? "", channel: record.channel ?? "")
     }
 
     func ownerLeft(segment: String, expires: UInt64, call: DBusMethodCall) async throws {
