@@ -67,13 +67,17 @@ final class KeeperLink: Sendable {
     /// What a running keeper holds, in batches, or nothing when no keeper of this
     /// process's Unix user is on the bus. A keeper is not started for this: a bus
     /// without one has nothing to give back.
+    ///
+    /// At most ``KeptSegments/limit`` segments, each batch in name order after the one
+    /// before: a keeper that repeats itself, or never says it is done, would otherwise
+    /// keep the registry from starting (and fill it with descriptors).
     static func takeBack(on connection: DBusConnection, logger: Logger) async -> [KeptSegment] {
         guard let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) else { return [] }
         guard await trusts(owner, on: connection, logger: logger) else { return [] }
         let keeper = Keeper1.Proxy(connection: connection, destination: owner, path: ShmBusProtocol.keeperPath)
         var out: [KeptSegment] = []
         var after = ""
-        while true {
+        while out.count < KeptSegments.limit {
             let batch: [KeptSegment]
             do {
                 batch = try await keeper.hand(after: after)
@@ -81,10 +85,22 @@ final class KeeperLink: Sendable {
                 logger.error("the keeper did not hand back its segments", metadata: ["keeper": "\(owner)", "error": "\(error)"])
                 return out
             }
-            guard let last = batch.last?.record.segment, last > after else { return out }
-            out += batch
-            after = last
+            guard !batch.isEmpty else { return out }
+            var previous = after
+            for entry in batch.prefix(ShmBusProtocol.keeperBatch) {
+                guard let name = entry.record.segment, name > previous else {
+                    logger.error(
+                        "the keeper handed back segments out of order; taking no more",
+                        metadata: ["keeper": "\(owner)", "after": "\(previous)", "segment": "\(entry.record.segment ?? "")"])
+                    return out
+                }
+                out.append(entry)
+                previous = name
+            }
+            after = previous
         }
+        logger.error("the keeper holds more segments than a registry takes back", metadata: ["keeper": "\(owner)", "taken": "\(out.count)"])
+        return out
     }
 
     /// A keeper is trusted with segments, and its records believed, only if it runs as
