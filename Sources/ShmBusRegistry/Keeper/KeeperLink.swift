@@ -164,36 +164,58 @@ private actor Worker {
         }
     }
 
-    /// Sends one call to the keeper. When there is none, or the call fails, a keeper is
-    /// found or started and given the registry's whole persistent state, which
-    /// includes what this call would have done.
+    /// Sends one call to the keeper. When there is none, or it did not answer, a keeper
+    /// is found or started and given the registry's whole persistent state, and then the
+    /// call: a keeper found on the bus may hold segments this registry has since
+    /// removed, and a snapshot has no word for what is gone.
     private func send(_ call: @Sendable (Keeper1.Proxy) async throws -> Void) async {
         if let keeper {
             do {
                 try await call(proxy(keeper))
                 return
             } catch {
+                guard !Self.refused(error) else {
+                    // It answered, and said no (full, or a record it does not take):
+                    // giving it everything again would change nothing but cost a whole
+                    // snapshot for every call from now on.
+                    logger.warning("the keeper refused a call", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
+                    return
+                }
                 logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
                 self.keeper = nil
             }
         }
         guard let found = await findOrStart() else { return }
-        await give(await snapshot(), to: found)
+        guard await give(await snapshot(), to: found) else { return }
+        do {
+            try await call(proxy(found))
+        } catch {
+            logger.warning("the keeper refused a call", metadata: ["keeper": "\(found)", "error": "\(error)"])
+        }
     }
 
-    private func give(_ segments: [KeptSegment], to owner: String) async {
+    /// Whether `error` is the keeper's own answer (`org.shmbus.Error.*`), as opposed to
+    /// a keeper that is gone, exiting or not answering.
+    private static func refused(_ error: any Error) -> Bool {
+        (error as? DBusError)?.name.hasPrefix("org.shmbus.Error.") == true
+    }
+
+    /// Keeps every segment of `segments` with `owner`; false when it stopped answering.
+    @discardableResult
+    private func give(_ segments: [KeptSegment], to owner: String) async -> Bool {
         let keeper = proxy(owner)
         for segment in segments {
             do {
                 try await keeper.keep(fd: segment.fd, record: segment.record)
             } catch {
                 logger.error("the keeper refused a segment", metadata: ["segment": "\(segment.record.segment ?? "")", "error": "\(error)"])
-                if (error as? DBusError)?.name.hasPrefix("org.shmbus.Error.") != true { return }
+                if !Self.refused(error) { return false }
             }
         }
         self.keeper = owner
         warned = false
         logger.info("keeper holds the persistent segments", metadata: ["keeper": "\(owner)", "segments": "\(segments.count)"])
+        return true
     }
 
     private func proxy(_ owner: String) -> Keeper1.Proxy {
