@@ -1,5 +1,6 @@
 import DBus
 import Foundation
+import Locking
 import Logging
 import ShmBusProtocol
 import ShmBusSystem
@@ -136,6 +137,12 @@ private actor Worker {
     /// Set when no keeper could be had, so that the warning is logged once; a keeper
     /// appearing on the bus later is given everything.
     var warned = false
+    /// Until when calls do not look for a keeper again after none could be had. Looking
+    /// means asking the bus, maybe starting a process and waiting up to 10 s for it, on
+    /// the one queue every persistent registration waits on; a keeper that appears
+    /// meanwhile is given everything anyway (``KeeperLink/keeperChanged()``).
+    var retryAt = ContinuousClock.now
+    static let retryInterval = Duration.seconds(30)
 
     init(connection: DBusConnection, command: [String]?, logger: Logger, snapshot: @escaping KeeperLink.Snapshot) {
         self.connection = connection
@@ -185,7 +192,7 @@ private actor Worker {
                 self.keeper = nil
             }
         }
-        guard let found = await findOrStart() else { return }
+        guard ContinuousClock.now >= retryAt, let found = await findOrStart() else { return }
         guard await give(await snapshot(), to: found) else { return }
         do {
             try await call(proxy(found))
@@ -226,8 +233,9 @@ private actor Worker {
     /// configured command; nil (logged once) when there is none to be had.
     private func findOrStart() async -> String? {
         if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
-            return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+            return await checked(owner)
         }
+        let exited = Lock(false)
         do {
             _ = try await connection.call(
                 destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
@@ -236,23 +244,38 @@ private actor Worker {
             guard let command, let executable = command.first else { return unavailable("\(error)") }
             do {
                 let process = try ChildProcess(executable, Array(command.dropFirst()), stdin: .null, stdout: .null, stderr: .inherit)
-                // Reaped when it exits, so that no zombie stays behind while this runs.
-                Task.detached { _ = await process.exit() }
+                // Reaped when it exits, so that no zombie stays behind while this runs;
+                // a keeper that exits at once (it may not own the name) ends the wait.
+                Task.detached {
+                    _ = await process.exit()
+                    exited.withLock { $0 = true }
+                }
             } catch {
                 return unavailable("cannot start \(command.joined(separator: " ")): \(error)")
             }
         }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
+            let gone = exited.withLock { $0 }
             if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
-                return await KeeperLink.trusts(owner, on: connection, logger: logger) ? owner : nil
+                return await checked(owner)
             }
+            if gone { return unavailable("the keeper exited without taking \(ShmBusProtocol.keeperName)") }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return unavailable("the keeper started but did not take \(ShmBusProtocol.keeperName) within 10 s")
     }
 
+    /// `owner` if it is a keeper this registry trusts.
+    private func checked(_ owner: String) async -> String? {
+        guard await KeeperLink.trusts(owner, on: connection, logger: logger) else {
+            return unavailable("the keeper's name is owned by a connection of another Unix user")
+        }
+        return owner
+    }
+
     private func unavailable(_ reason: String) -> String? {
+        retryAt = .now + Self.retryInterval
         if !warned {
             logger.warning(
                 "no keeper: persistent segments will not survive a restart of the registry",
