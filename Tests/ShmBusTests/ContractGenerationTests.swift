@@ -19,7 +19,7 @@ import Testing
         #expect(status == .exited(0), "\(err)")
         let committed = root.appendingPathComponent("Sources/ShmBusProtocol/Generated")
         let fresh = try FileManager.default.contentsOfDirectory(atPath: output.path).sorted()
-        #expect(fresh == ["Channel1.swift", "Publisher1.swift", "Registry1.swift", "Segment1.swift"])
+        #expect(fresh == ["Channel1.swift", "Keeper1.swift", "Publisher1.swift", "Registry1.swift", "Segment1.swift"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: committed.path).sorted() == fresh, "no stale generated file")
         for name in fresh {
             let now = try String(contentsOf: output.appendingPathComponent(name), encoding: .utf8)
@@ -35,7 +35,7 @@ import Testing
             let xml = try String(contentsOf: root.appendingPathComponent("dbus/\(file)"), encoding: .utf8)
             for interface in try DBusIntrospection(xml: xml).interfaces { parsed[interface.name] = interface }
         }
-        let generated = [Registry1.declaration, Channel1.declaration, Segment1.declaration, Publisher1.declaration]
+        let generated = [Registry1.declaration, Channel1.declaration, Segment1.declaration, Publisher1.declaration, Keeper1.declaration]
         #expect(Set(parsed.keys) == Set(generated.map(\.name)))
         for declaration in generated {
             let xml = try #require(parsed[declaration.name])
