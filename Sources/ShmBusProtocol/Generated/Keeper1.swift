@@ -47,7 +47,7 @@ public enum Keeper1 {
                 outputs: [
                     DBusArgument("segments", "a(ha{sv})", annotations: [DBusAnnotation("org.shmbus.Swift.Type", "[KeptSegment]")]),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Kept segments, ordered by name, starting with the first whose name is greater than after (all when empty), at most 16 (the system bus passes at most 16 descriptors in one message). The keeper goes on holding them. An empty array means there are no more.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Kept segments, ordered by name, starting with the first whose name is greater than after (all when empty), at most 16, with at most 16 descriptors in all (a segment with a doorbell carries two; the system bus passes at most 16 descriptors in one message, and drops the connection of a peer that sends more). The keeper goes on holding them. An empty array means there are no more.")]
             ),
         ],
         signals: [
@@ -105,9 +105,10 @@ extension Keeper1 {
         /// error.
         func drop(segment: String, call: DBusMethodCall) async throws
         /// Kept segments, ordered by name, starting with the first whose name is greater than
-        /// after (all when empty), at most 16 (the system bus passes at most 16 descriptors in
-        /// one message). The keeper goes on holding them. An empty array means there are no
-        /// more.
+        /// after (all when empty), at most 16, with at most 16 descriptors in all (a segment
+        /// with a doorbell carries two; the system bus passes at most 16 descriptors in one
+        /// message, and drops the connection of a peer that sends more). The keeper goes on
+        /// holding them. An empty array means there are no more.
         func hand(after: String, call: DBusMethodCall) async throws -> [KeptSegment]
         var segmentCount: UInt32 { get async throws }
     }
@@ -176,9 +177,10 @@ extension Keeper1 {
         }
 
         /// Kept segments, ordered by name, starting with the first whose name is greater than
-        /// after (all when empty), at most 16 (the system bus passes at most 16 descriptors in
-        /// one message). The keeper goes on holding them. An empty array means there are no
-        /// more.
+        /// after (all when empty), at most 16, with at most 16 descriptors in all (a segment
+        /// with a doorbell carries two; the system bus passes at most 16 descriptors in one
+        /// message, and drops the connection of a peer that sends more). The keeper goes on
+        /// holding them. An empty array means there are no more.
         public func hand(after: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> [KeptSegment] {
             return try await base.call("Hand", [after.dbusValue], timeout: timeout).decode([KeptSegment].self)
         }
