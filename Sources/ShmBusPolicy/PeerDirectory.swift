@@ -15,8 +15,12 @@ public actor PeerDirectory {
     /// Connections remembered at most; the oldest are looked up again if they call.
     static let capacity = 65_536
 
-    public init(connection: DBusConnection) {
+    /// What to make of another user's caller this process may not look into.
+    private let otherUsers: FlatpakInfo.OtherUsersProcesses
+
+    public init(connection: DBusConnection, otherUsers: FlatpakInfo.OtherUsersProcesses = .refuse) {
         self.connection = connection
+        self.otherUsers = otherUsers
     }
 
     /// The identity of `sender` (a unique name).
@@ -32,7 +36,7 @@ public actor PeerDirectory {
             throw .accessDenied("the bus cannot tell who \(sender) is: \(error)")
         }
         let identity = PeerIdentity(
-            uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials))
+            uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials, otherUsers: otherUsers))
         if known.updateValue(identity, forKey: sender) == nil {
             order.append(sender)
             if order.count > Self.capacity { known[order.removeFirst()] = nil }
