@@ -173,12 +173,14 @@ actor SegmentRegistry {
         guard !departed.contains(request.sender) else {
             throw .accessDenied("the caller \(request.sender) has left the bus")
         }
-        if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
-            throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
-        }
+        // Whose the channel is first, so that another user hears the rule that keeps it
+        // out (the name belongs to a user), not which connection holds it now.
         try AccessRules.checkOwnership(
             request.identity, channel: request.channel, owner: channels[request.channel]?.holder, registryUser: registryUser,
             action: "register on")
+        if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
+            throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
+        }
         guard segments[name] == nil else {
             throw .invalidArgument("segment \(name) is already registered")
         }
