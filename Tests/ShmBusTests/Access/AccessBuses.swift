@@ -57,10 +57,10 @@ class AccessBus: @unchecked Sendable {
 
     /// `shmbus publish --hold` of `bytes` as `user`: its process (which holds the live
     /// segment until killed) and the segment's name.
-    func hold(as user: String, in sandbox: Sandbox? = nil, channel: String, _ bytes: String, readers: String? = nil) async throws
-        -> (process: ChildProcess, segment: String)
-    {
-        var arguments = ["publish", "--channel", channel, "--key", "k", "--hold", "--bus", address]
+    func hold(
+        as user: String, in sandbox: Sandbox? = nil, channel: String, _ bytes: String, readers: String? = nil, options: [String] = []
+    ) async throws -> (process: ChildProcess, segment: String) {
+        var arguments = ["publish", "--channel", channel, "--key", "k", "--hold", "--bus", address] + options
         if let readers { arguments += ["--readers", readers] }
         let process = try users.spawn(as: user, in: sandbox, shmbus, arguments + [try file(bytes)])
         let line = try await process.readLine() ?? ""
