@@ -237,7 +237,9 @@ struct Sandbox: Sendable {
     /// The directory of the Swift runtime libraries the built products link (this
     /// process's libswiftCore.so).
     static let swiftRuntime: String? = {
-        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+        // Read, not String(contentsOfFile:): /proc files say they are empty.
+        guard let file = try? UnixFileDescriptor.open("/proc/self/maps", O_RDONLY), let bytes = try? file.readAll(limit: 64 << 20) else { return nil }
+        let maps = String(decoding: bytes, as: UTF8.self)
         guard let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("/libswiftCore.so") }),
             let slash = line.firstIndex(of: "/")
         else { return nil }
