@@ -19,13 +19,31 @@ public enum FlatpakInfo {
     /// The file is small; anything larger is not Flatpak's.
     static let maxSize = 64 * 1024
 
+    /// What to make of a caller of another Unix user whose process this one may not look
+    /// into (only root may look into other users' processes: `/proc/PID/root` needs
+    /// ptrace access).
+    public enum OtherUsersProcesses: Sendable {
+        /// Refuse it: nobody can say it is not sandboxed. The registry's choice: it runs as
+        /// root where other users call it (docs/SECURITY.md), and apps that Flatpak lets
+        /// talk to it on the system bus must be told apart.
+        case refuse
+        /// Take it for its Unix user. A publisher's choice: it runs as its own user and
+        /// could otherwise serve no other user at all, whatever its readers say; an app
+        /// cannot call a publisher's unique name through Flatpak's bus proxy anyway
+        /// (docs/SECURITY.md, "What ShmBus does not promise").
+        case takeForTheirUser
+    }
+
     /// The app ID of the sandbox `credentials` come from; nil when the process is not
     /// in one.
     ///
     /// - Throws: ``ShmBusError`` (`AccessDenied`) when the process cannot be examined (it
-    ///   ended, or this process may not look into it): then nobody can say it is not
+    ///   ended, or this process may not look into it, unless `otherUsers` says to take
+    ///   another user's process for that user): then nobody can say it is not
     ///   sandboxed, and callers refuse what a sandbox may not do.
-    public static func appID(of credentials: ConnectionCredentials) throws(ShmBusError) -> String? {
+    public static func appID(of credentials: ConnectionCredentials, otherUsers: OtherUsersProcesses = .refuse) throws(ShmBusError)
+        -> String?
+    {
         let process: UnixFileDescriptor
         let pid: pid_t
         do {
@@ -48,6 +66,13 @@ public enum FlatpakInfo {
             let root = try UnixFileDescriptor.directoryPath("/proc/\(pid)/root")
             text = try read(relativeTo: root)
         } catch {
+            // Never for the caller's own user: an app that made itself impossible to
+            // examine (prctl PR_SET_DUMPABLE 0) must not pass for its user.
+            if otherUsers == .takeForTheirUser, geteuid() != 0, credentials.unixUserID != geteuid(),
+                [.permissionDenied, .notPermitted].contains(error.errno)
+            {
+                return nil
+            }
             // Looking into another user's process takes root or CAP_SYS_PTRACE: a
             // registry on the system bus needs one of them to tell sandboxes apart.
             throw .accessDenied(

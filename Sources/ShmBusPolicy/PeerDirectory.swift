@@ -1,4 +1,5 @@
 import DBus
+import Glibc
 import ShmBusProtocol
 
 /// The identities of the connections that call, looked up once per connection: the
@@ -15,8 +16,12 @@ public actor PeerDirectory {
     /// Connections remembered at most; the oldest are looked up again if they call.
     static let capacity = 65_536
 
-    public init(connection: DBusConnection) {
+    /// What to make of another user's caller this process may not look into.
+    private let otherUsers: FlatpakInfo.OtherUsersProcesses
+
+    public init(connection: DBusConnection, otherUsers: FlatpakInfo.OtherUsersProcesses = .refuse) {
         self.connection = connection
+        self.otherUsers = otherUsers
     }
 
     /// The identity of `sender` (a unique name).
@@ -31,13 +36,37 @@ public actor PeerDirectory {
         } catch {
             throw .accessDenied("the bus cannot tell who \(sender) is: \(error)")
         }
+        if credentials.processFD == nil, try await !busProcessIDsNameProcessesHere() {
+            throw .accessDenied(
+                "the bus names \(sender)'s process by its ID in another PID namespace than this process's (this process runs in a sandbox of its own), so whether the caller is sandboxed cannot be told here; read through the registry")
+        }
         let identity = PeerIdentity(
-            uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials))
+            uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials, otherUsers: otherUsers))
         if known.updateValue(identity, forKey: sender) == nil {
             order.append(sender)
             if order.count > Self.capacity { known[order.removeFirst()] = nil }
         }
         return identity
+    }
+
+    /// Whether the `ProcessID`s the bus reports name processes here. They do not when
+    /// this process is in another PID namespace than the bus daemon (a publisher in a
+    /// sandbox): an ID the bus gives for a caller outside could name nothing here, or a
+    /// process of this sandbox, which would lend the caller this sandbox's app ID.
+    /// Asked once, with this connection's own ID.
+    private var processIDsNameProcessesHere: Bool?
+
+    private func busProcessIDsNameProcessesHere() async throws(ShmBusError) -> Bool {
+        if let known = processIDsNameProcessesHere { return known }
+        let own: ConnectionCredentials
+        do {
+            own = try await connection.credentials(of: connection.uniqueName)
+        } catch {
+            throw .accessDenied("the bus cannot tell which process this one is: \(error)")
+        }
+        let answer = own.processID == UInt32(bitPattern: getpid())
+        processIDsNameProcessesHere = answer
+        return answer
     }
 
     /// `name` left the bus: its identity is not needed again.

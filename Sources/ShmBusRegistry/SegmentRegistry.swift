@@ -138,6 +138,11 @@ actor SegmentRegistry {
         guard let entry = channels[channel] else { throw .notFound("no channel '\(channel)' in the registry") }
         var candidates = entry.segments.compactMap { segments[$0] }.filter { $0.state == .active }
         candidates.sort { ($0.name == entry.current ? 1 : 0, $0.file.generation) > ($1.name == entry.current ? 1 : 0, $1.file.generation) }
+        // A caller who may read none of the channel is refused before any key is looked
+        // at: NotFound for a missing key would tell which keys exist.
+        if let first = candidates.first, !candidates.contains(where: { mayRead(reader, $0) }) {
+            try AccessRules.checkRead(reader, channel: channel, owner: first.holder, policy: first.readers)
+        }
         var lastError: ShmBusError?
         for segment in candidates {
             do {
@@ -173,12 +178,14 @@ actor SegmentRegistry {
         guard !departed.contains(request.sender) else {
             throw .accessDenied("the caller \(request.sender) has left the bus")
         }
-        if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
-            throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
-        }
+        // Whose the channel is first, so that another user hears the rule that keeps it
+        // out (the name belongs to a user), not which connection holds it now.
         try AccessRules.checkOwnership(
             request.identity, channel: request.channel, owner: channels[request.channel]?.holder, registryUser: registryUser,
             action: "register on")
+        if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
+            throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
+        }
         guard segments[name] == nil else {
             throw .invalidArgument("segment \(name) is already registered")
         }

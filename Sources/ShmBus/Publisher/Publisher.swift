@@ -274,7 +274,7 @@ public final class Publisher: Sendable {
 
     private func exportObject() async throws(ShmBusError) {
         let object = PublisherObject(
-            channel: channel, writer: writer, peers: PeerDirectory(connection: connection),
+            channel: channel, writer: writer, peers: PeerDirectory(connection: connection, otherUsers: .takeForTheirUser),
             owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers)
         let handle = try await ShmBusError.rethrowing {
             try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
