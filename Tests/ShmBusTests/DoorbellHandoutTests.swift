@@ -6,7 +6,8 @@ import Testing
 
 /// What a reader can do with the descriptors the registry hands it for a channel
 /// (`OpenSegment`: the segment and the writer's doorbell), tried for real by another
-/// process (`shmbus-test-peer doorbell … probe`).
+/// process (`shmbus-test-peer doorbell … probe`), and what overwriting the doorbell
+/// does to its writer.
 @Suite struct DoorbellHandoutTests {
     /// Starts the hostile reader on `channel` with `arguments` after "doorbell ADDRESS CHANNEL".
     static func hostileReader(_ fixture: RegistryFixture, channel: String, _ arguments: [String]) throws -> ChildProcess {
@@ -53,6 +54,28 @@ import Testing
         #expect(outcomes["segment.futex-wake"] == "ok")
         #expect(outcomes["segment.futex-requeue"] == "ok")
         #expect(outcomes["doorbell.futex-wake"] == "ok")
+        await publisher.close()
+    }
+
+    /// A reader that overwrites the doorbell's magic must not stop the writer from
+    /// registering its next generation with that doorbell (the registry checks the
+    /// doorbell each time a segment is registered with it).
+    @Test func aReaderOverwritingTheDoorbellCannotStopTheNextGenerationFromBeingRegistered() async throws {
+        let fixture = try await RegistryFixture()
+        let publisher = try await fixture.smallSegmentPublisher(channel: "overwritten")
+        try publisher.publish(Array("first".utf8))
+        await publisher.flush()
+        let peer = try Self.hostileReader(fixture, channel: "overwritten", ["zero-magic"])
+        defer { peer.closeStandardInput() }
+        #expect(try await peer.readLine() == "zeroed")
+        // Fill the 64 KiB segment: the writer collects into generation 2 and registers it.
+        let first = publisher.currentSegment
+        while publisher.currentSegment == first { try publisher.publish([UInt8](repeating: 1, count: 4000)) }
+        await publisher.flush()
+        let client = try await fixture.client()
+        let channel = try #require(try await client.channel("overwritten"))
+        #expect(channel.currentSegment == publisher.currentSegment, "the registry still has generation \(channel.generation)")
+        #expect(channel.generation >= 2)
         await publisher.close()
     }
 }

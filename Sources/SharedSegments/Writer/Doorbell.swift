@@ -31,8 +31,12 @@ public final class Doorbell: Sendable {
     }
 
     /// Opens a doorbell received from a writer (reader side): a memfd sealed against
-    /// resizing, one page, with the doorbell magic. The doorbell keeps a reference to
-    /// `fd` (shared ownership, no duplicate): whoever holds it may go on using it.
+    /// resizing (so mapping it never risks SIGBUS), one page at least. Its contents are
+    /// not checked, the magic included: any reader may have overwritten them, and the
+    /// registry checks every doorbell a segment is registered with, so a magic a
+    /// reader overwrote would make the writer's next generation unregistrable. The
+    /// doorbell keeps a reference to `fd` (shared ownership, no duplicate): whoever
+    /// holds it may go on using it.
     public static func open(_ fd: UnixFileDescriptor) throws(SegmentError) -> Doorbell {
         let L = SegmentLayout.self
         try Memfd.checkSealed(fd, required: FileSeals([.shrink, .grow]).rawValue)
@@ -41,9 +45,6 @@ public final class Doorbell: Sendable {
             throw SegmentError(.badDoorbell, "doorbell is \(size) bytes, not \(L.doorbellSize)")
         }
         let mapping = try MemoryMapping(fd: fd, length: L.doorbellSize, writable: true)
-        guard mapping.load(L.doorbellMagicOffset, as: UInt64.self) == L.doorbellMagic else {
-            throw SegmentError(.badDoorbell, "doorbell magic is wrong")
-        }
         return Doorbell(fileDescriptor: fd, mapping: mapping)
     }
 
