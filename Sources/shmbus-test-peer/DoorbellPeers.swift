@@ -213,7 +213,8 @@ func futexSubscribe(address: String, channel: String, count: Int, blocking: Bool
 
 /// `paced`: once a line arrives on stdin, publishes `count` chunks of `size` bytes,
 /// `interval` microseconds apart (0: as fast as it can), then prints
-/// "published COUNT us T cpu_us C" and holds the channel until stdin closes.
+/// "published COUNT us T cpu_us C rings R fruitless F held_back H" (the doorbell's
+/// statistics) and holds the channel until stdin closes.
 func publishPaced(address: String, channel: String, count: Int, size: Int, capacity: UInt64, interval: Int) async throws {
     var options = Publisher.Options()
     options.capacity = capacity
@@ -234,7 +235,10 @@ func publishPaced(address: String, channel: String, count: Int, size: Int, capac
     let elapsed = microseconds(since: start)
     let (cpu, _) = processUsage()
     await publisher.flush()
-    say("published \(count) us \(elapsed) cpu_us \(cpu - startCPU)")
+    let rings = publisher.doorbellStatistics
+    say(
+        "published \(count) us \(elapsed) cpu_us \(cpu - startCPU) rings \(rings.rings) fruitless \(rings.fruitlessRings) "
+            + "held_back \(rings.heldBack)")
     while let _ = readLine() {}
     await publisher.close()
 }

@@ -6,8 +6,9 @@ import ShmBusSystem
 import Synchronization
 import Testing
 
-/// The rules by which readers of a doorbell that anyone may write pace themselves
-/// (`WakePacing`), and a doorbell under a storm of wake-ups in one process. The same attacks between real processes: ShmBusTests'
+/// The rules by which readers and writers of a doorbell that anyone may write pace
+/// themselves (`WakePacing`, `RingPacing`), and a doorbell under a storm of wake-ups in
+/// one process. The same attacks between real processes: ShmBusTests'
 /// DoorbellAttackTests.
 @Suite struct DoorbellPacingTests {
     @Test func aReaderWokenForNothingBacksOffUpToItsLongestSleep() {
@@ -50,6 +51,46 @@ import Testing
         #expect(pacing.plan(step: step) == .wait(WakePacing.distrustedStep))
         pacing.waited(.woken, progressed: true)
         #expect(pacing.plan(step: step) == .wait(step))
+    }
+
+    @Test func aWriterHoldsBackAfterItsBudgetOfRingsForNobodyNeverForRingsThatWokeSomeone() throws {
+        var pacing = RingPacing()
+        for _ in 0..<10_000 { pacing.rang(woken: 1) }
+        let heldBackAfterFruitful = pacing.holdsBack()
+        #expect(!heldBackAfterFruitful, "rings that woke a sleeper are never rationed")
+        // The budget is per coarse-clock period; a tick falling inside the loop starts a
+        // new period, so allow twice the budget.
+        var fruitless = 0
+        while !pacing.holdsBack(), fruitless < 2 * RingPacing.fruitlessBudget {
+            pacing.rang(woken: 0)
+            fruitless += 1
+        }
+        #expect(fruitless <= 2 * RingPacing.fruitlessBudget && pacing.owed, "held back after \(fruitless) rings for nobody")
+        #expect(pacing.statistics.heldBack == 1)
+        // The hold ends with the period (the coarse clock's tick at most).
+        Thread.sleep(forTimeInterval: 0.01)
+        let heldBackLater = pacing.holdsBack()
+        #expect(!heldBackLater)
+        pacing.rang(woken: 1)
+        #expect(!pacing.owed)
+        #expect(pacing.statistics.rings == 10_000 + UInt64(fruitless) + 1)
+    }
+
+    /// The flag: a reader sets it before it sleeps, the writer clears it when it rings,
+    /// and rings only while it is set.
+    @Test func theWriterRingsOnlyWhileAReaderSaysItMaySleep() throws {
+        let writer = try ChannelWriter(channel: "test/doorbell", capacity: 1 << 20)
+        let reader = try Doorbell.open(writer.doorbell.fileDescriptor)
+        let flag = reader.mapping.base.advanced(by: SegmentLayout.doorbellSleepingOffset).assumingMemoryBound(to: UInt32.self)
+        try [UInt8](repeating: 1, count: 16).withUnsafeBytes { _ = try writer.append($0) }
+        #expect(writer.doorbellStatistics.rings == 0, "nobody sleeps")
+        reader.wait(timeout: .milliseconds(1)) { false }
+        #expect(shmbus_load_acquire_u32(flag) == 1)
+        try [UInt8](repeating: 2, count: 16).withUnsafeBytes { _ = try writer.append($0) }
+        #expect(writer.doorbellStatistics.rings == 1)
+        #expect(shmbus_load_acquire_u32(flag) == 0, "cleared by the ring")
+        try [UInt8](repeating: 3, count: 16).withUnsafeBytes { _ = try writer.append($0) }
+        #expect(writer.doorbellStatistics.rings == 1, "rung once for the sleepers there were")
     }
 
     /// A thread wakes the doorbell's word as fast as it can while a reader waits with

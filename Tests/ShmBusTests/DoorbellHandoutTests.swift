@@ -41,8 +41,8 @@ import Testing
         #expect(outcomes["segment.reopened.mmap-write"] == "EPERM", "F_SEAL_FUTURE_WRITE, not the descriptor's mode, stops it")
         #expect(outcomes["segment.reopened.pwrite"] == "EPERM")
 
-        // The doorbell: a reader must be able to say that it waits (at offset 12), so
-        // it may map it writable; its size and seals stay the writer's.
+        // The doorbell: a reader must be able to say that it sleeps (the flag at offset
+        // 12), so it may map it writable; its size and seals stay the writer's.
         #expect(outcomes["doorbell.seals"] == "0x7")
         #expect(outcomes["doorbell.mmap-write"] == "ok")
         #expect(outcomes["doorbell.ftruncate"] == "EPERM")
