@@ -49,6 +49,12 @@ import Testing
         #expect(pacing.plan(step: step) == .wait(WakePacing.distrustedStep))
         pacing.waited(.timedOut, progressed: false)
         #expect(pacing.plan(step: step) == .wait(WakePacing.distrustedStep))
+        // Trusted again only after several wake-ups in a row brought something.
+        for _ in 1..<WakePacing.wakesToTrustAgain { pacing.waited(.woken, progressed: true) }
+        #expect(pacing.plan(step: step) == .wait(WakePacing.distrustedStep))
+        pacing.waited(.woken, progressed: false)
+        for _ in 1..<WakePacing.wakesToTrustAgain { pacing.waited(.woken, progressed: true) }
+        #expect(pacing.plan(step: step) == .wait(WakePacing.distrustedStep), "a wake-up for nothing starts the count again")
         pacing.waited(.woken, progressed: true)
         #expect(pacing.plan(step: step) == .wait(step))
     }

@@ -16,7 +16,9 @@ import ShmBusSystem
 /// - **Wake-ups that never come** (the flag held at "nobody sleeps", the sleepers
 ///   requeued elsewhere, a writer holding back): a wait that times out and finds
 ///   something new proves a wake-up was missed, so the reader waits at most
-///   ``distrustedStep`` at a time from then on, until a wake-up brings something again.
+///   ``distrustedStep`` at a time from then on, until ``wakesToTrustAgain`` wake-ups in
+///   a row have brought something (one is not enough: a reader whose sleepers are
+///   requeued away without end still catches a ring now and then).
 public struct WakePacing: Sendable, Equatable {
     /// What to do next.
     public enum Plan: Sendable, Equatable {
@@ -32,6 +34,8 @@ public struct WakePacing: Sendable, Equatable {
     public static let longestBackOff: Duration = .milliseconds(16)
     /// The longest wait once a wake-up was missed.
     public static let distrustedStep: Duration = .milliseconds(10)
+    /// Wake-ups in a row that brought something before full steps are waited again.
+    public static let wakesToTrustAgain = 4
 
     /// Waits in a row that ended early with nothing new.
     public private(set) var idleWakes = 0
@@ -39,6 +43,8 @@ public struct WakePacing: Sendable, Equatable {
     public private(set) var justSlept = false
     /// A wait timed out although something had been committed.
     public private(set) var missedWakeUp = false
+    /// Since the missed wake-up: wake-ups in a row that brought something.
+    public private(set) var goodWakes = 0
 
     public init() {}
 
@@ -63,14 +69,19 @@ public struct WakePacing: Sendable, Equatable {
         switch result {
         case .timedOut:
             // Committed while we slept, yet nobody woke us.
-            if progressed { missedWakeUp = true }
+            if progressed {
+                missedWakeUp = true
+                goodWakes = 0
+            }
         case .woken, .valueChanged, .interrupted:
             if progressed {
                 // The bell works (again).
                 idleWakes = 0
-                missedWakeUp = false
+                goodWakes += 1
+                if goodWakes >= Self.wakesToTrustAgain { missedWakeUp = false }
             } else {
                 idleWakes = min(idleWakes + 1, 1 << 16)
+                goodWakes = 0
             }
         }
     }
