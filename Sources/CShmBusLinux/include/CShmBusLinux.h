@@ -45,6 +45,13 @@ int shmbus_futex_wait(const uint32_t *word, uint32_t expected, int64_t timeout_n
  * number woken or -1 with errno set. */
 int shmbus_futex_wake(const uint32_t *word, int count);
 
+/* futex(2) FUTEX_CMP_REQUEUE: if *word == expected, wakes at most wake waiters on
+ * word and moves at most requeue others to wait on target instead. Returns the
+ * number woken and moved, or -1 with errno set (EAGAIN: the value differed). It
+ * needs only read access to word: the tests' hostile reader uses it to show what
+ * any holder of a mapping can do to the waiters on it. */
+int shmbus_futex_cmp_requeue(const uint32_t *word, uint32_t expected, int wake, int requeue, const uint32_t *target);
+
 /* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
 int shmbus_eventfd(void);
 

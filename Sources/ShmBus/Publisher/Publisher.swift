@@ -61,7 +61,9 @@ public final class Publisher: Sendable {
     public let connection: DBusConnection
     let registry: RegistryClient
     let options: Options
-    private let writer: Lock<ChannelWriter>
+    let writer: Lock<ChannelWriter>
+    /// A ring the doorbell held back is scheduled (see `ringHeldBackLater()`).
+    let heldBackRingScheduled = Atomic(false)
     let notifier: CommitNotifier
     private let registrar: Registrar
     private let follower = Lock<Task<Void, Never>?>(nil)
@@ -196,7 +198,7 @@ public final class Publisher: Sendable {
     ) throws(PublishError<E>) -> PublishedChunk {
         guard length >= 0 else { throw .shmBus(.invalidArgument("a chunk's length cannot be negative (\(length))")) }
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
-        let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>), PublishError<E>> in
+        let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>, ringOwed: Bool), PublishError<E>> in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
                 reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry)
@@ -222,9 +224,10 @@ public final class Publisher: Sendable {
             let chunk = PublishedChunk(
                 segment: appended.segmentName, generation: appended.generation, offset: appended.payloadOffset,
                 length: appended.length, sequence: appended.sequence)
-            return .success((chunk, appended.recordOffset..<appended.recordEnd))
+            return .success((chunk, appended.recordOffset..<appended.recordEnd, writer.ringOwed))
         }
-        let (chunk, record) = try outcome.get()
+        let (chunk, record, ringOwed) = try outcome.get()
+        if ringOwed { ringHeldBackLater() }
         // A new generation is announced once it is registered (see the registrar).
         if !registrar.isRotationPending {
             notifier.committed(
