@@ -24,6 +24,7 @@ import Testing
         "recordKeyLengthOffset": SegmentLayout.recordKeyLengthOffset, "recordChecksumOffset": SegmentLayout.recordChecksumOffset,
         "recordKeyOffset": SegmentLayout.recordKeyOffset, "doorbellMagicOffset": SegmentLayout.doorbellMagicOffset,
         "doorbellWordOffset": SegmentLayout.doorbellWordOffset, "doorbellSleepingOffset": SegmentLayout.doorbellSleepingOffset,
+        "doorbellAwaitingSignalOffset": SegmentLayout.doorbellAwaitingSignalOffset,
     ]
 
     /// Rows `| field | constant | offset | size | …` of every table in the document.

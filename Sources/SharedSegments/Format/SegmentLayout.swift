@@ -72,6 +72,7 @@ public enum SegmentLayout {
     public static let doorbellMagicOffset = 0    // u64
     public static let doorbellWordOffset = 8      // u32, futex word
     public static let doorbellSleepingOffset = 12 // u32, 1: a reader may sleep on the word
+    public static let doorbellAwaitingSignalOffset = 16 // u32, 1: a reader waits for `Committed`
 
     /// Seeds of the two checksums (docs/FORMAT.md, "Checksums").
     public static let headerChecksumSeed: UInt64 = 0x5348_4D42_5553_4844

@@ -78,10 +78,12 @@ public final class Publisher: Sendable {
         self.connection = connection
         self.registry = registry
         self.options = options
+        let doorbell = writer.doorbell
         let writer = Lock(writer)
         self.writer = writer
         self.logger = logger
-        let notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
+        let notifier = CommitNotifier(
+            connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval, doorbell: doorbell)
         self.notifier = notifier
         registrar = Registrar(
             settings: .init(

@@ -67,6 +67,7 @@ extension Subscriber {
                 await waiter.run { subscriber.waitOnDoorbell(timeout: .milliseconds(500)) }
                 return !Task.isCancelled
             }
+            if subscriber.expectSignal() { return true }
             return await wakeups.next(isolation: actor) != nil
         }
     }

@@ -28,6 +28,19 @@ extension Subscriber {
         if genuine { wake.yield() }
     }
 
+    /// About to wait for a `Committed` signal, having read everything: says so in the
+    /// publisher's doorbell, so that its next commit is announced at once rather than
+    /// coalesced (see ``CommitNotifier``); then looks once more, for a commit made
+    /// before the publisher could see the flag. Returns whether there is something to
+    /// read now.
+    func expectSignal() -> Bool {
+        reading.withLock { state in
+            guard let doorbell = state.doorbell else { return false }
+            doorbell.expectSignal()
+            return state.cursor.hasPending()
+        }
+    }
+
     func listen(to events: AsyncThrowingStream<RegistryClient.Event, any Error>) {
         spawn { [weak self] in
             do {
