@@ -4,6 +4,7 @@
 //   shmbus-test-peer loop ADDRESS CHANNEL MAXSIZE CAPACITY SEED
 //   shmbus-test-peer scribble ADDRESS CHANNEL SEED
 //   shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…
+//   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
 // rest, pseudo-random bytes), prints "published COUNT signals N", then holds the
@@ -25,6 +26,13 @@
 // key's previous chunk are as they were before that commit. It prints "torn SEGMENT
 // SEQUENCE" (the last record's sequence; the header says one less) and waits to be
 // killed (it exits when stdin closes).
+//
+// `flood` opens CONNECTIONS connections, prints "ready", and for each line on stdin
+// sends CALLS calls spread over them, all at once (every connection pipelines its
+// share without waiting for a reply), alternating `Lookup` of KEY in CHANNEL and
+// `ListChannels`; then prints "flooded CALLS answered N seconds S". It runs in a
+// process of its own so that the test measuring a bystander does not share its
+// executor with the flood.
 import CShmBusLinux
 import DBus
 import Foundation
@@ -44,7 +52,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|flood ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -208,6 +216,35 @@ do {
         say("torn \(last.segment) \(last.sequence)")
         while let _ = readLine() {}
         exit(0)
+
+    case "flood":
+        guard args.count >= 7, let connections = Int(args[5]), let calls = Int(args[6]), connections > 0 else {
+            fail("usage: shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS")
+        }
+        let key = args[4]
+        var clients: [RegistryClient] = []
+        for _ in 0..<connections { clients.append(RegistryClient(connection: try await DBusConnection.connect(to: .address(address)))) }
+        say("ready")
+        while let _ = readLine() {
+            let start = ContinuousClock.now
+            let answered = await withTaskGroup(of: Int.self) { group in
+                for call in 0..<calls {
+                    let client = clients[call % connections]
+                    group.addTask {
+                        if call / connections % 2 == 0 {
+                            return (try? await client.lookup(channel: channel, key: key)) == nil ? 0 : 1
+                        }
+                        return (try? await client.channels()) == nil ? 0 : 1
+                    }
+                }
+                var answered = 0
+                for await one in group { answered += one }
+                return answered
+            }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            say("flooded \(calls) answered \(answered) seconds \(String(format: "%.3f", seconds))")
+        }
 
     default:
         fail("unknown mode \(mode)")
