@@ -39,13 +39,17 @@ struct ExportTree {
 
     mutating func removeAll() { objects = [:] }
 
-    /// The nearest object manager strictly above `path`.
+    /// The nearest object manager strictly above `path`: its ancestors are looked up
+    /// nearest first, so that exporting and unexporting cost the path's depth, not the
+    /// number of objects (a registry exports one per segment, and a departing owner's
+    /// thousands of segments were each a walk over all of them).
     func manager(above path: ObjectPath) -> ExportedObject? {
-        var best: ExportedObject?
-        for object in objects.values where object.isObjectManager && object.path != path && path.isDescendant(of: object.path) {
-            if best == nil || object.path.rawValue.count > best!.path.rawValue.count { best = object }
+        var ancestor = Substring(path.rawValue)
+        while ancestor != "/", let slash = ancestor.lastIndex(of: "/") {
+            ancestor = slash == ancestor.startIndex ? "/" : ancestor[..<slash]
+            if let object = objects[ObjectPath(unchecked: String(ancestor))], object.isObjectManager { return object }
         }
-        return best
+        return nil
     }
 
     /// The objects strictly below `path`.
