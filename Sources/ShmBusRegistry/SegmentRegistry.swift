@@ -335,17 +335,28 @@ actor SegmentRegistry {
         return out
     }
 
-    /// Removes segments from the state, then withdraws their objects and announces them.
+    /// Removes segments from the state, then announces them and withdraws their objects.
+    /// The cost is linear in the number removed: an owner leaving with 10,000 segments
+    /// has them all announced within the contract's second.
     private func remove(_ removed: [Segment], reason: RemovalReason) async {
         var touched = Set<String>()
-        for segment in removed {
-            forget(segment)
-            touched.insert(segment.channel)
+        for segment in removed { touched.insert(segment.channel) }
+        // The objects go when their exports are released: the segments' with `removed`
+        // (the caller's copies), the channels' with `withdrawn`, both after the
+        // announcements, so that `SegmentRemoved` is not queued behind thousands of
+        // `InterfacesRemoved`.
+        let withdrawn = touched.compactMap { channels[$0]?.export }
+        for segment in removed { forget(segment) }
+        // One line per segment for the usual few; a departure of thousands is one line.
+        let each: Logger.Level = removed.count > 100 ? .debug : .info
+        if removed.count > 100 {
+            logger.info("segments removed", metadata: ["count": "\(removed.count)", "reason": "\(reason.rawValue)"])
         }
         for segment in removed {
-            logger.info("segment removed", metadata: ["segment": "\(segment.name)", "reason": "\(reason.rawValue)"])
+            logger.log(level: each, "segment removed", metadata: ["segment": "\(segment.name)", "reason": "\(reason.rawValue)"])
             emit(Registry1.SegmentRemoved(segment: segment.name, channel: segment.channel, reason: reason.rawValue))
         }
+        withExtendedLifetime(withdrawn) {}
         for channel in touched where channels[channel] != nil {
             await channelChanged(channel, [.currentSegment, .generation, .segments])
         }
