@@ -1,3 +1,6 @@
+import DBus
+import ShmBusProtocol
+
 /// Limits and timings of a registry.
 public struct RegistryConfiguration: Sendable {
     /// Segments one connection may have registered at once.
@@ -18,6 +21,21 @@ public struct RegistryConfiguration: Sendable {
     /// How to start a keeper when none is on the bus and none is D-Bus activatable
     /// (`shmbus daemon` passes `shmbus keeper --bus …`); nil to use only those.
     public var keeperCommand: [String]?
+
+    /// How the daemon's bus connection runs the registry's handlers: every client's
+    /// calls in a queue of their own, served in turn, few at a time, and none started
+    /// while the bus lags behind reading the replies (see
+    /// ``DBus/DBusConnection/CallScheduling``). A bystander's `Lookup` waits for at most
+    /// one call of each other busy client and `total` running ones.
+    ///
+    /// A call refused because descriptors would run out is `QuotaExceeded`, as a
+    /// registration past the descriptor budget is.
+    public var callScheduling: DBusConnection.CallScheduling = {
+        var scheduling = DBusConnection.CallScheduling(
+            perSender: 4, total: 16, queuedUnixFDs: 128, outgoingBytes: 32 << 10, outgoingUnixFDs: 64)
+        scheduling.refusalErrorName = ShmBusError(.quotaExceeded, "").dbusName
+        return scheduling
+    }()
 
     public init() {}
 }

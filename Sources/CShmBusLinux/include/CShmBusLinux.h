@@ -48,6 +48,11 @@ int shmbus_futex_wake(const uint32_t *word, int count);
 /* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
 int shmbus_eventfd(void);
 
+/* ioctl(2) SIOCOUTQ: the bytes a socket holds that its peer has not read yet (for a
+ * Unix stream socket, the memory its queued buffers take, overhead included).
+ * Returns them, or -1 with errno set. (ioctl is variadic: Swift cannot call it.) */
+int shmbus_socket_unsent(int fd);
+
 /* posix_spawn(3) of path with argv/envp, with an empty signal mask and default
  * signal dispositions in the child (a Swift process blocks most signals in its
  * threads, and children would inherit that), and with fd_map[2*i] dup2'ed onto

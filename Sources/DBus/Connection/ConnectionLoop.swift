@@ -19,6 +19,9 @@ final class ConnectionLoop {
     /// The unique name the bus gave us in `Hello`.
     let uniqueName: String
     let canPassUnixFDs: Bool
+    /// The connection's socket (libdbus's), to see how much of what was written the bus
+    /// has not read yet.
+    private let socket: Int32?
     private(set) var isOpen = true
 
     private var watches: [OpaquePointer] = []
@@ -86,6 +89,8 @@ final class ConnectionLoop {
         // couple of them before it stops reading.
         dbus_connection_set_max_received_size(connection, 2 * DBusLimits.maximumMessageLength)
         dbus_connection_set_max_message_size(connection, DBusLimits.maximumMessageLength)
+        var socket: Int32 = -1
+        self.socket = dbus_connection_get_socket(connection, &socket) != 0 ? socket : nil
         installCallbacks()
     }
 
@@ -159,6 +164,7 @@ final class ConnectionLoop {
             guard isOpen else { break }
             expireReplies()
             fireTimeouts()
+            reportOutgoing()
 
             pollSet.removeAll(keepingCapacity: true)
             polledWatches.removeAll(keepingCapacity: true)
@@ -189,6 +195,7 @@ final class ConnectionLoop {
                 if revents & Int16(POLLHUP) != 0 { flags |= DBUS_WATCH_HANGUP.rawValue }
                 if revents & Int16(POLLERR) != 0 { flags |= DBUS_WATCH_ERROR.rawValue }
                 dbus_watch_handle(watch, flags)
+                if flags == DBUS_WATCH_READABLE.rawValue { readOn(watch) }
             }
             if dbus_connection_get_is_connected(connection) == 0 {
                 // libdbus queues a Disconnected signal; dispatch it so that subscribers
@@ -200,9 +207,39 @@ final class ConnectionLoop {
         dbus_connection_unref(connection)
     }
 
+    /// libdbus reads about 2 KiB per `dbus_watch_handle`. What stays unread waits in the
+    /// bus, which forwards every client's calls in one queue, served in arrival order
+    /// whatever the scheduler does; so the loop reads on while the socket has data (up
+    /// to `extraReads` more), and a flood waits in the per-sender queues instead, behind
+    /// nobody else's call.
+    private func readOn(_ watch: OpaquePointer) {
+        var pending = pollfd(fd: dbus_watch_get_unix_fd(watch), events: Int16(POLLIN), revents: 0)
+        for _ in 0..<Self.extraReads {
+            guard isOpen, watches.contains(watch), dbus_watch_get_enabled(watch) != 0,
+                poll(&pending, 1, 0) == 1, pending.revents == Int16(POLLIN)
+            else { return }
+            dbus_watch_handle(watch, DBUS_WATCH_READABLE.rawValue)
+        }
+    }
+
+    private static let extraReads = 63
+
+    /// Tells the scheduler how much this connection has written that the bus has not
+    /// read yet: libdbus's queue and the socket's. New handlers wait while it is over
+    /// the limit (the bus reads more slowly than handlers write): a reply queued now
+    /// would wait behind all of it, whoever it is for.
+    func reportOutgoing() {
+        let unsent = socket.flatMap { try? SocketQueue.unsentBytes(fileDescriptor: $0) } ?? 0
+        core.scheduler.outgoing(
+            bytes: Int(dbus_connection_get_outgoing_size(connection)) + unsent,
+            unixFDs: Int(dbus_connection_get_outgoing_unix_fds(connection)))
+    }
+
     /// Milliseconds until the next libdbus timeout or reply deadline; -1 for none.
+    /// While handlers wait for the bus to read, 1 ms: a socket that drains wakes no
+    /// poll of ours when libdbus has nothing left to write.
     private func pollTimeoutMilliseconds() -> Int32 {
-        var next: ContinuousClock.Instant?
+        var next: ContinuousClock.Instant? = core.scheduler.isHoldingCalls ? .now + .milliseconds(1) : nil
         for (timeout, deadline) in timeouts where dbus_timeout_get_enabled(timeout) != 0 {
             if next == nil || deadline < next! { next = deadline }
         }

@@ -2,7 +2,8 @@ import CDBus
 import Logging
 
 /// Method-call dispatch, on the loop thread. Lookups happen here; handlers and
-/// property accessors run as tasks, which send their replies back through the loop.
+/// property accessors run as tasks when the connection's ``CallScheduler`` gives the
+/// sender its turn, and send their replies back through the loop.
 extension ConnectionLoop {
     func reply(to call: DBusMessage, with error: DBusError) {
         guard !call.noReplyExpected else { return }
@@ -22,8 +23,11 @@ extension ConnectionLoop {
         }
     }
 
-    /// Builds a reply off the loop thread and hands it to the loop to send.
-    static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) {
+    /// Builds a reply off the loop thread, hands it to the loop to send, and returns once
+    /// libdbus has it: until then the handler keeps its scheduler slot, so replies
+    /// waiting for the loop are bounded by the slots, and the outgoing queue is
+    /// measured with this reply in it.
+    static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) async {
         guard !call.noReplyExpected else { return }
         let reply: DBusMessage
         switch result {
@@ -38,8 +42,13 @@ extension ConnectionLoop {
             guard let fallback = try? call.errorReply(error).makeRaw() else { return }
             raw = fallback
         }
-        core.submit { loop in
-            do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let queued = core.submit { loop in
+                do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
+                loop.reportOutgoing()
+                continuation.resume()
+            }
+            if !queued { continuation.resume() }
         }
     }
 }
@@ -87,9 +96,9 @@ extension ExportTree {
             }
             let managed = objects(below: path)
             let core = loop.core
-            Task {
+            loop.schedule(message) {
                 let result = await ObjectManagerDispatch.managedObjects(managed)
-                ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
+                await ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
             }
             return
         }
@@ -113,9 +122,9 @@ extension ExportTree {
         let call = DBusMethodCall(message: message, connection: object.connection)
         let core = loop.core
         let logger = loop.logger
-        Task {
+        loop.schedule(message) {
             let result = await Self.run(handler, for: call, outputs: method.outputSignature, logger: logger)
-            ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
+            await ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
         }
     }
 

@@ -15,9 +15,9 @@ enum PropertiesDispatch {
             guard property.access.isReadable, let get = property.get else {
                 return loop.reply(to: message, with: .invalidArgument("property \(name) is write-only"))
             }
-            Task {
+            loop.schedule(message) {
                 let result = await read(property, get)
-                ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
+                await ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
             }
         case "GetAll":
             guard let interfaceName = try? message.body.decode(String.self) else {
@@ -34,16 +34,16 @@ enum PropertiesDispatch {
                 return loop.reply(to: message, with: DBusError(
                     name: DBusError.unknownInterfaceName, message: "Object \(object.path) has no interface '\(interfaceName)'"))
             }
-            Task {
+            loop.schedule(message) {
                 var entries: [DBusDictEntry] = []
                 for interface in interfaces {
                     switch await values(of: interface) {
                     case .success(let more): entries += more
                     case .failure(let error):
-                        return ConnectionLoop.sendReplyFromTask(to: message, .failure(error), through: core)
+                        return await ConnectionLoop.sendReplyFromTask(to: message, .failure(error), through: core)
                     }
                 }
-                ConnectionLoop.sendReplyFromTask(to: message, .success([.dictionary(key: .string, value: .variant, entries)]), through: core)
+                await ConnectionLoop.sendReplyFromTask(to: message, .success([.dictionary(key: .string, value: .variant, entries)]), through: core)
             }
         case "Set":
             guard let (interfaceName, name, variant) = try? message.body.decode(String.self, String.self, DBusVariant.self)
@@ -64,13 +64,13 @@ enum PropertiesDispatch {
                     "property \(name) has type '\(property.type)', got a value of type '\(variant.value.type)'"))
             }
             let path = object.path
-            Task {
+            loop.schedule(message) {
                 do {
                     try await set(variant.value)
                 } catch {
-                    return ConnectionLoop.sendReplyFromTask(to: message, .failure(asDBusError(error)), through: core)
+                    return await ConnectionLoop.sendReplyFromTask(to: message, .failure(asDBusError(error)), through: core)
                 }
-                ConnectionLoop.sendReplyFromTask(to: message, .success([]), through: core)
+                await ConnectionLoop.sendReplyFromTask(to: message, .success([]), through: core)
                 if let signal = await changedSignal(path: path, interface: interface.name, [property]) {
                     core.submit { loop in _ = try? loop.send(signal) }
                 }

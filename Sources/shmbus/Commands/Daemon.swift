@@ -55,7 +55,8 @@ struct Daemon: AsyncParsableCommand {
             configuration.keeperCommand = [
                 InstallService.currentExecutable(), "keeper", "--bus", BusOption.argument(for: resolved), "--log-level", "\(logLevel)",
             ]
-            let connection = try await DBusConnection.connect(to: resolved, logger: logger)
+            let connection = try await DBusConnection.connect(
+                to: resolved, scheduling: configuration.callScheduling, logger: logger)
             let service = try await RegistryService.start(on: connection, configuration: configuration, logger: logger)
             let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in
                 logger.info("stopping", metadata: ["signal": "\(signal)"])

@@ -1,0 +1,186 @@
+import DequeModule
+import Locking
+
+extension DBusConnection {
+    /// How a connection runs the handlers of the method calls it receives.
+    ///
+    /// Every client's calls reach a service in one stream, in the order the bus
+    /// forwarded them: started as they arrive, one client pipelining thousands of calls
+    /// puts every other client's call behind all of its own. Instead, calls wait in one
+    /// queue per sender, and a bounded number of handlers run at once, taken from the
+    /// senders in turn (round robin). A bystander's call then waits for at most one
+    /// call of each other busy sender, plus the handlers already running.
+    ///
+    /// A handler that waits for a later call of the same sender (say, a `Wait` answered
+    /// by a `Signal`) needs `perSender` above the number of such waits it may have.
+    public struct CallScheduling: Sendable, Hashable {
+        /// Handlers of one sender running at once (1 or more).
+        public var perSender: Int
+        /// Handlers running at once on the connection (1 or more).
+        public var total: Int
+        /// Unix fds that calls waiting for a handler may hold in all. A call whose
+        /// descriptors would pass it is refused at once with ``refusalErrorName`` and its
+        /// descriptors closed, so that a flood of descriptors cannot exhaust the
+        /// process's RLIMIT_NOFILE.
+        public var queuedUnixFDs: Int
+        /// The error that refuses such a call: `org.freedesktop.DBus.Error.LimitsExceeded`
+        /// unless the service names one of its own.
+        public var refusalErrorName = DBusError.limitsExceededName
+        /// No new handler starts while more than this many bytes of replies and signals
+        /// wait in libdbus's outgoing queue (the bus reads them more slowly than
+        /// handlers write them): what would queue behind them waits in the per-sender
+        /// queues instead, where it is served in turn.
+        public var outgoingBytes: Int
+        /// Nor while more descriptors than this wait in libdbus's outgoing queue (each
+        /// reply carrying one holds a duplicate until it is written).
+        public var outgoingUnixFDs: Int
+
+        public init(
+            perSender: Int = 16, total: Int = 64, queuedUnixFDs: Int = 1024, outgoingBytes: Int = 64 << 10, outgoingUnixFDs: Int = 1024
+        ) {
+            self.perSender = max(1, perSender)
+            self.total = max(1, total)
+            self.queuedUnixFDs = max(0, queuedUnixFDs)
+            self.outgoingBytes = max(1, outgoingBytes)
+            self.outgoingUnixFDs = max(1, outgoingUnixFDs)
+        }
+    }
+}
+
+/// The per-sender queues and the round robin of ``DBusConnection/CallScheduling``.
+///
+/// Calls are added by the loop thread; handlers finish on the concurrency pool; the
+/// loop reports its outgoing queue. All three take the lock briefly, and every job
+/// that may start is started outside it.
+final class CallScheduler: Sendable {
+    typealias Job = @Sendable () async -> Void
+
+    private struct Waiting {
+        let job: Job
+        let unixFDs: Int
+    }
+
+    private struct State {
+        /// Calls not started yet, by sender. A sender's entry goes when it empties, so
+        /// that a flood's queue is given back once it is served.
+        var queues: [String: Deque<Waiting>] = [:]
+        /// Senders with a waiting call and a free slot of their own, in serving order.
+        /// A sender is here exactly when its queue is not empty and it runs fewer than
+        /// `perSender` handlers.
+        var ready: Deque<String> = []
+        var running: [String: Int] = [:]
+        var runningTotal = 0
+        var queuedUnixFDs = 0
+        /// Whether libdbus's outgoing queue is over `outgoingBytes`.
+        var congested = false
+    }
+
+    let limits: DBusConnection.CallScheduling
+    private let state = Lock(State())
+
+    init(limits: DBusConnection.CallScheduling) {
+        self.limits = limits
+    }
+
+    /// Queues a call of `sender` holding `unixFDs` descriptors; false (and nothing
+    /// queued) when those would pass ``DBusConnection/CallScheduling/queuedUnixFDs``.
+    func submit(sender: String, unixFDs: Int, _ job: @escaping Job) -> Bool {
+        let started = state.withLock { state -> [(String, Job)]? in
+            if unixFDs > 0, state.queuedUnixFDs + unixFDs > limits.queuedUnixFDs { return nil }
+            state.queuedUnixFDs += unixFDs
+            state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs))
+            if state.queues[sender]?.count == 1, state.running[sender, default: 0] < limits.perSender {
+                state.ready.append(sender)
+            }
+            return takeStartable(&state)
+        }
+        guard let started else { return false }
+        start(started)
+        return true
+    }
+
+    /// Tells the scheduler how many bytes and descriptors wait to be read by the bus
+    /// (loop thread, at each reply and once per turn).
+    func outgoing(bytes: Int, unixFDs: Int) {
+        let started = state.withLock { state -> [(String, Job)] in
+            state.congested = bytes > limits.outgoingBytes || unixFDs > limits.outgoingUnixFDs
+            return takeStartable(&state)
+        }
+        start(started)
+    }
+
+    /// Whether calls wait for the bus to read what was written.
+    var isHoldingCalls: Bool { state.withLock { $0.congested && !$0.queues.isEmpty } }
+
+    /// Calls waiting and handlers running, for tests and logs.
+    var counts: (waiting: Int, running: Int) {
+        state.withLock { state in (state.queues.values.reduce(0) { $0 + $1.count }, state.runningTotal) }
+    }
+
+    private func finished(_ sender: String) {
+        let started = state.withLock { state -> [(String, Job)] in
+            let running = state.running[sender, default: 1] - 1
+            state.running[sender] = running == 0 ? nil : running
+            state.runningTotal -= 1
+            // At its limit it had left the ring; it joins it again at the end.
+            if running == limits.perSender - 1, state.queues[sender] != nil { state.ready.append(sender) }
+            return takeStartable(&state)
+        }
+        start(started)
+    }
+
+    /// Takes the next call of each ready sender in turn while slots are free.
+    private func takeStartable(_ state: inout State) -> [(String, Job)] {
+        var started: [(String, Job)] = []
+        while state.runningTotal < limits.total, !state.congested, let sender = state.ready.popFirst() {
+            guard let waiting = state.queues[sender]?.popFirst() else { continue }
+            if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
+            state.queuedUnixFDs -= waiting.unixFDs
+            let running = state.running[sender, default: 0] + 1
+            state.running[sender] = running
+            state.runningTotal += 1
+            if state.queues[sender] != nil, running < limits.perSender { state.ready.append(sender) }
+            started.append((sender, waiting.job))
+        }
+        // Deque never shrinks by itself; an empty ring after a flood gives its storage back.
+        if state.ready.isEmpty, state.queues.isEmpty { state.ready = [] }
+        return started
+    }
+
+    private func start(_ jobs: [(String, Job)]) {
+        for (sender, job) in jobs {
+            Task {
+                await job()
+                self.finished(sender)
+            }
+        }
+    }
+}
+
+extension DBusValue {
+    /// The descriptors in this value, nested ones included.
+    var unixFDCount: Int {
+        switch self {
+        case .unixFD: 1
+        case .variant(let inner): inner.unixFDCount
+        case .array(_, let elements), .structure(let elements): elements.reduce(0) { $0 + $1.unixFDCount }
+        case .dictionary(_, _, let entries): entries.reduce(0) { $0 + $1.key.unixFDCount + $1.value.unixFDCount }
+        default: 0
+        }
+    }
+}
+
+extension ConnectionLoop {
+    /// Hands `job`, the handling of `call`, to the scheduler; a call whose descriptors
+    /// would pass its limit is answered with `LimitsExceeded` at once, and its
+    /// descriptors close with it.
+    func schedule(_ call: DBusMessage, _ job: @escaping CallScheduler.Job) {
+        let unixFDs = call.body.reduce(0) { $0 + $1.unixFDCount }
+        guard core.scheduler.submit(sender: call.sender ?? "", unixFDs: unixFDs, job) else {
+            let limits = core.scheduler.limits
+            return reply(to: call, with: DBusError(
+                name: limits.refusalErrorName,
+                message: "too many descriptors wait in calls to this connection (limit \(limits.queuedUnixFDs)); retry later"))
+        }
+    }
+}
