@@ -38,4 +38,14 @@ public struct RegistryConfiguration: Sendable {
     }()
 
     public init() {}
+
+    /// Descriptors a registry on a connection scheduled so keeps for everything but
+    /// its segments: the process's own (stdio, the bus socket, eventfds, the keeper's
+    /// connection: 64), one message being read (64), descriptors in calls waiting for a
+    /// handler, four per running handler (a registration's segment and doorbell as
+    /// received, its read-only reopening, a persistent one's copy for the keeper) and
+    /// those in replies not yet written.
+    static func descriptorReserve(for scheduling: DBusConnection.CallScheduling) -> Int {
+        64 + 64 + scheduling.queuedUnixFDs + 4 * scheduling.total + scheduling.outgoingUnixFDs
+    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ShmBusProtocol
 import Locking
+import ShmBusSystem
 
 /// The ShmBus registry on a bus: owns `org.shmbus.Registry1`, exports
 /// `/org/shmbus/Registry1` (with an ObjectManager over every channel and segment
@@ -43,6 +44,19 @@ public final class RegistryService: Sendable {
         on connection: DBusConnection, configuration: RegistryConfiguration = RegistryConfiguration(),
         logger: Logger = Logger(label: "org.shmbus.registry")
     ) async throws -> RegistryService {
+        // Descriptors are what a segment costs the process, so RLIMIT_NOFILE bounds the
+        // segments (see DescriptorBudget). A limit that cannot be read bounds nothing.
+        if let soft = try? FileDescriptorLimit.current().soft, soft < Int.max / 2 {
+            let reserve = RegistryConfiguration.descriptorReserve(for: connection.callScheduling)
+            let allowed = DescriptorBudget.shared.configure(softLimit: soft, reserve: reserve)
+            logger.info(
+                "descriptor budget", metadata: ["RLIMIT_NOFILE": "\(soft)", "reserved": "\(reserve)", "segments": "\(allowed)"])
+            if allowed < configuration.maxSegments {
+                logger.notice(
+                    "RLIMIT_NOFILE allows fewer segments than --max-segments",
+                    metadata: ["segments": "\(allowed)", "max-segments": "\(configuration.maxSegments)"])
+            }
+        }
         let registry = SegmentRegistry(configuration: configuration, logger: logger)
         let object = RegistryObject(registry: registry, configuration: configuration, connection: connection)
         let root = try await connection.export(

@@ -43,7 +43,8 @@ extension SegmentRegistry {
             let record = entry.record
             guard let name = record.segment, let channel = record.channel, segments[name] == nil else { continue }
             do {
-                let file = try InspectedSegment(entry.fd, expectedChannel: channel)
+                // Never dropped for the descriptor budget: the data would be lost.
+                let file = try InspectedSegment(entry.fd, expectedChannel: channel, mayExceedBudget: true)
                 guard file.name == name else { throw ShmBusError.badSegment("the kept record names \(name), the segment is \(file.name)") }
                 inspected.append((entry, file))
             } catch {

@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Logging
 import ShmBusRegistry
+import ShmBusSystem
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,6 +47,14 @@ struct Daemon: AsyncParsableCommand {
         CommandLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "org.shmbus.registry")
         try await reportingFailures {
+            // Each segment holds descriptors: take all the hard limit allows (the soft
+            // one is often 1,024, for select(2), which nothing here uses).
+            do {
+                let limit = try FileDescriptorLimit.raiseSoftToHard()
+                logger.debug("RLIMIT_NOFILE", metadata: ["soft": "\(limit.soft)", "hard": "\(limit.hard)"])
+            } catch {
+                logger.warning("cannot raise RLIMIT_NOFILE", metadata: ["error": "\(error)"])
+            }
             var configuration = RegistryConfiguration()
             configuration.maxSegmentsPerConnection = maxSegmentsPerConnection
             configuration.maxBytesPerConnection = maxBytesPerConnection.bytes
