@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/sockios.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -59,6 +60,16 @@ int shmbus_futex_wake(const uint32_t *word, int count) {
 
 int shmbus_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int shmbus_malloc_trim(void) {
+    return malloc_trim(0);
+}
+
+void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes) {
+    struct mallinfo2 info = mallinfo2();
+    *in_use = info.uordblks;
+    *free_bytes = info.fordblks;
 }
 
 int shmbus_socket_unsent(int fd) {

@@ -15,6 +15,12 @@ public struct RegistryConfiguration: Sendable {
     /// chunk in them is still live (those with none are removed).
     public var emptinessCheckInterval: Duration = .seconds(2)
 
+    /// How often the malloc arenas are looked at; when more than
+    /// `memoryTrimThreshold` bytes lie free in them, they are given back to the kernel
+    /// (`malloc_trim`). nil never trims.
+    public var memoryTrimInterval: Duration? = .seconds(1)
+    public var memoryTrimThreshold = 4 << 20
+
     /// Whether persistent segments are handed to a keeper (``KeeperService``), so that
     /// they outlive this process. Without one they live as long as the registry.
     public var keepsPersistentSegments = true

@@ -90,6 +90,14 @@ public final class RegistryService: Sendable {
                 await registry.sweep()
             }
         }
+        if let interval = configuration.memoryTrimInterval {
+            service.spawn {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    Self.trimMemory(over: configuration.memoryTrimThreshold, logger: logger)
+                }
+            }
+        }
         if keeper != nil {
             let kept = await KeeperLink.takeBack(on: connection, logger: logger)
             if !kept.isEmpty {
@@ -108,6 +116,19 @@ public final class RegistryService: Sendable {
         }
         logger.info("registry started", metadata: ["unique-name": "\(connection.uniqueName)", "bus": "\(connection.bus)"])
         return service
+    }
+
+    /// Gives the malloc arenas' free memory back to the kernel when there is more of it
+    /// than `threshold` bytes. What thousands of channels or a flood of calls took is
+    /// freed into the arenas, where it stays resident (in the issue 13 measurements,
+    /// 16–23 MiB free in the arenas against 1.4 MiB in use, after 2,000 channels came
+    /// and went); `malloc_trim` hands it back. Off the registry actor: it walks the
+    /// arenas.
+    static func trimMemory(over threshold: Int, logger: Logger) {
+        let usage = MallocArenas.usage
+        guard usage.free > threshold else { return }
+        MallocArenas.trim()
+        logger.debug("gave free memory back", metadata: ["free-bytes": "\(usage.free)", "in-use-bytes": "\(usage.inUse)"])
     }
 
     private func spawn(_ body: @escaping @Sendable () async -> Void) {

@@ -347,6 +347,8 @@ actor SegmentRegistry {
         // `InterfacesRemoved`.
         let withdrawn = touched.compactMap { channels[$0]?.export }
         for segment in removed { forget(segment) }
+        segments.shrinkIfSparse()
+        channels.shrinkIfSparse()
         // One line per segment for the usual few; a departure of thousands is one line.
         let each: Logger.Level = removed.count > 100 ? .debug : .info
         if removed.count > 100 {

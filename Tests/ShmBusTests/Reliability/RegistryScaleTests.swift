@@ -113,4 +113,51 @@ import Testing
         #expect(try await Self.segmentCount(watcher) == n)
         Reliability.report("registry-scale", figures)
     }
+
+    /// Floods the daemon with `calls` calls pipelined on one connection, from a peer
+    /// process (see FairLoadTests).
+    static func flood(_ fixture: RegistryFixture, calls: Int) async throws {
+        let peer = try ChildProcess(
+            BuiltProducts.path("shmbus-test-peer"), ["flood", fixture.address, "nothing", "k", "1", "\(calls)"],
+            stdin: .pipe, stdout: .pipe, stderr: .inherit)
+        defer { peer.closeStandardInput() }
+        #expect(try await peer.readLine() == "ready")
+        _ = try peer.standardInput?.writeAll(Array("go\n".utf8))
+        let summary = try await peer.readLine() ?? ""
+        #expect(summary.hasPrefix("flooded \(calls) "), "\(summary)")
+    }
+
+    @Test(.timeLimit(.minutes(10))) func memoryTakenByChannelsAndAFloodIsGivenBack() async throws {
+        let fixture = try await RegistryFixture(daemonArguments: Self.daemonArguments)
+        let daemon = try #require(fixture.daemon)
+        let watcher = try await fixture.client()
+        func rss() async -> Int {
+            // What the daemon does after the last reply (withdrawing objects, and the
+            // trim it looks for once a second) is given a moment.
+            try? await Task.sleep(for: .milliseconds(1_500))
+            return Reliability.memoryKiB("VmRSS", of: daemon.pid)
+        }
+        // Warm-up: whatever the first calls allocate for good (metadata, caches) is not
+        // what this test is about.
+        var owner = try await fixture.client()
+        _ = try await Self.register(50, prefix: "warm", on: owner)
+        _ = try await Self.leave(owner, count: 50, prefix: "warm", watcher: watcher)
+        try await Self.flood(fixture, calls: 2_000)
+        let start = await rss()
+        var figures: [(String, Any)] = [("rss_start_kib", start)]
+        for round in 1...2 {
+            owner = try await fixture.client()
+            _ = try await Self.register(2_000, prefix: "ch\(round)", on: owner, concurrency: 4)
+            figures.append(("rss_with_2000_channels_\(round)_kib", await rss()))
+            _ = try await Self.leave(owner, count: 2_000, prefix: "ch\(round)", watcher: watcher)
+            #expect(try await Self.segmentCount(watcher) == 0)
+            figures.append(("rss_after_2000_channels_\(round)_kib", await rss()))
+            try await Self.flood(fixture, calls: 20_000)
+            figures.append(("rss_after_flood_\(round)_kib", await rss()))
+        }
+        let end = Reliability.memoryKiB("VmRSS", of: daemon.pid)
+        figures.append(("rss_end_above_start_kib", end - start))
+        figures.append(("peak_kib", Reliability.memoryKiB("VmHWM", of: daemon.pid)))
+        Reliability.report("memory-given-back", figures)
+    }
 }

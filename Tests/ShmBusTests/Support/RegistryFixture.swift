@@ -32,7 +32,7 @@ final class RegistryFixture: Sendable {
     /// The `shmbus` that runs the daemon: the built one, or `SHMBUS_TEST_DAEMON` (an
     /// older build, to compare before and after in one run, as docs/RELIABILITY.md does).
     static var daemonExecutable: String {
-        ProcessInfo.processInfo.environment["SHMBUS_TEST_DAEMON"] ?? BuiltProducts.path("shmbus")
+        ProcessInfo.processInfo.environment["SHMBUS_TEST_DAEMON"].flatMap { $0.isEmpty ? nil : $0 } ?? BuiltProducts.path("shmbus")
     }
 
     static func startDaemon(_ shmbus: String, address: String, arguments: [String] = []) throws -> ChildProcess {
