@@ -8,8 +8,9 @@ extension DBusConnection {
     /// forwarded them: started as they arrive, one client pipelining thousands of calls
     /// puts every other client's call behind all of its own. Instead, calls wait in one
     /// queue per sender, and a bounded number of handlers run at once, taken from the
-    /// senders in turn (round robin). A bystander's call then waits for at most one
-    /// call of each other busy sender, plus the handlers already running.
+    /// senders in turn (round robin), and a sender that had nothing queued or running
+    /// before a turn of the others. A bystander's call then waits for about one other
+    /// call to start, plus the handlers already running.
     ///
     /// A handler that waits for a later call of the same sender (say, a `Wait` answered
     /// by a `Signal`) needs `perSender` above the number of such waits it may have.
@@ -64,14 +65,19 @@ final class CallScheduler: Sendable {
         /// Calls not started yet, by sender. A sender's entry goes when it empties, so
         /// that a flood's queue is given back once it is served.
         var queues: [String: Deque<Waiting>] = [:]
-        /// Senders with a waiting call and a free slot of their own, in serving order.
-        /// A sender is here exactly when its queue is not empty and it runs fewer than
-        /// `perSender` handlers.
+        /// Senders with a waiting call and a free slot of their own, in serving order:
+        /// those that ran nothing when their call came (`fresh`), and the ring of the
+        /// others. A sender is in one of them exactly when its queue is not empty and it
+        /// runs fewer than `perSender` handlers.
+        var fresh: Deque<String> = []
         var ready: Deque<String> = []
+        /// Whether the last call started came from `fresh`: the two alternate, so that
+        /// neither light clients nor floods can hold the other off.
+        var lastWasFresh = false
         var running: [String: Int] = [:]
         var runningTotal = 0
         var queuedUnixFDs = 0
-        /// Whether libdbus's outgoing queue is over `outgoingBytes`.
+        /// Whether more than `outgoingBytes` or `outgoingUnixFDs` wait for the bus to read.
         var congested = false
     }
 
@@ -89,8 +95,16 @@ final class CallScheduler: Sendable {
             if unixFDs > 0, state.queuedUnixFDs + unixFDs > limits.queuedUnixFDs { return nil }
             state.queuedUnixFDs += unixFDs
             state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs))
-            if state.queues[sender]?.count == 1, state.running[sender, default: 0] < limits.perSender {
-                state.ready.append(sender)
+            if state.queues[sender]?.count == 1 {
+                // A sender with nothing queued and nothing running (a client asking one
+                // thing, a bystander) waits among the fresh ones, served before the
+                // ring every other turn; a sender that keeps calls queued or running (a
+                // flood) only ever rejoins the ring at its end.
+                switch state.running[sender, default: 0] {
+                case 0: state.fresh.append(sender)
+                case limits.perSender...: break
+                default: state.ready.append(sender)
+                }
             }
             return takeStartable(&state)
         }
@@ -112,11 +126,6 @@ final class CallScheduler: Sendable {
     /// Whether calls wait for the bus to read what was written.
     var isHoldingCalls: Bool { state.withLock { $0.congested && !$0.queues.isEmpty } }
 
-    /// Calls waiting and handlers running, for tests and logs.
-    var counts: (waiting: Int, running: Int) {
-        state.withLock { state in (state.queues.values.reduce(0) { $0 + $1.count }, state.runningTotal) }
-    }
-
     private func finished(_ sender: String) {
         let started = state.withLock { state -> [(String, Job)] in
             let running = state.running[sender, default: 1] - 1
@@ -132,7 +141,7 @@ final class CallScheduler: Sendable {
     /// Takes the next call of each ready sender in turn while slots are free.
     private func takeStartable(_ state: inout State) -> [(String, Job)] {
         var started: [(String, Job)] = []
-        while state.runningTotal < limits.total, !state.congested, let sender = state.ready.popFirst() {
+        while state.runningTotal < limits.total, !state.congested, let sender = Self.next(&state) {
             guard let waiting = state.queues[sender]?.popFirst() else { continue }
             if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
             state.queuedUnixFDs -= waiting.unixFDs
@@ -142,9 +151,18 @@ final class CallScheduler: Sendable {
             if state.queues[sender] != nil, running < limits.perSender { state.ready.append(sender) }
             started.append((sender, waiting.job))
         }
-        // Deque never shrinks by itself; an empty ring after a flood gives its storage back.
-        if state.ready.isEmpty, state.queues.isEmpty { state.ready = [] }
+        // A Deque never shrinks by itself; empty ones after a flood give their storage back.
+        if state.queues.isEmpty {
+            state.ready = []
+            state.fresh = []
+        }
         return started
+    }
+
+    private static func next(_ state: inout State) -> String? {
+        let fromFresh = !state.fresh.isEmpty && (!state.lastWasFresh || state.ready.isEmpty)
+        state.lastWasFresh = fromFresh
+        return fromFresh ? state.fresh.popFirst() : state.ready.popFirst()
     }
 
     private func start(_ jobs: [(String, Job)]) {
@@ -172,8 +190,9 @@ extension DBusValue {
 
 extension ConnectionLoop {
     /// Hands `job`, the handling of `call`, to the scheduler; a call whose descriptors
-    /// would pass its limit is answered with `LimitsExceeded` at once, and its
-    /// descriptors close with it.
+    /// would pass its limit is answered at once with the scheduling's refusal error
+    /// (`LimitsExceeded` unless the service chose another), and its descriptors close
+    /// with it.
     func schedule(_ call: DBusMessage, _ job: @escaping CallScheduler.Job) {
         let unixFDs = call.body.reduce(0) { $0 + $1.unixFDCount }
         guard core.scheduler.submit(sender: call.sender ?? "", unixFDs: unixFDs, job) else {
