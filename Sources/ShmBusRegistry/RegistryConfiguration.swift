@@ -38,7 +38,7 @@ public struct RegistryConfiguration: Sendable {
     /// registration past the descriptor budget is.
     public var callScheduling: DBusConnection.CallScheduling = {
         var scheduling = DBusConnection.CallScheduling(
-            perSender: 4, total: 16, queuedUnixFDs: 128, outgoingBytes: 32 << 10, outgoingUnixFDs: 64)
+            perSender: 4, total: 8, queuedUnixFDs: 128, outgoingBytes: 16 << 10, outgoingUnixFDs: 64)
         scheduling.refusalErrorName = ShmBusError(.quotaExceeded, "").dbusName
         return scheduling
     }()
