@@ -20,6 +20,8 @@ import Testing
     struct Latencies {
         var lookups: [Duration] = []
         var registrations: [Duration] = []
+        /// When the slowest lookup started, from the start of its flood round.
+        var slowestLookupAt: Duration = .zero
 
         func figures(_ prefix: String) -> [(String, Any)] {
             [
@@ -27,6 +29,8 @@ import Testing
                 ("\(prefix)_lookup_p50", Reliability.milliseconds(Reliability.percentile(lookups, 0.5))),
                 ("\(prefix)_lookup_p99", Reliability.milliseconds(Reliability.percentile(lookups, 0.99))),
                 ("\(prefix)_lookup_max", Reliability.milliseconds(lookups.max() ?? .zero)),
+                ("\(prefix)_lookup_max_at", Reliability.milliseconds(slowestLookupAt)),
+                ("\(prefix)_lookups_over_50ms", lookups.filter { $0 > .milliseconds(50) }.count),
                 ("\(prefix)_register_p50", Reliability.milliseconds(Reliability.percentile(registrations, 0.5))),
                 ("\(prefix)_register_p99", Reliability.milliseconds(Reliability.percentile(registrations, 0.99))),
                 ("\(prefix)_register_max", Reliability.milliseconds(registrations.max() ?? .zero)),
@@ -36,10 +40,14 @@ import Testing
 
     /// One sample of the bystander: a timed `Lookup`, then a timed `RegisterSegment` of
     /// a fresh segment (made before the clock starts), unregistered again untimed.
-    static func sample(_ client: RegistryClient, _ index: Int, into latencies: inout Latencies) async throws {
+    static func sample(
+        _ client: RegistryClient, _ index: Int, into latencies: inout Latencies, roundStart: ContinuousClock.Instant? = nil
+    ) async throws {
         var start = ContinuousClock.now
         let found = try await client.lookup(channel: "bystander", key: "k")
-        latencies.lookups.append(ContinuousClock.now - start)
+        let took = ContinuousClock.now - start
+        if let roundStart, took > (latencies.lookups.max() ?? .zero) { latencies.slowestLookupAt = start - roundStart }
+        latencies.lookups.append(took)
         #expect(found.length == 10)
         let writer = try ChannelWriter(channel: "bystander-\(index)", capacity: 16 << 10)
         start = ContinuousClock.now
@@ -63,12 +71,13 @@ import Testing
         for _ in 0..<rounds {
             let done = Lock<String?>(nil)
             _ = try peer.standardInput?.writeAll(Array("go\n".utf8))
+            let roundStart = ContinuousClock.now
             let reader = Task {
                 let line = try await peer.readLine() ?? "peer ended"
                 done.withLock { $0 = line }
             }
             while done.withLock({ $0 }) == nil {
-                try await sample(client, index, into: &latencies)
+                try await sample(client, index, into: &latencies, roundStart: roundStart)
                 index += 1
                 try await Task.sleep(for: .milliseconds(5))
             }
