@@ -81,6 +81,7 @@ extension SegmentRegistry {
                 let left = Double(Int64(clamping: expires) - Int64(now * 1_000_000)) / 1_000_000
                 segment.expiresMicroseconds = expires
                 segment.expiresAt = .now + .seconds(max(0, left))
+                lowerNextExpiry(segment.expiresAt!)
                 if leftMeanwhile || record.expires == nil { keeper?.ownerLeft(file.name, expires: expires) }
             } else if leftMeanwhile {
                 keeper?.ownerLeft(file.name, expires: 0)

