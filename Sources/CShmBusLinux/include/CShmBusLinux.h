@@ -53,8 +53,8 @@ int shmbus_eventfd(void);
  * when memory was released, 0 otherwise. */
 int shmbus_malloc_trim(void);
 
-/* malloc_info(3)-free summary, mallinfo2(3): bytes in use (uordblks) and free in the
- * arenas (fordblks), for measuring what a trim can give back. */
+/* mallinfo2(3): bytes in use (uordblks) and bytes free (fordblks) in all arenas, to
+ * tell whether a trim has anything to give back. */
 void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes);
 
 /* ioctl(2) SIOCOUTQ: the bytes a socket holds that its peer has not read yet (for a
