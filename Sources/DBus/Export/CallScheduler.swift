@@ -27,10 +27,11 @@ extension DBusConnection {
         /// The error that refuses such a call: `org.freedesktop.DBus.Error.LimitsExceeded`
         /// unless the service names one of its own.
         public var refusalErrorName = DBusError.limitsExceededName
-        /// No new handler starts while more than this many bytes of replies and signals
-        /// wait in libdbus's outgoing queue (the bus reads them more slowly than
-        /// handlers write them): what would queue behind them waits in the per-sender
-        /// queues instead, where it is served in turn.
+        /// No new handler starts while more than this many bytes wait for the bus to
+        /// read them (replies handed to the loop, libdbus's outgoing queue, the
+        /// socket's): the bus reads them more slowly than handlers write them, and
+        /// what would queue behind them waits in the per-sender queues instead, where
+        /// it is served in turn.
         public var outgoingBytes: Int
         /// Nor while more descriptors than this wait in libdbus's outgoing queue (each
         /// reply carrying one holds a duplicate until it is written).
@@ -77,8 +78,16 @@ final class CallScheduler: Sendable {
         var running: [String: Int] = [:]
         var runningTotal = 0
         var queuedUnixFDs = 0
+        /// What the loop last saw waiting for the bus to read (libdbus's queue and the
+        /// socket's), and the bytes of replies handed to the loop and not sent yet.
+        var reportedBytes = 0
+        var reportedUnixFDs = 0
+        var pendingReplyBytes = 0
+
         /// Whether more than `outgoingBytes` or `outgoingUnixFDs` wait for the bus to read.
-        var congested = false
+        func congested(_ limits: DBusConnection.CallScheduling) -> Bool {
+            reportedBytes + pendingReplyBytes > limits.outgoingBytes || reportedUnixFDs > limits.outgoingUnixFDs
+        }
     }
 
     let limits: DBusConnection.CallScheduling
@@ -117,14 +126,25 @@ final class CallScheduler: Sendable {
     /// (loop thread, at each reply and once per turn).
     func outgoing(bytes: Int, unixFDs: Int) {
         let started = state.withLock { state -> [(String, Job)] in
-            state.congested = bytes > limits.outgoingBytes || unixFDs > limits.outgoingUnixFDs
+            state.reportedBytes = bytes
+            state.reportedUnixFDs = unixFDs
             return takeStartable(&state)
         }
         start(started)
     }
 
+    /// A reply of about `bytes` was handed to the loop (any thread).
+    func replyQueued(bytes: Int) {
+        state.withLock { $0.pendingReplyBytes += bytes }
+    }
+
+    /// The loop sent it (or could not); ``outgoing(bytes:unixFDs:)`` follows.
+    func replySent(bytes: Int) {
+        state.withLock { $0.pendingReplyBytes -= bytes }
+    }
+
     /// Whether calls wait for the bus to read what was written.
-    var isHoldingCalls: Bool { state.withLock { $0.congested && !$0.queues.isEmpty } }
+    var isHoldingCalls: Bool { state.withLock { $0.congested(limits) && !$0.queues.isEmpty } }
 
     private func finished(_ sender: String) {
         let started = state.withLock { state -> [(String, Job)] in
@@ -141,7 +161,7 @@ final class CallScheduler: Sendable {
     /// Takes the next call of each ready sender in turn while slots are free.
     private func takeStartable(_ state: inout State) -> [(String, Job)] {
         var started: [(String, Job)] = []
-        while state.runningTotal < limits.total, !state.congested, let sender = Self.next(&state) {
+        while state.runningTotal < limits.total, !state.congested(limits), let sender = Self.next(&state) {
             guard let waiting = state.queues[sender]?.popFirst() else { continue }
             if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
             state.queuedUnixFDs -= waiting.unixFDs

@@ -23,11 +23,10 @@ extension ConnectionLoop {
         }
     }
 
-    /// Builds a reply off the loop thread, hands it to the loop to send, and returns once
-    /// libdbus has it: until then the handler keeps its scheduler slot, so replies
-    /// waiting for the loop are bounded by the slots, and the outgoing queue is
-    /// measured with this reply in it.
-    static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) async {
+    /// Builds a reply off the loop thread and hands it to the loop to send. Until the
+    /// loop has sent it, the scheduler counts it among what waits for the bus, so a
+    /// loop slow to wake delays new handlers instead of queueing replies behind it.
+    static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) {
         guard !call.noReplyExpected else { return }
         let reply: DBusMessage
         switch result {
@@ -42,14 +41,14 @@ extension ConnectionLoop {
             guard let fallback = try? call.errorReply(error).makeRaw() else { return }
             raw = fallback
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queued = core.submit { loop in
-                do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
-                loop.reportOutgoing()
-                continuation.resume()
-            }
-            if !queued { continuation.resume() }
+        let size = raw.approximateSize
+        core.scheduler.replyQueued(bytes: size)
+        let queued = core.submit { loop in
+            do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
+            loop.core.scheduler.replySent(bytes: size)
+            loop.reportOutgoing()
         }
+        if !queued { core.scheduler.replySent(bytes: size) }
     }
 }
 
@@ -98,7 +97,7 @@ extension ExportTree {
             let core = loop.core
             loop.schedule(message) {
                 let result = await ObjectManagerDispatch.managedObjects(managed)
-                await ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
+                ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
             }
             return
         }
@@ -124,7 +123,7 @@ extension ExportTree {
         let logger = loop.logger
         loop.schedule(message) {
             let result = await Self.run(handler, for: call, outputs: method.outputSignature, logger: logger)
-            await ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
+            ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
         }
     }
 

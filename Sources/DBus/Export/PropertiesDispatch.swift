@@ -17,7 +17,7 @@ enum PropertiesDispatch {
             }
             loop.schedule(message) {
                 let result = await read(property, get)
-                await ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
+                ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
             }
         case "GetAll":
             guard let interfaceName = try? message.body.decode(String.self) else {
@@ -40,10 +40,10 @@ enum PropertiesDispatch {
                     switch await values(of: interface) {
                     case .success(let more): entries += more
                     case .failure(let error):
-                        return await ConnectionLoop.sendReplyFromTask(to: message, .failure(error), through: core)
+                        return ConnectionLoop.sendReplyFromTask(to: message, .failure(error), through: core)
                     }
                 }
-                await ConnectionLoop.sendReplyFromTask(to: message, .success([.dictionary(key: .string, value: .variant, entries)]), through: core)
+                ConnectionLoop.sendReplyFromTask(to: message, .success([.dictionary(key: .string, value: .variant, entries)]), through: core)
             }
         case "Set":
             guard let (interfaceName, name, variant) = try? message.body.decode(String.self, String.self, DBusVariant.self)
@@ -68,9 +68,9 @@ enum PropertiesDispatch {
                 do {
                     try await set(variant.value)
                 } catch {
-                    return await ConnectionLoop.sendReplyFromTask(to: message, .failure(asDBusError(error)), through: core)
+                    return ConnectionLoop.sendReplyFromTask(to: message, .failure(asDBusError(error)), through: core)
                 }
-                await ConnectionLoop.sendReplyFromTask(to: message, .success([]), through: core)
+                ConnectionLoop.sendReplyFromTask(to: message, .success([]), through: core)
                 if let signal = await changedSignal(path: path, interface: interface.name, [property]) {
                     core.submit { loop in _ = try? loop.send(signal) }
                 }
