@@ -2,29 +2,27 @@ import Locking
 import ShmBusProtocol
 import ShmBusSystem
 
-/// How many segments the registry's descriptors allow, and how many it holds.
+/// How many descriptors the registry's segments may hold, and how many they hold.
 ///
-/// Each segment costs the registry two descriptors for as long as it is registered:
-/// its own read-only one (``InspectedSegment``) and the doorbell it hands to
-/// subscribers (publishers register one with every segment; counted for every
-/// segment, since the segment object cannot tell). The rest of RLIMIT_NOFILE is kept
+/// A registered segment costs the registry its own read-only descriptor
+/// (``InspectedSegment``) and, when the publisher registered one, the doorbell it hands
+/// to subscribers, for as long as it is registered. The rest of RLIMIT_NOFILE is kept
 /// for everything else: the bus socket and eventfds, descriptors arriving in calls
 /// that wait for a handler or run (bounded by the connection's
 /// ``DBusConnection/CallScheduling``), replies carrying descriptors, the keeper's
-/// transfers. Past the budget a registration is refused with `QuotaExceeded` and the
-/// reason, instead of failing somewhere inside with `EMFILE` (which used to surface
-/// as BadSegment, Failed or InvalidArgs, depending on which call met it).
+/// transfers. A registration is refused with `QuotaExceeded` and the reason unless
+/// there is room for a segment and a doorbell, instead of failing somewhere inside
+/// with `EMFILE` (which used to surface as BadSegment, Failed or InvalidArgs,
+/// depending on which call met it).
 ///
 /// Process-wide, as RLIMIT_NOFILE is: registries in one process (tests) share it.
 final class DescriptorBudget: Sendable {
     static let shared = DescriptorBudget()
 
-    static let descriptorsPerSegment = 2
-
     private struct State {
         var held = 0
-        /// Segments allowed; `Int.max` until a registry configured it.
-        var segments = Int.max
+        /// Descriptors segments may hold; `Int.max` until a registry configured it.
+        var limit = Int.max
         var softLimit = 0
         var reserve = 0
     }
@@ -32,20 +30,22 @@ final class DescriptorBudget: Sendable {
     private let state = Lock(State())
 
     /// Sets the budget from the soft limit and what the rest of the process needs.
-    /// Returns the segments allowed.
+    /// Returns the descriptors left for segments.
     @discardableResult
     func configure(softLimit: Int, reserve: Int) -> Int {
-        let segments = max(0, softLimit - reserve) / Self.descriptorsPerSegment
-        state.withLock { $0 = State(held: $0.held, segments: segments, softLimit: softLimit, reserve: reserve) }
-        return segments
+        let limit = max(0, softLimit - reserve)
+        state.withLock { $0 = State(held: $0.held, limit: limit, softLimit: softLimit, reserve: reserve) }
+        return limit
     }
 
-    /// The descriptors of one more segment; throws `QuotaExceeded` past the budget
-    /// unless `force` (segments taken back from the keeper are never dropped for it).
-    func charge(force: Bool = false) throws(ShmBusError) -> Charge {
+    /// One descriptor, taken only if `room` are free (a segment asks room for itself
+    /// and a doorbell); throws `QuotaExceeded` otherwise, unless `force` (segments taken
+    /// back from the keeper are never dropped for it, nor is a doorbell registered with
+    /// a segment that fitted).
+    func charge(room: Int = 1, force: Bool = false) throws(ShmBusError) -> Charge {
         let refusal = state.withLock { state -> String? in
-            guard force || state.held < state.segments else {
-                return "the registry is out of file descriptors: its \(state.held) segments take \(Self.descriptorsPerSegment) each "
+            guard force || state.held + room <= state.limit else {
+                return "the registry is out of file descriptors: its segments and their doorbells hold \(state.held) "
                     + "of its RLIMIT_NOFILE of \(state.softLimit), \(state.reserve) being kept for the bus and calls in flight; "
                     + "unregister segments, or raise the daemon's limit (LimitNOFILE=, ulimit -n)"
             }
@@ -60,7 +60,7 @@ final class DescriptorBudget: Sendable {
         state.withLock { $0.held -= 1 }
     }
 
-    /// One segment's share, given back when released (with the segment, or with a
+    /// One descriptor's share, given back when released (with the segment, or with a
     /// registration that failed after taking it).
     final class Charge: Sendable {
         private let budget: DescriptorBudget

@@ -20,7 +20,9 @@ final class InspectedSegment: Sendable {
     /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only,
     /// within the ``DescriptorBudget`` unless `mayExceedBudget`.
     init(_ fd: UnixFileDescriptor, expectedChannel: String, mayExceedBudget: Bool = false) throws(ShmBusError) {
-        charge = try DescriptorBudget.shared.charge(force: mayExceedBudget)
+        // Room for itself and a doorbell; the doorbell's share is taken when the
+        // segment is exported with one (SegmentRegistry.exportSegment).
+        charge = try DescriptorBudget.shared.charge(room: 2, force: mayExceedBudget)
         let readOnly: UnixFileDescriptor
         do {
             try Memfd.checkSealed(fd, required: Memfd.segmentSeals)

@@ -50,11 +50,11 @@ public final class RegistryService: Sendable {
             let reserve = RegistryConfiguration.descriptorReserve(for: connection.callScheduling)
             let allowed = DescriptorBudget.shared.configure(softLimit: soft, reserve: reserve)
             logger.info(
-                "descriptor budget", metadata: ["RLIMIT_NOFILE": "\(soft)", "reserved": "\(reserve)", "segments": "\(allowed)"])
-            if allowed < configuration.maxSegments {
+                "descriptor budget", metadata: ["RLIMIT_NOFILE": "\(soft)", "reserved": "\(reserve)", "for-segments": "\(allowed)"])
+            if allowed / 2 < configuration.maxSegments {
                 logger.notice(
                     "RLIMIT_NOFILE allows fewer segments than --max-segments",
-                    metadata: ["segments": "\(allowed)", "max-segments": "\(configuration.maxSegments)"])
+                    metadata: ["segments-with-doorbells": "\(allowed / 2)", "without": "\(allowed)", "max-segments": "\(configuration.maxSegments)"])
             }
         }
         let registry = SegmentRegistry(configuration: configuration, logger: logger)

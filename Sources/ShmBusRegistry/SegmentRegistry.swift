@@ -30,6 +30,9 @@ actor SegmentRegistry {
         var replacedBy = ""
         var state = SegmentState.active
         var export: DBusExport?
+        /// The doorbell's share of the ``DescriptorBudget`` (the segment's own is its
+        /// file's), taken when it is exported.
+        var doorbellCharge: DescriptorBudget.Charge?
 
         var path: ObjectPath { ShmBusProtocol.segmentPath(name) }
     }

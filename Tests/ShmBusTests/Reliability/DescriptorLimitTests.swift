@@ -124,7 +124,7 @@ import Testing
         let soft = Self.softFileLimit(of: daemon.pid)
         #expect(soft == 4096)
         let client = try await fixture.client()
-        // More than the 1,024 soft limit allows (320 segments).
+        // More than the 1,024 soft limit allows (336 segments with doorbells).
         let (registered, codes, messages) = try await Self.fill(client, attempts: 1_000, refusals: 1)
         #expect(registered == 1_000, "\(codes) \(messages)")
         Reliability.report("descriptors-1024-4096", ["soft_limit_after_start": soft ?? -1, "registered": registered])
