@@ -70,7 +70,9 @@ import Testing
             try await group.waitForAll()
         }
         #expect(concurrency.most.perSender == 2)
-        #expect(concurrency.most.total == 3)
+        // Busy senders share 3 slots; a fresh sender's call (each client's first) may
+        // take one of 3 more.
+        #expect((3...6).contains(concurrency.most.total), "\(concurrency.most.total)")
         withExtendedLifetime(export) {}
     }
 

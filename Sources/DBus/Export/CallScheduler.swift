@@ -17,7 +17,8 @@ extension DBusConnection {
     public struct CallScheduling: Sendable, Hashable {
         /// Handlers of one sender running at once (1 or more).
         public var perSender: Int
-        /// Handlers running at once on the connection (1 or more).
+        /// Handlers running at once on the connection (1 or more) for senders with
+        /// calls queued or running; a fresh sender's call may take one of `total` more.
         public var total: Int
         /// Unix fds that calls waiting for a handler may hold in all. A call whose
         /// descriptors would pass it is refused at once with ``refusalErrorName`` and its
@@ -161,7 +162,7 @@ final class CallScheduler: Sendable {
     /// Takes the next call of each ready sender in turn while slots are free.
     private func takeStartable(_ state: inout State) -> [(String, Job)] {
         var started: [(String, Job)] = []
-        while state.runningTotal < limits.total, !state.congested(limits), let sender = Self.next(&state) {
+        while let sender = next(&state) {
             guard let waiting = state.queues[sender]?.popFirst() else { continue }
             if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
             state.queuedUnixFDs -= waiting.unixFDs
@@ -179,8 +180,16 @@ final class CallScheduler: Sendable {
         return started
     }
 
-    private static func next(_ state: inout State) -> String? {
-        let fromFresh = !state.fresh.isEmpty && (!state.lastWasFresh || state.ready.isEmpty)
+    /// The sender whose next call starts now, if any may. The ring waits for a free
+    /// slot of `total` and for the bus to catch up; a fresh sender's call (one call,
+    /// of a client that had nothing else here) may also take one of `total` more slots
+    /// and pass the outgoing limit: it adds one reply to what waits for the bus, and
+    /// a bystander's question should not wait for a flood's answers to drain.
+    private func next(_ state: inout State) -> String? {
+        let ringMay = !state.ready.isEmpty && state.runningTotal < limits.total && !state.congested(limits)
+        let freshMay = !state.fresh.isEmpty && state.runningTotal < 2 * limits.total
+        guard ringMay || freshMay else { return nil }
+        let fromFresh = freshMay && (!state.lastWasFresh || !ringMay)
         state.lastWasFresh = fromFresh
         return fromFresh ? state.fresh.popFirst() : state.ready.popFirst()
     }
