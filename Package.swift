@@ -82,16 +82,22 @@ let package = Package(
                 "DBus",
                 "Locking",
                 "SharedSegments",
+                "ShmBusPolicy",
                 "ShmBusProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
+            name: "ShmBusPolicy",
+            dependencies: ["DBus", "ShmBusProtocol", "ShmBusSystem"]
+        ),
+        .target(
             name: "ShmBusRegistry",
             dependencies: [
                 "DBus",
                 "Locking",
+                "ShmBusPolicy",
                 "ShmBusProtocol",
                 "ShmBusSystem",
                 "SharedSegments",
@@ -159,7 +165,7 @@ let package = Package(
         .testTarget(
             name: "ShmBusTests",
             dependencies: [
-                "ShmBus", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "ShmBusSystem", "ShmBusTesting",
+                "ShmBus", "ShmBusPolicy", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "ShmBusSystem", "ShmBusTesting",
                 "CShmBusLinux", "Locking", "TestSupport", "shmbus", "shmbus-codegen",
                 "shmbus-test-peer", "screenshot-publisher", "screenshot-viewer", "camera-publisher", "camera-viewer",
             ]

@@ -17,6 +17,7 @@ need libglib2.0-bin    command -v gdbus
 need python3-dbus      /usr/bin/python3 -c 'import dbus'
 need python3-gi        /usr/bin/python3 -c 'from gi.repository import GLib'
 need util-linux        command -v setsid
+need bubblewrap        command -v bwrap
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 

@@ -58,6 +58,23 @@ int shmbus_futex_wake(const uint32_t *word, int count) {
     return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
+int shmbus_pidfd_open(int pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int shmbus_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+int shmbus_open_directory_path(const char *path) {
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+int shmbus_futex_cmp_requeue(const uint32_t *word, uint32_t expected, int wake, int requeue, const uint32_t *target) {
+    /* The fourth argument is val2 (how many to requeue), passed where the timeout goes. */
+    return (int)syscall(SYS_futex, word, FUTEX_CMP_REQUEUE, wake, (unsigned long)requeue, target, expected);
+}
+
 int shmbus_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }

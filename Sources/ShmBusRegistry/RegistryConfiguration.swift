@@ -9,6 +9,18 @@ public struct RegistryConfiguration: Sendable {
     public var maxBytesPerConnection: UInt64 = 64 << 30
     /// Segments in the whole registry, persistent ones of departed owners included.
     public var maxSegments = 16_384
+    /// Segments one Unix user may hold across all its connections, persistent ones of
+    /// connections that left included: a quarter of the registry, so that no user alone
+    /// reaches the registry's limit.
+    public var maxSegmentsPerUser = 4_096
+    /// Total capacity one Unix user may hold, the same way.
+    public var maxBytesPerUser: UInt64 = 256 << 30
+    /// Total capacity of one Unix user's persistent segments, live or left behind: the
+    /// bound on what a user with no connection can leave in the registry.
+    public var maxPersistentBytesPerUser: UInt64 = 16 << 30
+    /// Segments and bytes one sandboxed app (by app ID) may hold, within its user's.
+    public var maxSegmentsPerApp = 1_024
+    public var maxBytesPerApp: UInt64 = 64 << 30
     /// How often expired persistent segments are swept.
     public var sweepInterval: Duration = .milliseconds(250)
     /// How often persistent segments of departed owners are read to see whether any

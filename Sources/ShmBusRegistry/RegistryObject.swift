@@ -1,5 +1,6 @@
 import DBus
 import SharedSegments
+import ShmBusPolicy
 import ShmBusProtocol
 
 /// `/org/shmbus/Registry1`: the registry's methods and properties, as the generated
@@ -10,6 +11,8 @@ struct RegistryObject: Registry1.Implementation {
     let registry: SegmentRegistry
     let configuration: RegistryConfiguration
     let connection: DBusConnection
+    /// Who the callers are (from the bus, and their processes for sandboxes).
+    let peers: PeerDirectory
 
     /// A typed dictionary with an unknown key or an ill-typed value is the registry's
     /// `InvalidArgument`, like every other malformed argument.
@@ -20,40 +23,42 @@ struct RegistryObject: Registry1.Implementation {
     func registerSegment(channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions, call: DBusMethodCall)
         async throws -> (segment: String, path: ObjectPath)
     {
-        var request = try Self.registration(channel: channel, fd: fd, options: options, sender: call.sender)
-        request.senderUID = await unixUser(of: call.sender)
+        let identity = try await peers.identity(of: call.sender)
+        let request = try Self.registration(channel: channel, fd: fd, options: options, sender: call.sender, identity: identity)
         await settleDeparture(ofOwnerOf: channel, before: call.sender)
         return try await registry.register(request)
     }
 
     func unregisterSegment(segment: String, call: DBusMethodCall) async throws {
-        let uid = await unixUser(of: call.sender)
-        try await registry.unregister(segment, sender: call.sender, senderUID: uid)
+        try await registry.unregister(segment, sender: call.sender, identity: try await peers.identity(of: call.sender))
     }
 
     func openSegment(segment name: String, call: DBusMethodCall) async throws -> (fd: UnixFileDescriptor, info: Registry1.SegmentInfoDictionary) {
         guard let segment = await registry.segment(name) else {
             throw ShmBusError.notFound("no segment '\(name)' in the registry")
         }
+        // The descriptor, and the doorbell with it, go only to those who may read.
+        try AccessRules.checkRead(
+            try await peers.identity(of: call.sender), channel: segment.channel, owner: segment.holder, policy: segment.readers)
         let info = Registry1.SegmentInfoDictionary(
             channel: segment.channel, generation: segment.file.generation, capacity: segment.file.capacity,
             owner: segment.owner ?? "", persistent: segment.persistent, state: segment.state.rawValue,
-            replacedBy: segment.replacedBy, doorbell: segment.doorbell)
+            replacedBy: segment.replacedBy, doorbell: segment.doorbell, readers: segment.readers.wire)
         return (segment.file.readOnlyDescriptor, info)
     }
 
     func listChannels(call: DBusMethodCall) async throws -> [ChannelInfo] {
-        await registry.channelInfos()
+        await registry.channelInfos(visibleTo: try await peers.identity(of: call.sender))
     }
 
     func listSegments(channel: String, call: DBusMethodCall) async throws -> [SegmentInfo] {
-        try await registry.segmentInfos(channel: channel)
+        try await registry.segmentInfos(channel: channel, visibleTo: try await peers.identity(of: call.sender))
     }
 
     func lookup(channel: String, key: String, call: DBusMethodCall) async throws
         -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64)
     {
-        let (segment, location) = try await registry.lookup(channel: channel, key: key)
+        let (segment, location) = try await registry.lookup(channel: channel, key: key, reader: try await peers.identity(of: call.sender))
         return (segment, location.offset, location.length, location.sequence)
     }
 
@@ -66,7 +71,7 @@ struct RegistryObject: Registry1.Implementation {
 
     /// Checks the arguments of `RegisterSegment` and inspects the descriptor.
     static func registration(
-        channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions, sender: String
+        channel: String, fd: UnixFileDescriptor, options: Registry1.RegisterOptions, sender: String, identity: PeerIdentity
     ) throws(ShmBusError) -> SegmentRegistry.Registration {
         if let problem = ChannelName.problem(with: channel) {
             throw .invalidArgument("invalid channel name '\(channel.prefix(220))': \(problem)")
@@ -79,7 +84,8 @@ struct RegistryObject: Registry1.Implementation {
         }
         if let doorbell = options.doorbell { try InspectedSegment.checkDoorbell(doorbell) }
         let file = try InspectedSegment(fd, expectedChannel: channel)
-        var request = SegmentRegistry.Registration(channel: channel, file: file, sender: sender)
+        var request = SegmentRegistry.Registration(channel: channel, file: file, sender: sender, identity: identity)
+        request.readers = try ReadPolicy(wire: options.readers ?? [])
         request.persistent = options.persistent ?? false
         request.ttl = options.ttl.map { .seconds(Int64($0)) }
         request.replaces = options.replaces ?? ""
@@ -99,11 +105,5 @@ struct RegistryObject: Registry1.Implementation {
         } catch {
             // Unknown: the registry's own view stands.
         }
-    }
-
-    /// The Unix user of a connection, nil when the bus cannot say.
-    private func unixUser(of sender: String) async -> UInt32? {
-        guard !sender.isEmpty else { return nil }
-        return try? await connection.unixUser(of: sender)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ShmBusProtocol
 import Locking
+import ShmBusPolicy
 import ShmBusSystem
 
 /// The ShmBus registry on a bus: owns `org.shmbus.Registry1`, exports
@@ -58,7 +59,8 @@ public final class RegistryService: Sendable {
             }
         }
         let registry = SegmentRegistry(configuration: configuration, logger: logger)
-        let object = RegistryObject(registry: registry, configuration: configuration, connection: connection)
+        let peers = PeerDirectory(connection: connection)
+        let object = RegistryObject(registry: registry, configuration: configuration, connection: connection, peers: peers)
         let root = try await connection.export(
             [Registry1.interface(implementedBy: object)], at: ShmBusProtocol.registryPath, objectManager: true)
         let keeper = configuration.keepsPersistentSegments
@@ -77,6 +79,7 @@ public final class RegistryService: Sendable {
                         keeper?.keeperChanged()
                     } else if change.name.hasPrefix(":"), change.newOwner == nil {
                         await registry.ownerLeft(change.name)
+                        await peers.forget(change.name)
                     }
                 }
             } catch {

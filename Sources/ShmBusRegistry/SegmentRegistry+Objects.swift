@@ -75,6 +75,7 @@ struct SegmentObject: Segment1.Implementation {
     var expires: UInt64 { get async { await current?.expiresMicroseconds ?? 0 } }
     var replaces: String { segment.replaces }
     var replacedBy: String { get async { await current?.replacedBy ?? "" } }
+    var readers: [String] { segment.readers.wire ?? [] }
 }
 
 /// `org.shmbus.Channel1` of one channel, read from the registry on each request.

@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import Logging
 import SharedSegments
+import ShmBusPolicy
 import ShmBusProtocol
 import ShmBusSystem
 
@@ -18,7 +19,10 @@ actor SegmentRegistry {
         let channel: String
         /// The registering connection; nil once it has left the bus.
         var owner: String?
-        let ownerUID: UInt32?
+        /// The Unix user (and sandboxed app) that registered it: whose it stays.
+        let holder: ChannelOwner
+        /// Who else may read it.
+        let readers: ReadPolicy
         let file: InspectedSegment
         let doorbell: UnixFileDescriptor?
         let persistent: Bool
@@ -40,6 +44,8 @@ actor SegmentRegistry {
     struct Channel {
         let name: String
         var owner: String?
+        /// Whose the channel is while it holds any segment: that of its current segment.
+        var holder: ChannelOwner
         /// Segment names in registration order.
         var segments: [String] = []
         var current: String?
@@ -52,6 +58,12 @@ actor SegmentRegistry {
     let logger: Logger
     var segments: [String: Segment] = [:]
     var channels: [String: Channel] = [:]
+    /// What each connection, Unix user and sandboxed app holds (SegmentRegistry+Quotas).
+    var connectionUsage: [String: Usage] = [:]
+    var userUsage: [UInt32: Usage] = [:]
+    var appUsage: [String: Usage] = [:]
+    /// The registry's own Unix user, which may use reserved channel names.
+    let registryUser = getuid()
     /// Unique names seen leaving the bus. The bus never reuses a unique name, so a
     /// registration racing with its caller's departure is recognised and refused.
     private var departed: Set<String> = []
@@ -82,23 +94,36 @@ actor SegmentRegistry {
 
     var totalBytes: UInt64 { segments.values.reduce(0) { $0 + $1.file.capacity } }
 
-    func channelInfos() -> [ChannelInfo] {
-        channels.values.sorted { $0.name < $1.name }.map { channel in
-            let current = channel.current.flatMap { segments[$0] }
-            return ChannelInfo(
-                name: channel.name, owner: channel.owner ?? "", currentSegment: channel.current ?? "",
-                generation: current?.file.generation ?? 0, segmentCount: UInt64(channel.segments.count),
-                bytes: channel.segments.compactMap { segments[$0]?.file.capacity }.reduce(0, +))
-        }
+    /// Whether `reader` may read `segment` (docs/SECURITY.md).
+    func mayRead(_ reader: PeerIdentity, _ segment: Segment) -> Bool {
+        (try? AccessRules.checkRead(reader, channel: segment.channel, owner: segment.holder, policy: segment.readers)) != nil
     }
 
-    func segmentInfos(channel: String) throws(ShmBusError) -> [SegmentInfo] {
+    /// The channels of which `reader` may read at least one segment.
+    func channelInfos(visibleTo reader: PeerIdentity) -> [ChannelInfo] {
+        channels.values.filter { channel in channel.segments.contains { segments[$0].map { mayRead(reader, $0) } ?? false } }
+            .sorted { $0.name < $1.name }.map { channel in
+                let current = channel.current.flatMap { segments[$0] }
+                return ChannelInfo(
+                    name: channel.name, owner: channel.owner ?? "", currentSegment: channel.current ?? "",
+                    generation: current?.file.generation ?? 0, segmentCount: UInt64(channel.segments.count),
+                    bytes: channel.segments.compactMap { segments[$0]?.file.capacity }.reduce(0, +))
+            }
+    }
+
+    /// The segments `reader` may read, of one channel or (`channel` empty) all. A named
+    /// channel of which it may read none is refused with the rule, as `Lookup` would.
+    func segmentInfos(channel: String, visibleTo reader: PeerIdentity) throws(ShmBusError) -> [SegmentInfo] {
         let selected: [Segment]
         if channel.isEmpty {
-            selected = Array(segments.values)
+            selected = segments.values.filter { mayRead(reader, $0) }
         } else {
             guard let entry = channels[channel] else { throw .notFound("no channel '\(channel)' in the registry") }
-            selected = entry.segments.compactMap { segments[$0] }
+            let all = entry.segments.compactMap { segments[$0] }
+            selected = all.filter { mayRead(reader, $0) }
+            if selected.isEmpty, let current = entry.current.flatMap({ segments[$0] }) ?? all.last {
+                try AccessRules.checkRead(reader, channel: channel, owner: current.holder, policy: current.readers)
+            }
         }
         return selected.sorted { ($0.channel, $0.file.generation, $0.name) < ($1.channel, $1.file.generation, $1.name) }
             .map(info)
@@ -117,14 +142,22 @@ actor SegmentRegistry {
 
     /// The newest live chunk with `key` in `channel`: the current segment first, then
     /// the channel's other active segments, newest generation first.
-    func lookup(channel: String, key: String) throws(ShmBusError) -> (String, ChunkLocation) {
+    func lookup(channel: String, key: String, reader: PeerIdentity) throws(ShmBusError) -> (String, ChunkLocation) {
         guard let entry = channels[channel] else { throw .notFound("no channel '\(channel)' in the registry") }
         var candidates = entry.segments.compactMap { segments[$0] }.filter { $0.state == .active }
         candidates.sort { ($0.name == entry.current ? 1 : 0, $0.file.generation) > ($1.name == entry.current ? 1 : 0, $1.file.generation) }
+        // A caller who may read none of the channel is refused before any key is looked
+        // at: NotFound for a missing key would tell which keys exist.
+        if let first = candidates.first, !candidates.contains(where: { mayRead(reader, $0) }) {
+            try AccessRules.checkRead(reader, channel: channel, owner: first.holder, policy: first.readers)
+        }
         var lastError: ShmBusError?
         for segment in candidates {
             do {
-                if let found = try segment.file.latest(key: key) { return (segment.name, found) }
+                if let found = try segment.file.latest(key: key) {
+                    try AccessRules.checkRead(reader, channel: channel, owner: segment.holder, policy: segment.readers)
+                    return (segment.name, found)
+                }
             } catch {
                 lastError = error
             }
@@ -139,7 +172,8 @@ actor SegmentRegistry {
         var channel: String
         var file: InspectedSegment
         var sender: String
-        var senderUID: UInt32?
+        var identity: PeerIdentity
+        var readers = ReadPolicy.ownerOnly
         var persistent = false
         var ttl: Duration?
         var replaces = ""
@@ -152,25 +186,18 @@ actor SegmentRegistry {
         guard !departed.contains(request.sender) else {
             throw .accessDenied("the caller \(request.sender) has left the bus")
         }
+        // Whose the channel is first, so that another user hears the rule that keeps it
+        // out (the name belongs to a user), not which connection holds it now.
+        try AccessRules.checkOwnership(
+            request.identity, channel: request.channel, owner: channels[request.channel]?.holder, registryUser: registryUser,
+            action: "register on")
         if let channel = channels[request.channel], let owner = channel.owner, owner != request.sender {
             throw .accessDenied("channel '\(request.channel)' is owned by \(owner); only its owner registers segments")
         }
         guard segments[name] == nil else {
             throw .invalidArgument("segment \(name) is already registered")
         }
-        let mine = segments.values.filter { $0.owner == request.sender }
-        guard mine.count < configuration.maxSegmentsPerConnection else {
-            throw .quotaExceeded(
-                "\(request.sender) already has \(mine.count) segments registered (limit \(configuration.maxSegmentsPerConnection)); unregister some first")
-        }
-        let bytes = mine.reduce(0) { $0 + $1.file.capacity }
-        guard bytes + request.file.capacity <= configuration.maxBytesPerConnection else {
-            throw .quotaExceeded(
-                "registering \(request.file.capacity) bytes would bring \(request.sender) to \(bytes + request.file.capacity) bytes (limit \(configuration.maxBytesPerConnection))")
-        }
-        guard segments.count < configuration.maxSegments else {
-            throw .quotaExceeded("the registry holds \(segments.count) segments, its limit")
-        }
+        try checkQuotas(request)
         var replaced: Segment?
         if !request.replaces.isEmpty {
             guard let old = segments[request.replaces] else {
@@ -180,14 +207,9 @@ actor SegmentRegistry {
                 throw .invalidArgument("segment \(request.replaces) belongs to channel '\(old.channel)', not '\(request.channel)'")
             }
             // Its own segment, or (continuing a channel's history) one whose owner has
-            // left, if the caller is of the same Unix user. (Who else may continue a
-            // channel is the access-control issue's business.)
-            let continues = old.owner == nil && old.ownerUID != nil && old.ownerUID == request.senderUID
-            guard old.owner == request.sender || continues else {
-                throw .accessDenied(
-                    old.owner == nil
-                        ? "segment \(request.replaces) was left by a connection of another Unix user; only that user continues its channel"
-                        : "segment \(request.replaces) is not the caller's")
+            // left: the ownership check above has made sure the channel is the caller's.
+            guard old.owner == request.sender || old.owner == nil else {
+                throw .accessDenied("segment \(request.replaces) is not the caller's")
             }
             guard old.state == .active else {
                 throw .invalidArgument("segment \(request.replaces) is already retired (replaced by \(old.replacedBy))")
@@ -207,14 +229,17 @@ actor SegmentRegistry {
         // All checks passed: change the state, then talk to the bus.
         let now = Date()
         let segment = Segment(
-            name: name, channel: request.channel, owner: request.sender, ownerUID: request.senderUID, file: request.file,
+            name: name, channel: request.channel, owner: request.sender, holder: ChannelOwner(request.identity),
+            readers: request.readers, file: request.file,
             doorbell: request.doorbell, persistent: request.persistent, ttl: request.ttl,
             createdMicroseconds: UInt64(now.timeIntervalSince1970 * 1_000_000), replaces: request.replaces)
         segments[name] = segment
+        account(segment, 1)
         let isNewChannel = channels[request.channel] == nil
-        var channel = channels[request.channel] ?? Channel(name: request.channel)
+        var channel = channels[request.channel] ?? Channel(name: request.channel, holder: segment.holder)
         let ownerChanged = channel.owner != request.sender
         channel.owner = request.sender
+        channel.holder = segment.holder
         channel.segments.append(name)
         channel.current = name
         channels[request.channel] = channel
@@ -263,14 +288,14 @@ actor SegmentRegistry {
     }
 
     /// Removes a segment on behalf of `sender`.
-    func unregister(_ name: String, sender: String, senderUID: UInt32?) async throws(ShmBusError) {
+    func unregister(_ name: String, sender: String, identity: PeerIdentity) async throws(ShmBusError) {
         guard let segment = segments[name] else { throw .notFound("no segment '\(name)' in the registry") }
         if let owner = segment.owner {
             guard owner == sender else { throw .accessDenied("segment \(name) belongs to \(owner); only its owner may unregister it") }
         } else {
-            guard let uid = segment.ownerUID, uid == senderUID else {
-                throw .accessDenied("segment \(name) outlived its owner; only a connection of the same Unix user may unregister it")
-            }
+            try AccessRules.checkOwnership(
+                identity, channel: segment.channel, owner: channels[segment.channel]?.holder ?? segment.holder,
+                registryUser: registryUser, action: "unregister a segment of")
         }
         await remove([segment], reason: .unregistered)
         // Answered once the keeper has let go too: an unregistered segment must not
@@ -288,6 +313,7 @@ actor SegmentRegistry {
         }
         var removed: [Segment] = []
         var orphaned: [String] = []
+        accountDeparture(of: name)
         for segment in segments.values where segment.owner == name {
             if segment.persistent {
                 segments[segment.name]?.owner = nil
@@ -390,7 +416,8 @@ actor SegmentRegistry {
     /// Drops a segment (and its channel when it was the last one) from the state. The
     /// exports go with the entries, which unexports the objects.
     private func forget(_ segment: Segment) {
-        segments[segment.name] = nil
+        guard let held = segments.removeValue(forKey: segment.name) else { return }
+        account(held, -1)
         if segment.persistent { keeper?.drop(segment.name) }
         guard var channel = channels[segment.channel] else { return }
         channel.segments.removeAll { $0 == segment.name }
@@ -406,6 +433,7 @@ actor SegmentRegistry {
         }
         if channel.current == segment.name {
             channel.current = channel.segments.last { segments[$0]?.state == .active } ?? channel.segments.last
+            if let current = channel.current.flatMap({ segments[$0] }) { channel.holder = current.holder }
         }
         channels[segment.channel] = channel.segments.isEmpty ? nil : channel
     }

@@ -5,6 +5,9 @@
 //   shmbus-test-peer scribble ADDRESS CHANNEL SEED
 //   shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…
 //   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS
+//   shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]
+//   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]
+//   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
 // rest, pseudo-random bytes), prints "published COUNT signals N", then holds the
@@ -33,6 +36,18 @@
 // `ListChannels`; then prints "flooded CALLS answered N seconds S". It runs in a
 // process of its own so that the test measuring a bystander does not share its
 // executor with the flood.
+//
+// `doorbell` is a hostile reader: it opens the channel's current segment through the
+// registry, as any reader may, and with what it is handed either tries every way of
+// writing (`probe`, one "probe WHAT OUTCOME" line each), overwrites the doorbell's
+// magic once (`zero-magic`, then "zeroed"), or attacks the doorbell for SECONDS
+// (garbage, spin, wake, requeue, silence, pin; burn is the control), see
+// DoorbellPeers.swift. Then it waits until stdin closes.
+//
+// `futex-subscribe` reads COUNT chunks with `Wait.futex` (the iterator, or
+// `readBlocking` on a thread of its own) and prints what it received and what it cost
+// it; `paced` publishes COUNT chunks INTERVAL_US apart once a line arrives on stdin,
+// and prints what that took.
 import CShmBusLinux
 import DBus
 import Foundation
@@ -52,7 +67,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|flood ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -245,6 +260,33 @@ do {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             say("flooded \(calls) answered \(answered) seconds \(String(format: "%.3f", seconds))")
         }
+
+    case "doorbell":
+        guard args.count >= 5 else { fail("usage: shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]") }
+        let handout = try await readerHandout(address: address, channel: channel)
+        switch args[4] {
+        case "probe":
+            probeHandout(handout)
+        case "zero-magic":
+            guard let base = mapShared(handout.doorbell.rawValue, writable: true) else { fail("cannot map the doorbell: \(outcome(false))") }
+            shmbus_store_release_u64(base.assumingMemoryBound(to: UInt64.self), 0)
+            say("zeroed")
+        default:
+            attackDoorbell(handout.doorbell, how: args[4], seconds: args.count > 5 ? Double(args[5]) ?? 1 : 1)
+        }
+        while let _ = readLine() {}
+
+    case "futex-subscribe":
+        guard args.count >= 5, let count = Int(args[4]) else { fail("usage: shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]") }
+        try await futexSubscribe(address: address, channel: channel, count: count, blocking: args.count > 5 && args[5] == "blocking")
+
+    case "paced":
+        guard args.count >= 8, let count = Int(args[4]), let size = Int(args[5]), let capacity = UInt64(args[6]), let interval = Int(args[7]),
+            size >= 16
+        else {
+            fail("usage: shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US")
+        }
+        try await publishPaced(address: address, channel: channel, count: count, size: size, capacity: capacity, interval: interval)
 
     default:
         fail("unknown mode \(mode)")

@@ -23,7 +23,7 @@ import Testing
         "recordPayloadOffsetOffset": SegmentLayout.recordPayloadOffsetOffset,
         "recordKeyLengthOffset": SegmentLayout.recordKeyLengthOffset, "recordChecksumOffset": SegmentLayout.recordChecksumOffset,
         "recordKeyOffset": SegmentLayout.recordKeyOffset, "doorbellMagicOffset": SegmentLayout.doorbellMagicOffset,
-        "doorbellWordOffset": SegmentLayout.doorbellWordOffset, "doorbellWaitersOffset": SegmentLayout.doorbellWaitersOffset,
+        "doorbellWordOffset": SegmentLayout.doorbellWordOffset, "doorbellSleepingOffset": SegmentLayout.doorbellSleepingOffset,
     ]
 
     /// Rows `| field | constant | offset | size | …` of every table in the document.

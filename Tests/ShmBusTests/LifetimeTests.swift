@@ -53,6 +53,9 @@ import Testing
         let removed = try await first(events, within: .seconds(10)) { event in
             if case .segmentRemoved(segment, "dies", "owner-exited") = event { true } else { false }
         }
+        // Both handlers see the same message on the loop thread, one after the other:
+        // the stream's may resume this task before the timing one has run.
+        _ = await Reliability.waitUntil(.seconds(5)) { heard.withLock { $0 } != nil }
         timing.cancel()
         let elapsed = try #require(heard.withLock { $0 }, "SegmentRemoved(owner-exited) was announced") - killed
         #expect(removed != nil)

@@ -45,6 +45,13 @@ int shmbus_futex_wait(const uint32_t *word, uint32_t expected, int64_t timeout_n
  * number woken or -1 with errno set. */
 int shmbus_futex_wake(const uint32_t *word, int count);
 
+/* futex(2) FUTEX_CMP_REQUEUE: if *word == expected, wakes at most wake waiters on
+ * word and moves at most requeue others to wait on target instead. Returns the
+ * number woken and moved, or -1 with errno set (EAGAIN: the value differed). It
+ * needs only read access to word: the tests' hostile reader uses it to show what
+ * any holder of a mapping can do to the waiters on it. */
+int shmbus_futex_cmp_requeue(const uint32_t *word, uint32_t expected, int wake, int requeue, const uint32_t *target);
+
 /* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
 int shmbus_eventfd(void);
 
@@ -61,6 +68,18 @@ void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes);
  * Unix stream socket, the memory its queued buffers take, overhead included).
  * Returns them, or -1 with errno set. (ioctl is variadic: Swift cannot call it.) */
 int shmbus_socket_unsent(int fd);
+
+/* pidfd_open(2) of pid (flags 0; pidfds are always close-on-exec). Returns the
+ * descriptor or -1 with errno set. */
+int shmbus_pidfd_open(int pid);
+
+/* pidfd_send_signal(2) of signal to the process pidfd names (0 checks that it
+ * still exists). Returns 0 or -1 with errno set (ESRCH once it has ended). */
+int shmbus_pidfd_send_signal(int pidfd, int signal);
+
+/* open(2) of a directory with O_PATH | O_DIRECTORY | O_CLOEXEC (O_PATH needs
+ * _GNU_SOURCE, which the Swift importer does not define). */
+int shmbus_open_directory_path(const char *path);
 
 /* posix_spawn(3) of path with argv/envp, with an empty signal mask and default
  * signal dispositions in the child (a Swift process blocks most signals in its

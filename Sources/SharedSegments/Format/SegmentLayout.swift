@@ -70,8 +70,8 @@ public enum SegmentLayout {
     public static let doorbellMagic: UInt64 = 0x524F_4F44_424D_4853
     public static let doorbellSize = 4096
     public static let doorbellMagicOffset = 0    // u64
-    public static let doorbellWordOffset = 8     // u32, futex word
-    public static let doorbellWaitersOffset = 12 // u32, waiting readers
+    public static let doorbellWordOffset = 8      // u32, futex word
+    public static let doorbellSleepingOffset = 12 // u32, 1: a reader may sleep on the word
 
     /// Seeds of the two checksums (docs/FORMAT.md, "Checksums").
     public static let headerChecksumSeed: UInt64 = 0x5348_4D42_5553_4844

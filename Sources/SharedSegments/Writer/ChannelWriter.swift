@@ -17,8 +17,10 @@ public final class ChannelWriter {
     // Exclusivity is checked statically: the writer is confined to one owner (see the
     // type's documentation), and dynamic checks cost a tenth of a small publish.
     @exclusivity(unchecked) public internal(set) var current: SegmentWriter
-    /// The doorbell readers wait on; rung only when some reader waits.
+    /// The doorbell readers wait on; rung only when some reader may sleep.
     public let doorbell: Doorbell
+    /// How often the doorbell may ring for nobody (see ``RingPacing``).
+    @exclusivity(unchecked) var ringPacing = RingPacing()
     public var policy: GarbageCollectionPolicy
     /// Capacity of new generations.
     public var capacity: UInt64
@@ -183,7 +185,7 @@ public final class ChannelWriter {
             }
             keyIndex[open.key] = (open.offset, open.length)
         }
-        doorbell.ring()
+        doorbell.ring(&ringPacing)
         return Appended(
             segment: current.id, segmentName: current.name, generation: current.header.generation, sequence: open.sequence, recordOffset: open.offset,
             recordEnd: end, payloadOffset: open.payloadOffset, length: UInt64(reserved.buffer.count), rotation: reserved.rotation)
@@ -286,7 +288,7 @@ public final class ChannelWriter {
     public func retire(_ rotation: Rotation) {
         rotation.old.retire(successor: rotation.new.id)
         unretired.removeAll { $0.old === rotation.old }
-        doorbell.ring()
+        doorbell.ringAlways(&ringPacing)
     }
 
     /// Retires the segment `old` if a rotation left it un-retired; returns whether it did.

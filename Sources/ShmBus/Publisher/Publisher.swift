@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import Logging
 import SharedSegments
+import ShmBusPolicy
 import Locking
 import Synchronization
 import SystemPackage
@@ -49,6 +50,10 @@ public final class Publisher: Sendable {
         /// its first segment (they would be obsolete at once): a one-shot publish of a
         /// key then holds the new chunk only.
         public var replacingKeys: Set<String> = []
+        /// Who may read besides this process's Unix user and root (docs/SECURITY.md):
+        /// the registry and this publisher's own `Publisher1.OpenSegment` refuse
+        /// everyone else.
+        public var readers: ReadPolicy = .ownerOnly
         public init() {}
     }
 
@@ -56,7 +61,9 @@ public final class Publisher: Sendable {
     public let connection: DBusConnection
     let registry: RegistryClient
     let options: Options
-    private let writer: Lock<ChannelWriter>
+    let writer: Lock<ChannelWriter>
+    /// A ring the doorbell held back is scheduled (see `ringHeldBackLater()`).
+    let heldBackRingScheduled = Atomic(false)
     let notifier: CommitNotifier
     private let registrar: Registrar
     private let follower = Lock<Task<Void, Never>?>(nil)
@@ -77,7 +84,8 @@ public final class Publisher: Sendable {
         let notifier = CommitNotifier(connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval)
         self.notifier = notifier
         registrar = Registrar(
-            settings: .init(channel: channel, persistent: options.persistent, ttl: options.ttl, me: connection.uniqueName),
+            settings: .init(
+                channel: channel, persistent: options.persistent, ttl: options.ttl, readers: options.readers, me: connection.uniqueName),
             registry: registry, writer: writer, logger: logger, announce: { notifier.committed($0) })
     }
 
@@ -190,7 +198,7 @@ public final class Publisher: Sendable {
     ) throws(PublishError<E>) -> PublishedChunk {
         guard length >= 0 else { throw .shmBus(.invalidArgument("a chunk's length cannot be negative (\(length))")) }
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
-        let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>), PublishError<E>> in
+        let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>, ringOwed: Bool), PublishError<E>> in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
                 reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry)
@@ -216,9 +224,10 @@ public final class Publisher: Sendable {
             let chunk = PublishedChunk(
                 segment: appended.segmentName, generation: appended.generation, offset: appended.payloadOffset,
                 length: appended.length, sequence: appended.sequence)
-            return .success((chunk, appended.recordOffset..<appended.recordEnd))
+            return .success((chunk, appended.recordOffset..<appended.recordEnd, writer.ringOwed))
         }
-        let (chunk, record) = try outcome.get()
+        let (chunk, record, ringOwed) = try outcome.get()
+        if ringOwed { ringHeldBackLater() }
         // A new generation is announced once it is registered (see the registrar).
         if !registrar.isRotationPending {
             notifier.committed(
@@ -267,7 +276,9 @@ public final class Publisher: Sendable {
     // MARK: The bus side
 
     private func exportObject() async throws(ShmBusError) {
-        let object = PublisherObject(channel: channel, writer: writer)
+        let object = PublisherObject(
+            channel: channel, writer: writer, peers: PeerDirectory(connection: connection, otherUsers: .takeForTheirUser),
+            owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers)
         let handle = try await ShmBusError.rethrowing {
             try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
         }

@@ -1,6 +1,7 @@
 import DBus
 import Locking
 import SharedSegments
+import ShmBusPolicy
 
 /// `/org/shmbus/Publisher1` of a publishing connection: the segments it still
 /// serves and the one it appends to now, for subscribers following a collection
@@ -9,12 +10,18 @@ import SharedSegments
 struct PublisherObject: Publisher1.Implementation {
     let channel: String
     let writer: Lock<ChannelWriter>
+    /// Who callers are, from the bus: the publisher applies its read policy itself.
+    let peers: PeerDirectory
+    /// This process's user (and app, when it is sandboxed), whose channel it is.
+    let owner: ChannelOwner
+    let readers: ReadPolicy
 
     /// Errors are this contract's `org.shmbus.Error.*`, like the registry's.
     func invalidArguments(_ error: DBusError) -> any Error { ShmBusError.invalidArgument(error.message) }
 
     func openSegment(segment name: String, call: DBusMethodCall) async throws -> UnixFileDescriptor {
-        try Self.readOnlyDescriptor(of: name, in: writer)
+        try AccessRules.checkRead(try await peers.identity(of: call.sender), channel: channel, owner: owner, policy: readers)
+        return try Self.readOnlyDescriptor(of: name, in: writer)
     }
 
     var channels: [String] { [channel] }

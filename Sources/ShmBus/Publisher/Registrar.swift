@@ -2,6 +2,7 @@ import DBus
 import Locking
 import Logging
 import SharedSegments
+import ShmBusPolicy
 import Synchronization
 
 /// What the registrar needs of the registry, so that its rules can be tested
@@ -39,6 +40,7 @@ final class Registrar: Sendable {
         var channel: String
         var persistent: Bool
         var ttl: Duration?
+        var readers: ReadPolicy
         /// This publisher's unique bus name, to recognise its own segments.
         var me: String
     }
@@ -219,7 +221,7 @@ final class Registrar: Sendable {
         let options = Registry1.RegisterOptions(
             persistent: settings.persistent ? true : nil,
             ttl: settings.persistent ? settings.ttl.map { UInt64(max(0, $0.components.seconds)) } : nil,
-            replaces: old, doorbell: doorbell)
+            replaces: old, doorbell: doorbell, readers: settings.readers.wire)
         try await registry.registerSegment(channel: settings.channel, fd: segment, options: options)
     }
 

@@ -17,7 +17,7 @@ public enum Keeper1 {
                 "Keep",
                 inputs: [
                     DBusArgument("fd", "h"),
-                    DBusArgument("record", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "Record"), DBusAnnotation("org.shmbus.Key.segment", "s The segment's name (32 hex digits)."), DBusAnnotation("org.shmbus.Key.channel", "s The segment's channel."), DBusAnnotation("org.shmbus.Key.owner", "s The owner's unique bus name; empty once it has left the bus."), DBusAnnotation("org.shmbus.Key.owner_uid", "u The owner's Unix user, as the bus reported it."), DBusAnnotation("org.shmbus.Key.ttl", "t How many seconds the segment outlives its owner; absent for no limit."), DBusAnnotation("org.shmbus.Key.expires", "t When the segment expires, microseconds since the Unix epoch; absent while its owner is connected or without ttl."), DBusAnnotation("org.shmbus.Key.created", "t When the segment was first registered, microseconds since the Unix epoch."), DBusAnnotation("org.shmbus.Key.replaces", "s The segment this one replaced, if any."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell, when it registered one.")]),
+                    DBusArgument("record", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "Record"), DBusAnnotation("org.shmbus.Key.segment", "s The segment's name (32 hex digits)."), DBusAnnotation("org.shmbus.Key.channel", "s The segment's channel."), DBusAnnotation("org.shmbus.Key.owner", "s The owner's unique bus name; empty once it has left the bus."), DBusAnnotation("org.shmbus.Key.owner_uid", "u The owner's Unix user, as the bus reported it."), DBusAnnotation("org.shmbus.Key.ttl", "t How many seconds the segment outlives its owner; absent for no limit."), DBusAnnotation("org.shmbus.Key.expires", "t When the segment expires, microseconds since the Unix epoch; absent while its owner is connected or without ttl."), DBusAnnotation("org.shmbus.Key.created", "t When the segment was first registered, microseconds since the Unix epoch."), DBusAnnotation("org.shmbus.Key.replaces", "s The segment this one replaced, if any."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell, when it registered one."), DBusAnnotation("org.shmbus.Key.owner_app", "s The app ID of the sandboxed app that created the channel; absent for an unsandboxed owner."), DBusAnnotation("org.shmbus.Key.readers", "as The segment's read grants (Registry1.RegisterSegment's readers option).")]),
                 ],
                 outputs: [],
                 annotations: [DBusAnnotation("org.shmbus.Doc", "Holds a persistent segment (a read-only descriptor) with the registry's record of it. Keeping a segment of a name already kept replaces the record and the descriptor.")]
@@ -47,7 +47,7 @@ public enum Keeper1 {
                 outputs: [
                     DBusArgument("segments", "a(ha{sv})", annotations: [DBusAnnotation("org.shmbus.Swift.Type", "[KeptSegment]")]),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Kept segments, ordered by name, starting with the first whose name is greater than after (all when empty), at most 16 (the system bus passes at most 16 descriptors in one message). The keeper goes on holding them. An empty array means there are no more.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Kept segments, ordered by name, starting with the first whose name is greater than after (all when empty), at most 16, with at most 16 descriptors in all (a segment with a doorbell carries two; the system bus passes at most 16 descriptors in one message, and drops the connection of a peer that sends more). The keeper goes on holding them. An empty array means there are no more.")]
             ),
         ],
         signals: [
@@ -105,9 +105,10 @@ extension Keeper1 {
         /// error.
         func drop(segment: String, call: DBusMethodCall) async throws
         /// Kept segments, ordered by name, starting with the first whose name is greater than
-        /// after (all when empty), at most 16 (the system bus passes at most 16 descriptors in
-        /// one message). The keeper goes on holding them. An empty array means there are no
-        /// more.
+        /// after (all when empty), at most 16, with at most 16 descriptors in all (a segment
+        /// with a doorbell carries two; the system bus passes at most 16 descriptors in one
+        /// message, and drops the connection of a peer that sends more). The keeper goes on
+        /// holding them. An empty array means there are no more.
         func hand(after: String, call: DBusMethodCall) async throws -> [KeptSegment]
         var segmentCount: UInt32 { get async throws }
     }
@@ -176,9 +177,10 @@ extension Keeper1 {
         }
 
         /// Kept segments, ordered by name, starting with the first whose name is greater than
-        /// after (all when empty), at most 16 (the system bus passes at most 16 descriptors in
-        /// one message). The keeper goes on holding them. An empty array means there are no
-        /// more.
+        /// after (all when empty), at most 16, with at most 16 descriptors in all (a segment
+        /// with a doorbell carries two; the system bus passes at most 16 descriptors in one
+        /// message, and drops the connection of a peer that sends more). The keeper goes on
+        /// holding them. An empty array means there are no more.
         public func hand(after: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> [KeptSegment] {
             return try await base.call("Hand", [after.dbusValue], timeout: timeout).decode([KeptSegment].self)
         }
@@ -218,11 +220,17 @@ extension Keeper1 {
         public var replaces: String?
         /// `doorbell` (`h`): The writer's futex doorbell, when it registered one.
         public var doorbell: UnixFileDescriptor?
+        /// `owner_app` (`s`): The app ID of the sandboxed app that created the channel; absent
+        /// for an unsandboxed owner.
+        public var ownerApp: String?
+        /// `readers` (`as`): The segment's read grants (Registry1.RegisterSegment's readers
+        /// option).
+        public var readers: [String]?
 
         /// The keys this declaration knows.
-        public static let keys = ["segment", "channel", "owner", "owner_uid", "ttl", "expires", "created", "replaces", "doorbell"]
+        public static let keys = ["segment", "channel", "owner", "owner_uid", "ttl", "expires", "created", "replaces", "doorbell", "owner_app", "readers"]
 
-        public init(segment: String? = nil, channel: String? = nil, owner: String? = nil, ownerUid: UInt32? = nil, ttl: UInt64? = nil, expires: UInt64? = nil, created: UInt64? = nil, replaces: String? = nil, doorbell: UnixFileDescriptor? = nil) {
+        public init(segment: String? = nil, channel: String? = nil, owner: String? = nil, ownerUid: UInt32? = nil, ttl: UInt64? = nil, expires: UInt64? = nil, created: UInt64? = nil, replaces: String? = nil, doorbell: UnixFileDescriptor? = nil, ownerApp: String? = nil, readers: [String]? = nil) {
             self.segment = segment
             self.channel = channel
             self.owner = owner
@@ -232,6 +240,8 @@ extension Keeper1 {
             self.created = created
             self.replaces = replaces
             self.doorbell = doorbell
+            self.ownerApp = ownerApp
+            self.readers = readers
         }
 
         public init(dictionary: [String: DBusVariant]) throws(DBusError) {
@@ -245,6 +255,8 @@ extension Keeper1 {
             created = try dictionary.decode("created", as: UInt64.self)
             replaces = try dictionary.decode("replaces", as: String.self)
             doorbell = try dictionary.decode("doorbell", as: UnixFileDescriptor.self)
+            ownerApp = try dictionary.decode("owner_app", as: String.self)
+            readers = try dictionary.decode("readers", as: [String].self)
         }
 
         /// The present keys as an `a{sv}` dictionary.
@@ -259,6 +271,8 @@ extension Keeper1 {
             if let created { out["created"] = DBusVariant(created) }
             if let replaces { out["replaces"] = DBusVariant(replaces) }
             if let doorbell { out["doorbell"] = DBusVariant(doorbell) }
+            if let ownerApp { out["owner_app"] = DBusVariant(ownerApp) }
+            if let readers { out["readers"] = DBusVariant(readers) }
             return out
         }
 

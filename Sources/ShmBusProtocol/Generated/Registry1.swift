@@ -19,13 +19,13 @@ public enum Registry1 {
                 inputs: [
                     DBusArgument("channel", "s"),
                     DBusArgument("fd", "h"),
-                    DBusArgument("options", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "RegisterOptions"), DBusAnnotation("org.shmbus.Key.persistent", "b Keeps the segment after the owner leaves the bus."), DBusAnnotation("org.shmbus.Key.ttl", "t With persistent: how many seconds the segment outlives its owner."), DBusAnnotation("org.shmbus.Key.replaces", "s The segment this one replaces after garbage collection."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell memfd.")]),
+                    DBusArgument("options", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "RegisterOptions"), DBusAnnotation("org.shmbus.Key.persistent", "b Keeps the segment after the owner leaves the bus."), DBusAnnotation("org.shmbus.Key.ttl", "t With persistent: how many seconds the segment outlives its owner."), DBusAnnotation("org.shmbus.Key.replaces", "s The segment this one replaces after garbage collection."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell memfd."), DBusAnnotation("org.shmbus.Key.readers", "as Who may read besides the channel's own Unix user and root: user:UID, group:GID, app:APP_ID (app:* for every sandboxed app), any (every Unix user; not sandboxed apps). Absent: nobody else (docs/SECURITY.md).")]),
                 ],
                 outputs: [
                     DBusArgument("segment", "s"),
                     DBusArgument("path", "o"),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Registers a sealed memfd segment for a channel. The caller becomes the channel's owner if it has none; only the owner registers more segments. The fd must be a memfd carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and F_SEAL_SEAL, at least as large as its header says, with a valid header naming the channel. Unknown options are refused.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Registers a sealed memfd segment for a channel. The caller becomes the channel's owner if it has none; only the owner registers more segments, and a channel belongs to its Unix user (and, for one a sandboxed app created, that app) for as long as it holds any segment. Names under system/ are reserved to root and the registry's user. The fd must be a memfd carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and F_SEAL_SEAL, at least as large as its header says, with a valid header naming the channel. Unknown options are refused.")]
             ),
             DBusMethod(
                 "UnregisterSegment",
@@ -42,9 +42,9 @@ public enum Registry1 {
                 ],
                 outputs: [
                     DBusArgument("fd", "h"),
-                    DBusArgument("info", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "SegmentInfoDictionary"), DBusAnnotation("org.shmbus.Key.channel", "s The segment's channel."), DBusAnnotation("org.shmbus.Key.generation", "t The segment's generation."), DBusAnnotation("org.shmbus.Key.capacity", "t The segment's size in bytes, header included."), DBusAnnotation("org.shmbus.Key.owner", "s The owner's unique bus name; empty once it has left the bus."), DBusAnnotation("org.shmbus.Key.persistent", "b Whether the segment outlives its owner."), DBusAnnotation("org.shmbus.Key.state", "s active or retired."), DBusAnnotation("org.shmbus.Key.replaced_by", "s The successor of a retired segment."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell, when it registered one.")]),
+                    DBusArgument("info", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "SegmentInfoDictionary"), DBusAnnotation("org.shmbus.Key.channel", "s The segment's channel."), DBusAnnotation("org.shmbus.Key.generation", "t The segment's generation."), DBusAnnotation("org.shmbus.Key.capacity", "t The segment's size in bytes, header included."), DBusAnnotation("org.shmbus.Key.owner", "s The owner's unique bus name; empty once it has left the bus."), DBusAnnotation("org.shmbus.Key.persistent", "b Whether the segment outlives its owner."), DBusAnnotation("org.shmbus.Key.state", "s active or retired."), DBusAnnotation("org.shmbus.Key.replaced_by", "s The successor of a retired segment."), DBusAnnotation("org.shmbus.Key.doorbell", "h The writer's futex doorbell, when it registered one."), DBusAnnotation("org.shmbus.Key.readers", "as The segment's read grants, as registered (absent: its own user and root only).")]),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns a read-only descriptor of a segment (opened O_RDONLY; the seals forbid writable mappings) and facts about it. Clients ignore info keys they do not know.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns a read-only descriptor of a segment (opened O_RDONLY; the seals forbid writable mappings) and facts about it, if the caller may read it (its channel's own Unix user, root, or whom the segment's readers grant; AccessDenied otherwise, naming the rule). Clients ignore info keys they do not know.")]
             ),
             DBusMethod(
                 "ListChannels",
@@ -52,7 +52,7 @@ public enum Registry1 {
                 outputs: [
                     DBusArgument("channels", "a(sssttt)", annotations: [DBusAnnotation("org.shmbus.Swift.Type", "[ChannelInfo]")]),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "One struct per channel: name, owner (unique bus name, empty when the owner has left), current segment, its generation, number of segments, and total capacity in bytes.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "One struct per channel the caller may read: name, owner (unique bus name, empty when the owner has left), current segment, its generation, number of segments, and total capacity in bytes.")]
             ),
             DBusMethod(
                 "ListSegments",
@@ -62,7 +62,7 @@ public enum Registry1 {
                 outputs: [
                     DBusArgument("segments", "a(ssottttsbt)", annotations: [DBusAnnotation("org.shmbus.Swift.Type", "[SegmentInfo]")]),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "One struct per segment of the channel (all channels when empty): segment, channel, object path, generation, capacity, committed bytes, live chunks, state (active, retired), persistent, creation time (microseconds since the Unix epoch).")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "One struct per segment the caller may read of the channel (all channels when empty; AccessDenied for a named channel of which it may read none): segment, channel, object path, generation, capacity, committed bytes, live chunks, state (active, retired), persistent, creation time (microseconds since the Unix epoch).")]
             ),
             DBusMethod(
                 "Lookup",
@@ -76,7 +76,7 @@ public enum Registry1 {
                     DBusArgument("length", "t"),
                     DBusArgument("sequence", "t"),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "The newest live chunk with this key in the channel: its segment, the payload's byte offset in the segment, its length, and its sequence number. The daemon reads the segment itself, read-only.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "The newest live chunk with this key in the channel, if the caller may read the segment that holds it (AccessDenied otherwise): its segment, the payload's byte offset in the segment, its length, and its sequence number. The daemon reads the segment itself, read-only.")]
             ),
         ],
         signals: [
@@ -175,26 +175,32 @@ extension Registry1 {
     /// method (with the call, for the caller's identity) and per readable property.
     public protocol Implementation: DBusObjectImplementation {
         /// Registers a sealed memfd segment for a channel. The caller becomes the channel's
-        /// owner if it has none; only the owner registers more segments. The fd must be a memfd
-        /// carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and F_SEAL_SEAL, at least
-        /// as large as its header says, with a valid header naming the channel. Unknown options
-        /// are refused.
+        /// owner if it has none; only the owner registers more segments, and a channel belongs
+        /// to its Unix user (and, for one a sandboxed app created, that app) for as long as it
+        /// holds any segment. Names under system/ are reserved to root and the registry's user.
+        /// The fd must be a memfd carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and
+        /// F_SEAL_SEAL, at least as large as its header says, with a valid header naming the
+        /// channel. Unknown options are refused.
         func registerSegment(channel: String, fd: UnixFileDescriptor, options: RegisterOptions, call: DBusMethodCall) async throws -> (segment: String, path: ObjectPath)
         /// Removes a segment. Only its owner may, or, once the owner has left the bus, a
         /// connection of the same Unix user.
         func unregisterSegment(segment: String, call: DBusMethodCall) async throws
         /// Returns a read-only descriptor of a segment (opened O_RDONLY; the seals forbid
-        /// writable mappings) and facts about it. Clients ignore info keys they do not know.
+        /// writable mappings) and facts about it, if the caller may read it (its channel's own
+        /// Unix user, root, or whom the segment's readers grant; AccessDenied otherwise, naming
+        /// the rule). Clients ignore info keys they do not know.
         func openSegment(segment: String, call: DBusMethodCall) async throws -> (fd: UnixFileDescriptor, info: SegmentInfoDictionary)
-        /// One struct per channel: name, owner (unique bus name, empty when the owner has
-        /// left), current segment, its generation, number of segments, and total capacity in
-        /// bytes.
+        /// One struct per channel the caller may read: name, owner (unique bus name, empty when
+        /// the owner has left), current segment, its generation, number of segments, and total
+        /// capacity in bytes.
         func listChannels(call: DBusMethodCall) async throws -> [ChannelInfo]
-        /// One struct per segment of the channel (all channels when empty): segment, channel,
+        /// One struct per segment the caller may read of the channel (all channels when empty;
+        /// AccessDenied for a named channel of which it may read none): segment, channel,
         /// object path, generation, capacity, committed bytes, live chunks, state (active,
         /// retired), persistent, creation time (microseconds since the Unix epoch).
         func listSegments(channel: String, call: DBusMethodCall) async throws -> [SegmentInfo]
-        /// The newest live chunk with this key in the channel: its segment, the payload's byte
+        /// The newest live chunk with this key in the channel, if the caller may read the
+        /// segment that holds it (AccessDenied otherwise): its segment, the payload's byte
         /// offset in the segment, its length, and its sequence number. The daemon reads the
         /// segment itself, read-only.
         func lookup(channel: String, key: String, call: DBusMethodCall) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64)
@@ -265,10 +271,12 @@ extension Registry1 {
         }
 
         /// Registers a sealed memfd segment for a channel. The caller becomes the channel's
-        /// owner if it has none; only the owner registers more segments. The fd must be a memfd
-        /// carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and F_SEAL_SEAL, at least
-        /// as large as its header says, with a valid header naming the channel. Unknown options
-        /// are refused.
+        /// owner if it has none; only the owner registers more segments, and a channel belongs
+        /// to its Unix user (and, for one a sandboxed app created, that app) for as long as it
+        /// holds any segment. Names under system/ are reserved to root and the registry's user.
+        /// The fd must be a memfd carrying F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_FUTURE_WRITE and
+        /// F_SEAL_SEAL, at least as large as its header says, with a valid header naming the
+        /// channel. Unknown options are refused.
         public func registerSegment(channel: String, fd: UnixFileDescriptor, options: RegisterOptions, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> (segment: String, path: ObjectPath) {
             let (segment, path) = try await base.call("RegisterSegment", [channel.dbusValue, fd.dbusValue, options.dbusValue], timeout: timeout)
                 .decode(String.self, ObjectPath.self)
@@ -282,28 +290,32 @@ extension Registry1 {
         }
 
         /// Returns a read-only descriptor of a segment (opened O_RDONLY; the seals forbid
-        /// writable mappings) and facts about it. Clients ignore info keys they do not know.
+        /// writable mappings) and facts about it, if the caller may read it (its channel's own
+        /// Unix user, root, or whom the segment's readers grant; AccessDenied otherwise, naming
+        /// the rule). Clients ignore info keys they do not know.
         public func openSegment(segment: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> (fd: UnixFileDescriptor, info: SegmentInfoDictionary) {
             let (fd, info) = try await base.call("OpenSegment", [segment.dbusValue], timeout: timeout)
                 .decode(UnixFileDescriptor.self, SegmentInfoDictionary.self)
             return (fd: fd, info: info)
         }
 
-        /// One struct per channel: name, owner (unique bus name, empty when the owner has
-        /// left), current segment, its generation, number of segments, and total capacity in
-        /// bytes.
+        /// One struct per channel the caller may read: name, owner (unique bus name, empty when
+        /// the owner has left), current segment, its generation, number of segments, and total
+        /// capacity in bytes.
         public func listChannels(timeout: Duration? = DBusConnection.defaultTimeout) async throws -> [ChannelInfo] {
             return try await base.call("ListChannels", [], timeout: timeout).decode([ChannelInfo].self)
         }
 
-        /// One struct per segment of the channel (all channels when empty): segment, channel,
+        /// One struct per segment the caller may read of the channel (all channels when empty;
+        /// AccessDenied for a named channel of which it may read none): segment, channel,
         /// object path, generation, capacity, committed bytes, live chunks, state (active,
         /// retired), persistent, creation time (microseconds since the Unix epoch).
         public func listSegments(channel: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> [SegmentInfo] {
             return try await base.call("ListSegments", [channel.dbusValue], timeout: timeout).decode([SegmentInfo].self)
         }
 
-        /// The newest live chunk with this key in the channel: its segment, the payload's byte
+        /// The newest live chunk with this key in the channel, if the caller may read the
+        /// segment that holds it (AccessDenied otherwise): its segment, the payload's byte
         /// offset in the segment, its length, and its sequence number. The daemon reads the
         /// segment itself, read-only.
         public func lookup(channel: String, key: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64) {
@@ -435,15 +447,20 @@ extension Registry1 {
         public var replaces: String?
         /// `doorbell` (`h`): The writer's futex doorbell memfd.
         public var doorbell: UnixFileDescriptor?
+        /// `readers` (`as`): Who may read besides the channel's own Unix user and root:
+        /// user:UID, group:GID, app:APP_ID (app:* for every sandboxed app), any (every Unix
+        /// user; not sandboxed apps). Absent: nobody else (docs/SECURITY.md).
+        public var readers: [String]?
 
         /// The keys this declaration knows.
-        public static let keys = ["persistent", "ttl", "replaces", "doorbell"]
+        public static let keys = ["persistent", "ttl", "replaces", "doorbell", "readers"]
 
-        public init(persistent: Bool? = nil, ttl: UInt64? = nil, replaces: String? = nil, doorbell: UnixFileDescriptor? = nil) {
+        public init(persistent: Bool? = nil, ttl: UInt64? = nil, replaces: String? = nil, doorbell: UnixFileDescriptor? = nil, readers: [String]? = nil) {
             self.persistent = persistent
             self.ttl = ttl
             self.replaces = replaces
             self.doorbell = doorbell
+            self.readers = readers
         }
 
         public init(dictionary: [String: DBusVariant]) throws(DBusError) {
@@ -452,6 +469,7 @@ extension Registry1 {
             ttl = try dictionary.decode("ttl", as: UInt64.self)
             replaces = try dictionary.decode("replaces", as: String.self)
             doorbell = try dictionary.decode("doorbell", as: UnixFileDescriptor.self)
+            readers = try dictionary.decode("readers", as: [String].self)
         }
 
         /// The present keys as an `a{sv}` dictionary.
@@ -461,6 +479,7 @@ extension Registry1 {
             if let ttl { out["ttl"] = DBusVariant(ttl) }
             if let replaces { out["replaces"] = DBusVariant(replaces) }
             if let doorbell { out["doorbell"] = DBusVariant(doorbell) }
+            if let readers { out["readers"] = DBusVariant(readers) }
             return out
         }
 
@@ -492,11 +511,14 @@ extension Registry1 {
         public var replacedBy: String?
         /// `doorbell` (`h`): The writer's futex doorbell, when it registered one.
         public var doorbell: UnixFileDescriptor?
+        /// `readers` (`as`): The segment's read grants, as registered (absent: its own user and
+        /// root only).
+        public var readers: [String]?
 
         /// The keys this declaration knows.
-        public static let keys = ["channel", "generation", "capacity", "owner", "persistent", "state", "replaced_by", "doorbell"]
+        public static let keys = ["channel", "generation", "capacity", "owner", "persistent", "state", "replaced_by", "doorbell", "readers"]
 
-        public init(channel: String? = nil, generation: UInt64? = nil, capacity: UInt64? = nil, owner: String? = nil, persistent: Bool? = nil, state: String? = nil, replacedBy: String? = nil, doorbell: UnixFileDescriptor? = nil) {
+        public init(channel: String? = nil, generation: UInt64? = nil, capacity: UInt64? = nil, owner: String? = nil, persistent: Bool? = nil, state: String? = nil, replacedBy: String? = nil, doorbell: UnixFileDescriptor? = nil, readers: [String]? = nil) {
             self.channel = channel
             self.generation = generation
             self.capacity = capacity
@@ -505,6 +527,7 @@ extension Registry1 {
             self.state = state
             self.replacedBy = replacedBy
             self.doorbell = doorbell
+            self.readers = readers
         }
 
         public init(dictionary: [String: DBusVariant]) throws(DBusError) {
@@ -516,6 +539,7 @@ extension Registry1 {
             state = try dictionary.decode("state", as: String.self)
             replacedBy = try dictionary.decode("replaced_by", as: String.self)
             doorbell = try dictionary.decode("doorbell", as: UnixFileDescriptor.self)
+            readers = try dictionary.decode("readers", as: [String].self)
         }
 
         /// The present keys as an `a{sv}` dictionary.
@@ -529,6 +553,7 @@ extension Registry1 {
             if let state { out["state"] = DBusVariant(state) }
             if let replacedBy { out["replaced_by"] = DBusVariant(replacedBy) }
             if let doorbell { out["doorbell"] = DBusVariant(doorbell) }
+            if let readers { out["readers"] = DBusVariant(readers) }
             return out
         }
 

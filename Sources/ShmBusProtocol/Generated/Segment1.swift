@@ -32,6 +32,7 @@ public enum Segment1 {
             DBusProperty("Expires", type: "t", access: .read, annotations: []),
             DBusProperty("Replaces", type: "s", access: .read, annotations: [DBusAnnotation("org.freedesktop.DBus.Property.EmitsChangedSignal", "const")]),
             DBusProperty("ReplacedBy", type: "s", access: .read, annotations: []),
+            DBusProperty("Readers", type: "as", access: .read, annotations: [DBusAnnotation("org.shmbus.Doc", "Who besides the channel's own Unix user and root may read this segment, as its publisher granted (user:UID, group:GID, app:APP_ID, any); empty for nobody else."), DBusAnnotation("org.freedesktop.DBus.Property.EmitsChangedSignal", "const")]),
         ],
         annotations: [DBusAnnotation("org.shmbus.Doc", "One sealed memfd segment. CommittedBytes, ChunkCount and LastSequence are read from the segment on each request and do not signal changes.")]
     )
@@ -58,6 +59,7 @@ extension Segment1 {
         case expires = "Expires"
         case replaces = "Replaces"
         case replacedBy = "ReplacedBy"
+        case readers = "Readers"
         public static var interfaceName: String { Segment1.name }
     }
 
@@ -77,6 +79,9 @@ extension Segment1 {
         public var expires: UInt64
         public var replaces: String
         public var replacedBy: String
+        /// Who besides the channel's own Unix user and root may read this segment, as its
+        /// publisher granted (user:UID, group:GID, app:APP_ID, any); empty for nobody else.
+        public var readers: [String]
 
         /// Decodes `GetAll`'s reply; a missing or ill-typed property throws, properties
         /// this declaration does not know are ignored.
@@ -95,11 +100,12 @@ extension Segment1 {
             expires = try values.property("Expires", as: UInt64.self)
             replaces = try values.property("Replaces", as: String.self)
             replacedBy = try values.property("ReplacedBy", as: String.self)
+            readers = try values.property("Readers", as: [String].self)
         }
 
         /// Every property by its D-Bus name, in declaration order, for generic display.
         public var values: [(name: String, value: DBusValue)] {
-            [("Name", name.dbusValue), ("Channel", channel.dbusValue), ("Owner", owner.dbusValue), ("Generation", generation.dbusValue), ("Capacity", capacity.dbusValue), ("CommittedBytes", committedBytes.dbusValue), ("ChunkCount", chunkCount.dbusValue), ("LastSequence", lastSequence.dbusValue), ("State", state.dbusValue), ("Persistent", persistent.dbusValue), ("Created", created.dbusValue), ("Expires", expires.dbusValue), ("Replaces", replaces.dbusValue), ("ReplacedBy", replacedBy.dbusValue)]
+            [("Name", name.dbusValue), ("Channel", channel.dbusValue), ("Owner", owner.dbusValue), ("Generation", generation.dbusValue), ("Capacity", capacity.dbusValue), ("CommittedBytes", committedBytes.dbusValue), ("ChunkCount", chunkCount.dbusValue), ("LastSequence", lastSequence.dbusValue), ("State", state.dbusValue), ("Persistent", persistent.dbusValue), ("Created", created.dbusValue), ("Expires", expires.dbusValue), ("Replaces", replaces.dbusValue), ("ReplacedBy", replacedBy.dbusValue), ("Readers", readers.dbusValue)]
         }
     }
 }
@@ -122,6 +128,9 @@ extension Segment1 {
         var expires: UInt64 { get async throws }
         var replaces: String { get async throws }
         var replacedBy: String { get async throws }
+        /// Who besides the channel's own Unix user and root may read this segment, as its
+        /// publisher granted (user:UID, group:GID, app:APP_ID, any); empty for nobody else.
+        var readers: [String] { get async throws }
     }
 
     /// The declaration with `object`'s methods and property getters attached, ready to
@@ -143,6 +152,7 @@ extension Segment1 {
         interface.properties[11].get = { try await object.expires.dbusValue }
         interface.properties[12].get = { try await object.replaces.dbusValue }
         interface.properties[13].get = { try await object.replacedBy.dbusValue }
+        interface.properties[14].get = { try await object.readers.dbusValue }
         return interface
     }
 }
@@ -212,6 +222,12 @@ extension Segment1 {
 
         public var replacedBy: String {
             get async throws { try await base.property("ReplacedBy").decode(as: String.self) }
+        }
+
+        /// Who besides the channel's own Unix user and root may read this segment, as its
+        /// publisher granted (user:UID, group:GID, app:APP_ID, any); empty for nobody else.
+        public var readers: [String] {
+            get async throws { try await base.property("Readers").decode(as: [String].self) }
         }
 
         /// Every property in one call (`GetAll`).

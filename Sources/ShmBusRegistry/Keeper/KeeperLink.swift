@@ -1,5 +1,6 @@
 import DBus
 import Foundation
+import Locking
 import Logging
 import ShmBusProtocol
 import ShmBusSystem
@@ -74,13 +75,17 @@ final class KeeperLink: Sendable {
     /// What a running keeper holds, in batches, or nothing when no keeper of this
     /// process's Unix user is on the bus. A keeper is not started for this: a bus
     /// without one has nothing to give back.
+    ///
+    /// At most ``KeptSegments/limit`` segments, each batch in name order after the one
+    /// before: a keeper that repeats itself, or never says it is done, would otherwise
+    /// keep the registry from starting (and fill it with descriptors).
     static func takeBack(on connection: DBusConnection, logger: Logger) async -> [KeptSegment] {
         guard let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) else { return [] }
         guard await trusts(owner, on: connection, logger: logger) else { return [] }
         let keeper = Keeper1.Proxy(connection: connection, destination: owner, path: ShmBusProtocol.keeperPath)
         var out: [KeptSegment] = []
         var after = ""
-        while true {
+        while out.count < KeptSegments.limit {
             let batch: [KeptSegment]
             do {
                 batch = try await keeper.hand(after: after)
@@ -88,10 +93,22 @@ final class KeeperLink: Sendable {
                 logger.error("the keeper did not hand back its segments", metadata: ["keeper": "\(owner)", "error": "\(error)"])
                 return out
             }
-            guard let last = batch.last?.record.segment, last > after else { return out }
-            out += batch
-            after = last
+            guard !batch.isEmpty else { return out }
+            var previous = after
+            for entry in batch.prefix(ShmBusProtocol.keeperBatch) {
+                guard let name = entry.record.segment, name > previous else {
+                    logger.error(
+                        "the keeper handed back segments out of order; taking no more",
+                        metadata: ["keeper": "\(owner)", "after": "\(previous)", "segment": "\(entry.record.segment ?? "")"])
+                    return out
+                }
+                out.append(entry)
+                previous = name
+            }
+            after = previous
         }
+        logger.error("the keeper holds more segments than a registry takes back", metadata: ["keeper": "\(owner)", "taken": "\(out.count)"])
+        return out
     }
 
     /// A keeper is trusted with segments, and its records believed, only if it runs as
@@ -129,6 +146,12 @@ private actor Worker {
     /// Set when no keeper could be had, so that the warning is logged once; a keeper
     /// appearing on the bus later is given everything.
     var warned = false
+    /// Until when calls do not look for a keeper again after none could be had. Looking
+    /// means asking the bus, maybe starting a process and waiting up to 10 s for it, on
+    /// the one queue every persistent registration waits on; a keeper that appears
+    /// meanwhile is given everything anyway (``KeeperLink/keeperChanged()``).
+    var retryAt = ContinuousClock.now
+    static let retryInterval = Duration.seconds(30)
 
     init(connection: DBusConnection, command: [String]?, logger: Logger, snapshot: @escaping KeeperLink.Snapshot) {
         self.connection = connection
@@ -154,46 +177,63 @@ private actor Worker {
             if let owner, owner == keeper { return }
             keeper = nil
             let all = await snapshot()
-            guard !all.isEmpty, let (found, _) = await findOrStart() else { return }
+            guard !all.isEmpty, let found = await findOrStart() else { return }
             await give(all, to: found)
         }
     }
 
-    /// Sends one call to the keeper, finding it first when this link has none yet.
-    /// When the keeper had to be started, or the call fails, the keeper is given the
-    /// registry's whole persistent state instead, which includes what this call would
-    /// have done.
+    /// Sends one call to the keeper. When there is none, or it did not answer, a keeper
+    /// is found or started and given the registry's whole persistent state, and then the
+    /// call: a keeper found on the bus may hold segments this registry has since
+    /// removed, and a snapshot has no word for what is gone.
     private func send(_ call: @Sendable (Keeper1.Proxy) async throws -> Void) async {
-        if keeper == nil {
-            guard let (owner, started) = await findOrStart() else { return }
-            if started { return await give(await snapshot(), to: owner) }
-            keeper = owner
+        if let keeper {
+            do {
+                try await call(proxy(keeper))
+                return
+            } catch {
+                guard !Self.refused(error) else {
+                    // It answered, and said no (full, or a record it does not take):
+                    // giving it everything again would change nothing but cost a whole
+                    // snapshot for every call from now on.
+                    logger.warning("the keeper refused a call", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
+                    return
+                }
+                logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
+                self.keeper = nil
+            }
         }
-        guard let keeper else { return }
+        guard ContinuousClock.now >= retryAt, let found = await findOrStart() else { return }
+        guard await give(await snapshot(), to: found) else { return }
         do {
-            try await call(proxy(keeper))
-            return
+            try await call(proxy(found))
         } catch {
-            logger.info("the keeper did not answer; finding another", metadata: ["keeper": "\(keeper)", "error": "\(error)"])
-            self.keeper = nil
+            logger.warning("the keeper refused a call", metadata: ["keeper": "\(found)", "error": "\(error)"])
         }
-        guard let (owner, _) = await findOrStart() else { return }
-        await give(await snapshot(), to: owner)
     }
 
-    private func give(_ segments: [KeptSegment], to owner: String) async {
+    /// Whether `error` is the keeper's own answer (`org.shmbus.Error.*`), as opposed to
+    /// a keeper that is gone, exiting or not answering.
+    private static func refused(_ error: any Error) -> Bool {
+        (error as? DBusError)?.name.hasPrefix("org.shmbus.Error.") == true
+    }
+
+    /// Keeps every segment of `segments` with `owner`; false when it stopped answering.
+    @discardableResult
+    private func give(_ segments: [KeptSegment], to owner: String) async -> Bool {
         let keeper = proxy(owner)
         for segment in segments {
             do {
                 try await keeper.keep(fd: segment.fd, record: segment.record)
             } catch {
                 logger.error("the keeper refused a segment", metadata: ["segment": "\(segment.record.segment ?? "")", "error": "\(error)"])
-                if (error as? DBusError)?.name.hasPrefix("org.shmbus.Error.") != true { return }
+                if !Self.refused(error) { return false }
             }
         }
         self.keeper = owner
         warned = false
         logger.info("keeper holds the persistent segments", metadata: ["keeper": "\(owner)", "segments": "\(segments.count)"])
+        return true
     }
 
     private func proxy(_ owner: String) -> Keeper1.Proxy {
@@ -201,12 +241,12 @@ private actor Worker {
     }
 
     /// The keeper on the bus, else one started by D-Bus activation, else by the
-    /// configured command, and whether it was started now; nil (logged once) when there
-    /// is none to be had.
-    private func findOrStart() async -> (String, started: Bool)? {
-        if let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil {
-            return await KeeperLink.trusts(owner, on: connection, logger: logger) ? (owner, false) : nil
+    /// configured command; nil (logged once) when there is none to be had.
+    private func findOrStart() async -> String? {
+        if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
+            return await checked(owner)
         }
+        let exited = Lock(false)
         do {
             _ = try await connection.call(
                 destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
@@ -215,23 +255,38 @@ private actor Worker {
             guard let command, let executable = command.first else { return unavailable("\(error)") }
             do {
                 let process = try ChildProcess(executable, Array(command.dropFirst()), stdin: .null, stdout: .null, stderr: .inherit)
-                // Reaped when it exits, so that no zombie stays behind while this runs.
-                Task.detached { _ = await process.exit() }
+                // Reaped when it exits, so that no zombie stays behind while this runs;
+                // a keeper that exits at once (it may not own the name) ends the wait.
+                Task.detached {
+                    _ = await process.exit()
+                    exited.withLock { $0 = true }
+                }
             } catch {
                 return unavailable("cannot start \(command.joined(separator: " ")): \(error)")
             }
         }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            if let owner = (try? await connection.nameOwner(of: ShmBusProtocol.keeperName)) ?? nil {
-                return await KeeperLink.trusts(owner, on: connection, logger: logger) ? (owner, true) : nil
+            let gone = exited.withLock { $0 }
+            if let owner = try? await connection.nameOwner(of: ShmBusProtocol.keeperName) {
+                return await checked(owner)
             }
+            if gone { return unavailable("the keeper exited without taking \(ShmBusProtocol.keeperName)") }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return unavailable("the keeper started but did not take \(ShmBusProtocol.keeperName) within 10 s")
     }
 
-    private func unavailable(_ reason: String) -> (String, started: Bool)? {
+    /// `owner` if it is a keeper this registry trusts.
+    private func checked(_ owner: String) async -> String? {
+        guard await KeeperLink.trusts(owner, on: connection, logger: logger) else {
+            return unavailable("the keeper's name is owned by a connection of another Unix user")
+        }
+        return owner
+    }
+
+    private func unavailable(_ reason: String) -> String? {
+        retryAt = .now + Self.retryInterval
         if !warned {
             logger.warning(
                 "no keeper: persistent segments will not survive a restart of the registry",

@@ -41,7 +41,13 @@ public final class KeeperService: Sendable {
         on connection: DBusConnection, idleExit: Duration = .seconds(30),
         logger: Logger = Logger(label: "org.shmbus.keeper")
     ) async throws -> KeeperService {
-        let kept = KeptSegments(logger: logger)
+        let descriptors = DescriptorLimit.raise()
+        let kept = KeptSegments(logger: logger, capacity: DescriptorLimit.segments(under: descriptors))
+        if kept.capacity < KeptSegments.limit {
+            logger.notice(
+                "the open-file limit bounds how many segments this keeper holds",
+                metadata: ["open-files": "\(descriptors)", "segments": "\(kept.capacity)"])
+        }
         let object = KeeperObject(kept: kept, connection: connection, user: getuid())
         let export = try await connection.export([Keeper1.interface(implementedBy: object)], at: ShmBusProtocol.keeperPath)
         let service = KeeperService(connection: connection, kept: kept, export: export)
@@ -74,7 +80,16 @@ public final class KeeperService: Sendable {
                     service.stop()
                     return
                 }
-                _ = try? await connection.requestName(ShmBusProtocol.keeperName, flags: [.doNotQueue])
+                // Something came in meanwhile. Another keeper may have taken the name
+                // since (the registry starts one when the name goes): then this one is
+                // exited, since nobody would ever take back or drop what it holds, and the
+                // registry gives the new one everything it has, this included.
+                let reply = try? await connection.requestName(ShmBusProtocol.keeperName, flags: [.doNotQueue])
+                guard reply == .primaryOwner || reply == .alreadyOwner else {
+                    logger.warning("another keeper took the name while this one was exiting; exiting")
+                    service.stop()
+                    return
+                }
             }
         }
         logger.info("keeper started", metadata: ["unique-name": "\(connection.uniqueName)", "bus": "\(connection.bus)"])
@@ -115,13 +130,12 @@ struct KeeperObject: Keeper1.Implementation {
 
     func keep(fd: UnixFileDescriptor, record: Keeper1.Record, call: DBusMethodCall) async throws {
         try await checkCaller(call)
-        guard let segment = record.segment, SegmentID(name: segment) != nil else {
-            throw ShmBusError.invalidArgument("a kept segment needs its name (32 hex digits) in the record's 'segment' key")
-        }
-        guard let channel = record.channel, !channel.isEmpty else {
-            throw ShmBusError.invalidArgument("a kept segment needs its channel in the record's 'channel' key")
-        }
-        try await kept.keep(KeptSegment(fd: fd, record: record), name: segment, channel: channel)
+        // Held only as a registry would write it: whatever is kept is handed to the next
+        // registry, so a record or descriptor no registry would send is refused here,
+        // not at every start-up after.
+        let segment = KeptSegment(fd: fd, record: record)
+        if let problem = record.problem ?? segment.descriptorProblem { throw ShmBusError.invalidArgument(problem) }
+        try await kept.keep(segment, name: record.segment ?? "", channel: record.channel ?? "")
     }
 
     func ownerLeft(segment: String, expires: UInt64, call: DBusMethodCall) async throws {

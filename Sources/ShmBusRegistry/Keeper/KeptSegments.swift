@@ -21,16 +21,26 @@ actor KeptSegments {
     /// The most segments one keeper holds: the registry's own limit is 16,384; the
     /// margin is for records a registry could not drop before it died.
     static let limit = 65_536
+    /// The most descriptors one message carries: what the system bus passes by default
+    /// (a bus drops the connection of a peer that sends more, which for the keeper
+    /// would lose everything it holds).
+    static let descriptorsPerMessage = 16
 
-    init(logger: Logger) {
+    /// This keeper's limit: ``limit``, or fewer when its descriptor limit would be
+    /// reached first. A message whose descriptors cannot be received costs the keeper its
+    /// connection, and with it every segment, so the quota must refuse before that.
+    let capacity: Int
+
+    init(logger: Logger, capacity: Int = KeptSegments.limit) {
         self.logger = logger
+        self.capacity = min(capacity, Self.limit)
     }
 
     var count: Int { kept.count }
 
     func keep(_ segment: KeptSegment, name: String, channel: String) throws(ShmBusError) {
         guard !closing else { throw ShmBusError(.registryUnavailable, "the keeper is exiting; start a new one") }
-        guard kept[name] != nil || kept.count < Self.limit else {
+        guard kept[name] != nil || kept.count < capacity else {
             throw .quotaExceeded("the keeper holds \(kept.count) segments, its limit")
         }
         kept[name] = segment
@@ -51,7 +61,9 @@ actor KeptSegments {
         if kept.isEmpty { emptySince = .now }
     }
 
-    /// Up to `count` segments after `after`, in name order.
+    /// Up to `count` segments after `after`, in name order, with at most
+    /// ``descriptorsPerMessage`` descriptors in all: a segment with a doorbell carries
+    /// two, and a reply over the bus's limit would cost the keeper its connection.
     func hand(after: String, count: Int) -> [KeptSegment] {
         let names = order ?? kept.keys.sorted()
         order = names
@@ -61,7 +73,16 @@ actor KeptSegments {
             let middle = (low + high) / 2
             if names[middle] <= after { low = middle + 1 } else { high = middle }
         }
-        return names[low..<min(names.count, low + count)].compactMap { kept[$0] }
+        var out: [KeptSegment] = []
+        var descriptors = 0
+        for name in names[low...] {
+            guard out.count < count, let segment = kept[name] else { break }
+            let carried = segment.record.doorbell == nil ? 1 : 2
+            guard descriptors + carried <= Self.descriptorsPerMessage else { break }
+            descriptors += carried
+            out.append(segment)
+        }
+        return out
     }
 
     /// Whether the keeper has held nothing for `duration`.

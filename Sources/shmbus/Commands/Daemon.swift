@@ -27,6 +27,15 @@ struct Daemon: AsyncParsableCommand {
     @Option(help: "Segments in the whole registry (1 or more).")
     var maxSegments = RegistryConfiguration().maxSegments
 
+    @Option(help: "Segments one Unix user may hold across its connections, persistent ones included (1 or more).")
+    var maxSegmentsPerUser = RegistryConfiguration().maxSegmentsPerUser
+
+    @Option(help: "Total capacity one Unix user may hold (more than 0).")
+    var maxBytesPerUser = ByteCount(RegistryConfiguration().maxBytesPerUser)
+
+    @Option(help: "Total capacity of one Unix user's persistent segments, including those its publishers left (more than 0).")
+    var maxPersistentBytesPerUser = ByteCount(RegistryConfiguration().maxPersistentBytesPerUser)
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -41,6 +50,9 @@ struct Daemon: AsyncParsableCommand {
         }
         if maxBytesPerConnection.bytes == 0 { throw ValidationError("--max-bytes-per-connection must be more than 0") }
         if maxSegments < 1 { throw ValidationError("--max-segments must be 1 or more (got \(maxSegments))") }
+        if maxSegmentsPerUser < 1 { throw ValidationError("--max-segments-per-user must be 1 or more (got \(maxSegmentsPerUser))") }
+        if maxBytesPerUser.bytes == 0 { throw ValidationError("--max-bytes-per-user must be more than 0") }
+        if maxPersistentBytesPerUser.bytes == 0 { throw ValidationError("--max-persistent-bytes-per-user must be more than 0") }
     }
 
     func run() async throws {
@@ -59,6 +71,9 @@ struct Daemon: AsyncParsableCommand {
             configuration.maxSegmentsPerConnection = maxSegmentsPerConnection
             configuration.maxBytesPerConnection = maxBytesPerConnection.bytes
             configuration.maxSegments = maxSegments
+            configuration.maxSegmentsPerUser = maxSegmentsPerUser
+            configuration.maxBytesPerUser = maxBytesPerUser.bytes
+            configuration.maxPersistentBytesPerUser = maxPersistentBytesPerUser.bytes
             let resolved = bus.resolved(activated: true)
             configuration.keepsPersistentSegments = !noKeeper
             configuration.keeperCommand = [

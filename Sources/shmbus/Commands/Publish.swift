@@ -37,6 +37,12 @@ struct Publish: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Who else may read: user:NAME|UID, group:NAME|GID, app:APP_ID (app:* for every sandboxed app), any; comma-separated or repeated.",
+            discussion: "Without it, only your own Unix user and root may read (docs/SECURITY.md)."))
+    var readers: [ReaderGrants] = []
+
     @Argument(help: "The file to publish; - or nothing for stdin.")
     var file: String?
 
@@ -66,6 +72,7 @@ struct Publish: AsyncParsableCommand {
             // obsolete at once.
             options.replacingKeys = [key]
             options.persistent = persistent
+            options.readers = ReadPolicy(grants: readers.flatMap(\.grants))
             options.hugePages = hugePages
             options.ttl = ttl.map { .seconds(Int64($0)) }
             let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)

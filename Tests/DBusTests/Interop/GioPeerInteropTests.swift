@@ -167,19 +167,21 @@ import Testing
         let result = await task.result
         #expect(throws: CancellationError.self) { try result.get() }
 
-        // GLib answers the short delays first: replies are matched by serial.
-        let finished = Lock<[UInt32]>([])
+        // GLib holds four calls and answers them last-come first: each caller still
+        // gets its own reply, so replies are matched by serial, not by order.
+        let arrivals = Lock<[UInt32: UInt32]>([:])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for ms: UInt32 in [600, 400, 200, 1] {
+            for token: UInt32 in [600, 400, 200, 1] {
                 group.addTask {
-                    let reply = try await service.call(client, "Delay", [.uint32(ms)])
-                    #expect(reply == [.uint32(ms)])
-                    finished.withLock { $0.append(ms) }
+                    let reply = try await service.call(client, "Hold", [.uint32(4), .uint32(token)])
+                    let (same, arrival) = try reply.decode(UInt32.self, UInt32.self)
+                    #expect(same == token)
+                    arrivals.withLock { $0[token] = arrival }
                 }
             }
             try await group.waitForAll()
         }
-        #expect(finished.withLock { $0 } == [1, 200, 400, 600])
+        #expect(Set(arrivals.withLock { $0.values }) == [0, 1, 2, 3])
         try await service.stop()
     }
 

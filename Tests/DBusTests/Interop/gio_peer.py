@@ -78,6 +78,12 @@ XML = """
       <arg name="ms" type="u" direction="in"/>
       <arg name="same" type="u" direction="out"/>
     </method>
+    <method name="Hold">
+      <arg name="count" type="u" direction="in"/>
+      <arg name="token" type="u" direction="in"/>
+      <arg name="same" type="u" direction="out"/>
+      <arg name="arrival" type="u" direction="out"/>
+    </method>
     <method name="Never"/>
     <method name="Transform">
       <arg name="fd" type="h" direction="in"/>
@@ -154,6 +160,7 @@ def serve(address, name, path):
     info = Gio.DBusNodeInfo.new_for_xml(XML).interfaces[0]
     state = {"calls": 0, "title": "gio"}
     never = []  # invocations deliberately left unanswered
+    held = []  # Hold invocations waiting for the rest of their group
 
     def sample():
         # One of each basic type, and containers GLib marshals itself.
@@ -199,6 +206,15 @@ def serve(address, name, path):
                 return False
 
             GLib.timeout_add(ms, later)
+        elif member == "Hold":
+            # Held until `count` calls have arrived, then answered last-come first:
+            # out of order by construction, however the machine schedules the callers.
+            count, token = params.unpack()
+            held.append((invocation, token, len(held)))
+            if len(held) >= count:
+                for waiting, same, arrival in reversed(held):
+                    waiting.return_value(GLib.Variant("(uu)", (same, arrival)))
+                held.clear()
         elif member == "Never":
             never.append(invocation)
         elif member == "Transform":

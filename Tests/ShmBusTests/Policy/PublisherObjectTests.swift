@@ -2,13 +2,17 @@ import Glibc
 import Locking
 import SharedSegments
 @testable import ShmBus
+import ShmBusPolicy
+import TestSupport
 import Testing
 
 /// What `Publisher1` hands out, without a bus.
 @Suite struct PublisherObjectTests {
-    @Test func itServesItsLiveSegmentsReadOnlyAndNothingElse() throws {
+    @Test func itServesItsLiveSegmentsReadOnlyAndNothingElse() async throws {
         let writer = Lock(try ChannelWriter(channel: "served", capacity: 64 << 10))
-        let object = PublisherObject(channel: "served", writer: writer)
+        let object = PublisherObject(
+            channel: "served", writer: writer, peers: PeerDirectory(connection: try await TestBus.connect()),
+            owner: ChannelOwner(uid: getuid()), readers: .ownerOnly)
         let (first, rotation) = try writer.withLock { writer in (writer.current.id.name, try writer.collectGarbage()) }
         // Until retired, the replaced generation is still served; both read-only.
         for name in [first, rotation.new.id.name] {

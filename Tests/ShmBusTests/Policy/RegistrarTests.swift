@@ -54,7 +54,7 @@ import Testing
             self.writer = writer
             let announced = self.announced
             registrar = Registrar(
-                settings: .init(channel: "registrar", persistent: persistent, ttl: .seconds(30), me: "me"), registry: registry,
+                settings: .init(channel: "registrar", persistent: persistent, ttl: .seconds(30), readers: .ownerOnly, me: "me"), registry: registry,
                 writer: writer, logger: Logger(label: "test"), announce: { range in announced.withLock { $0.append(range) } })
         }
 
