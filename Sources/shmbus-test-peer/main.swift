@@ -4,7 +4,8 @@
 //   shmbus-test-peer loop ADDRESS CHANNEL MAXSIZE CAPACITY SEED
 //   shmbus-test-peer scribble ADDRESS CHANNEL SEED
 //   shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…
-//   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS
+//   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS [publish]
+//   shmbus-test-peer bystander ADDRESS CHANNEL KEY
 //   shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]
 //   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]
 //   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
@@ -30,12 +31,8 @@
 // SEQUENCE" (the last record's sequence; the header says one less) and waits to be
 // killed (it exits when stdin closes).
 //
-// `flood` opens CONNECTIONS connections, prints "ready", and for each line on stdin
-// sends CALLS calls spread over them, all at once (every connection pipelines its
-// share without waiting for a reply), alternating `Lookup` of KEY in CHANNEL and
-// `ListChannels`; then prints "flooded CALLS answered N seconds S". It runs in a
-// process of its own so that the test measuring a bystander does not share its
-// executor with the flood.
+// `flood` loads the daemon and `bystander` measures what that costs another client:
+// see LoadPeers.swift.
 //
 // `doorbell` is a hostile reader: it opens the channel's current segment through the
 // registry, as any reader may, and with what it is handed either tries every way of
@@ -67,7 +64,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -234,32 +231,14 @@ do {
 
     case "flood":
         guard args.count >= 7, let connections = Int(args[5]), let calls = Int(args[6]), connections > 0 else {
-            fail("usage: shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS")
+            fail("usage: shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS [publish]")
         }
-        let key = args[4]
-        var clients: [RegistryClient] = []
-        for _ in 0..<connections { clients.append(RegistryClient(connection: try await DBusConnection.connect(to: .address(address)))) }
-        say("ready")
-        while let _ = readLine() {
-            let start = ContinuousClock.now
-            let answered = await withTaskGroup(of: Int.self) { group in
-                for call in 0..<calls {
-                    let client = clients[call % connections]
-                    group.addTask {
-                        if call / connections % 2 == 0 {
-                            return (try? await client.lookup(channel: channel, key: key)) == nil ? 0 : 1
-                        }
-                        return (try? await client.channels()) == nil ? 0 : 1
-                    }
-                }
-                var answered = 0
-                for await one in group { answered += one }
-                return answered
-            }
-            let elapsed = ContinuousClock.now - start
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            say("flooded \(calls) answered \(answered) seconds \(String(format: "%.3f", seconds))")
-        }
+        try await flood(
+            address: address, channel: channel, key: args[4], connections: connections, calls: calls, publish: args.count > 7 && args[7] == "publish")
+
+    case "bystander":
+        guard args.count >= 5 else { fail("usage: shmbus-test-peer bystander ADDRESS CHANNEL KEY") }
+        try await bystander(address: address, channel: channel, key: args[4])
 
     case "doorbell":
         guard args.count >= 5 else { fail("usage: shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]") }

@@ -3,6 +3,7 @@ import Foundation
 import Locking
 import SharedSegments
 import ShmBus
+import ShmBusProtocol
 import ShmBusSystem
 import TestSupport
 import Testing
@@ -20,6 +21,9 @@ import Testing
     struct Latencies {
         var lookups: [Duration] = []
         var registrations: [Duration] = []
+        /// `GetNameOwner` of the registry's name, answered by the bus itself: what the
+        /// bus alone makes a caller wait during the flood.
+        var busAnswers: [Duration] = []
         /// When the slowest lookup started, from the start of its flood round.
         var slowestLookupAt: Duration = .zero
 
@@ -34,12 +38,16 @@ import Testing
                 ("\(prefix)_register_p50", Reliability.milliseconds(Reliability.percentile(registrations, 0.5))),
                 ("\(prefix)_register_p99", Reliability.milliseconds(Reliability.percentile(registrations, 0.99))),
                 ("\(prefix)_register_max", Reliability.milliseconds(registrations.max() ?? .zero)),
+                ("\(prefix)_bus_p50", Reliability.milliseconds(Reliability.percentile(busAnswers, 0.5))),
+                ("\(prefix)_bus_p99", Reliability.milliseconds(Reliability.percentile(busAnswers, 0.99))),
+                ("\(prefix)_bus_max", Reliability.milliseconds(busAnswers.max() ?? .zero)),
             ]
         }
     }
 
     /// One sample of the bystander: a timed `Lookup`, then a timed `RegisterSegment` of
-    /// a fresh segment (made before the clock starts), unregistered again untimed.
+    /// a fresh segment (made before the clock starts), unregistered again untimed, then a
+    /// timed question to the bus.
     static func sample(
         _ client: RegistryClient, _ index: Int, into latencies: inout Latencies, roundStart: ContinuousClock.Instant? = nil
     ) async throws {
@@ -54,6 +62,9 @@ import Testing
         let (segment, _) = try await client.registerSegment(channel: writer.channel, fd: writer.current.fileDescriptor)
         latencies.registrations.append(ContinuousClock.now - start)
         try await client.unregisterSegment(segment)
+        start = ContinuousClock.now
+        _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName)
+        latencies.busAnswers.append(ContinuousClock.now - start)
     }
 
     /// Samples the bystander every 5 ms while `rounds` floods of `calls` calls over
@@ -111,5 +122,42 @@ import Testing
         figures += [("pipelined_floods", oneSummaries)] + one.figures("pipelined")
         Reliability.report("fair-under-load", figures)
         await bystander.close()
+    }
+
+    /// Issue 13's own case: on a bus configured like the system bus, with the shipped
+    /// policy, user B floods from 100 connections (each pipelining 120 calls: the bus
+    /// allows a connection 128 pending replies) while user A publishes and looks up,
+    /// each from a process of its own user. Every call of both is answered, and A's
+    /// lookups find A's chunk; A's latencies are reported.
+    @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)))
+    func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood() async throws {
+        let bus = try await SystemBusRegistry()
+        let peer = BuiltProducts.path("shmbus-test-peer")
+        let (connections, calls) = (100, 12_000)
+        let flood = try bus.users.spawn(
+            as: AccessUsers.b, peer, ["flood", bus.address, "b/flood", "k", "\(connections)", "\(calls)", "publish"], stdin: .pipe,
+            stderr: .inherit)
+        #expect(try await flood.readLine() == "ready")
+        let bystander = try bus.users.spawn(
+            as: AccessUsers.a, peer, ["bystander", bus.address, "a/bystander", "k"], stdin: .pipe, stderr: .inherit)
+        #expect(try await bystander.readLine() == "ready")
+        var summaries: [String] = []
+        for _ in 0..<Reliability.count(quick: 3, full: 10) {
+            _ = try flood.standardInput?.writeAll(Array("go\n".utf8))
+            let summary = try await flood.readLine() ?? "flood ended"
+            #expect(summary.hasPrefix("flooded \(calls) answered \(calls) "), "\(summary)")
+            summaries.append(summary.split(separator: " ").suffix(2).joined(separator: "="))
+        }
+        _ = try bystander.standardInput?.writeAll(Array("stop\n".utf8))
+        let measured = try await bystander.readLine() ?? "bystander ended"
+        let words = measured.split(separator: " ").map(String.init)
+        #expect(words.first == "bystander" && words.last == "0", "\(measured)")
+        // "bystander samples N lookup_p50 X …": name and value alternate after the first word.
+        let figures = stride(from: 1, to: words.count - 1, by: 2).map { (words[$0], words[$0 + 1] as Any) }
+        Reliability.report(
+            "fair-between-users", [("flooding_user", AccessUsers.b), ("measured_user", AccessUsers.a), ("connections", connections),
+            ("calls_per_round", calls), ("floods", summaries)] + figures)
+        flood.closeStandardInput()
+        bystander.closeStandardInput()
     }
 }
