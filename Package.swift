@@ -50,6 +50,7 @@ let package = Package(
                 "CDBus",
                 "Locking",
                 "ShmBusSystem",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -6,9 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/sockios.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -74,6 +77,22 @@ int shmbus_futex_cmp_requeue(const uint32_t *word, uint32_t expected, int wake, 
 
 int shmbus_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int shmbus_malloc_trim(void) {
+    return malloc_trim(0);
+}
+
+void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes) {
+    struct mallinfo2 info = mallinfo2();
+    *in_use = info.uordblks;
+    *free_bytes = info.fordblks;
+}
+
+int shmbus_socket_unsent(int fd) {
+    int bytes = 0;
+    if (ioctl(fd, SIOCOUTQ, &bytes) != 0) return -1;
+    return bytes;
 }
 
 uint64_t shmbus_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -9,14 +9,20 @@ final class InspectedSegment: Sendable {
     /// Read-only descriptor (O_RDONLY through /proc/self/fd), handed out by OpenSegment.
     private let descriptor: UnixFileDescriptor
     let reader: SegmentReader
+    /// Its descriptors' share of the ``DescriptorBudget``.
+    private let charge: DescriptorBudget.Charge
 
     var name: String { reader.name }
     var channel: String { reader.header.channel }
     var generation: UInt64 { reader.header.generation }
     var capacity: UInt64 { reader.header.capacity }
 
-    /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only.
-    init(_ fd: UnixFileDescriptor, expectedChannel: String) throws(ShmBusError) {
+    /// Checks `fd` (memfd, four seals, size, header, channel) and maps it read-only,
+    /// within the ``DescriptorBudget`` unless `mayExceedBudget`.
+    init(_ fd: UnixFileDescriptor, expectedChannel: String, mayExceedBudget: Bool = false) throws(ShmBusError) {
+        // Room for itself and a doorbell; the doorbell's share is taken when the
+        // segment is exported with one (SegmentRegistry.exportSegment).
+        charge = try DescriptorBudget.shared.charge(room: 2, force: mayExceedBudget)
         let readOnly: UnixFileDescriptor
         do {
             try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
@@ -46,12 +52,17 @@ final class InspectedSegment: Sendable {
             // Opened only to check it; the message's descriptor is shared, not copied.
             _ = try Doorbell.open(fd)
         } catch {
-            throw .invalidArgument("option 'doorbell': \(error.message)")
+            // Out of descriptors is the registry's condition, not the option's fault.
+            let mapped = map(error)
+            throw mapped.code == .quotaExceeded ? mapped : .invalidArgument("option 'doorbell': \(error.message)")
         }
     }
 
     static func map(_ error: SegmentError) -> ShmBusError {
         switch error.kind {
+        case .system(let errno) where errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem:
+            // Not the segment's fault: the registry (or the system) ran out of descriptors.
+            .quotaExceeded("the registry cannot open another descriptor (\(error.message)); unregister segments, or raise its limit")
         case .notMemfd, .invalidArgument: .invalidArgument(error.message)
         case .notSealed: .notSealed(error.message)
         case .tooSmall, .badHeader, .badRecord, .badDoorbell, .capacityExceeded, .retired: .badSegment(error.message)

@@ -1,3 +1,6 @@
+import DBus
+import ShmBusProtocol
+
 /// Limits and timings of a registry.
 public struct RegistryConfiguration: Sendable {
     /// Segments one connection may have registered at once.
@@ -24,6 +27,12 @@ public struct RegistryConfiguration: Sendable {
     /// chunk in them is still live (those with none are removed).
     public var emptinessCheckInterval: Duration = .seconds(2)
 
+    /// How often the malloc arenas are looked at; when more than
+    /// `memoryTrimThreshold` bytes lie free in them, they are given back to the kernel
+    /// (`malloc_trim`). nil never trims.
+    public var memoryTrimInterval: Duration? = .seconds(1)
+    public var memoryTrimThreshold = 4 << 20
+
     /// Whether persistent segments are handed to a keeper (``KeeperService``), so that
     /// they outlive this process. Without one they live as long as the registry.
     public var keepsPersistentSegments = true
@@ -31,5 +40,30 @@ public struct RegistryConfiguration: Sendable {
     /// (`shmbus daemon` passes `shmbus keeper --bus …`); nil to use only those.
     public var keeperCommand: [String]?
 
+    /// How the daemon's bus connection runs the registry's handlers: every client's
+    /// calls in a queue of their own, served in turn, few at a time, and none started
+    /// while the bus lags behind reading the replies (see
+    /// ``DBus/DBusConnection/CallScheduling``). A bystander's `Lookup` waits for at most
+    /// one call of each other busy client and `total` running ones.
+    ///
+    /// A call refused because descriptors would run out is `QuotaExceeded`, as a
+    /// registration past the descriptor budget is.
+    public var callScheduling: DBusConnection.CallScheduling = {
+        var scheduling = DBusConnection.CallScheduling(
+            perSender: 4, total: 8, queuedUnixFDs: 128, outgoingBytes: 16 << 10, outgoingUnixFDs: 64)
+        scheduling.refusalErrorName = ShmBusError(.quotaExceeded, "").dbusName
+        return scheduling
+    }()
+
     public init() {}
+
+    /// Descriptors a registry on a connection scheduled so keeps for everything but
+    /// its segments: the process's own (stdio, the bus socket, eventfds, the keeper's
+    /// connection: 64), one message being read (64), descriptors in calls waiting for a
+    /// handler, four per running handler (a registration's segment and doorbell as
+    /// received, its read-only reopening, a persistent one's copy for the keeper) and
+    /// those in replies not yet written.
+    static func descriptorReserve(for scheduling: DBusConnection.CallScheduling) -> Int {
+        64 + 64 + scheduling.queuedUnixFDs + 4 * scheduling.total + scheduling.outgoingUnixFDs
+    }
 }

@@ -58,7 +58,8 @@ extension SegmentRegistry {
                 // refused: a record without them is not taken back.
                 guard record.ownerUid != nil else { throw ShmBusError.badSegment("the kept record of \(name) names no owner") }
                 _ = try ReadPolicy(wire: record.readers ?? [])
-                let file = try InspectedSegment(entry.fd, expectedChannel: record.channel ?? "")
+                // Never dropped for the descriptor budget: the data would be lost.
+                let file = try InspectedSegment(entry.fd, expectedChannel: record.channel ?? "", mayExceedBudget: true)
                 guard file.name == name else { throw ShmBusError.badSegment("the kept record names \(name), the segment is \(file.name)") }
                 inspected.append((entry, file))
             } catch {
@@ -105,6 +106,7 @@ extension SegmentRegistry {
                 let left = Double(Int64(clamping: expires) - Int64(now * 1_000_000)) / 1_000_000
                 segment.expiresMicroseconds = expires
                 segment.expiresAt = .now + .seconds(max(0, left))
+                lowerNextExpiry(segment.expiresAt!)
                 if leftMeanwhile || record.expires == nil { keeper?.ownerLeft(file.name, expires: expires) }
             } else if leftMeanwhile {
                 keeper?.ownerLeft(file.name, expires: 0)

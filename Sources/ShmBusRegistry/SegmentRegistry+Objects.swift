@@ -7,6 +7,11 @@ import ShmBusProtocol
 extension SegmentRegistry {
     func exportSegment(_ name: String) async {
         guard let connection, let segment = segments[name] else { return }
+        // The doorbell held for subscribers is a descriptor too; its room was checked
+        // with the segment's.
+        if segment.doorbell != nil, segment.doorbellCharge == nil {
+            segments[name]?.doorbellCharge = try? DescriptorBudget.shared.charge(force: true)
+        }
         do {
             let object = SegmentObject(name: name, segment: segment, registry: WeakRegistry(self))
             let export = try await connection.export([Segment1.interface(implementedBy: object)], at: segment.path)

@@ -4,6 +4,8 @@
 //   shmbus-test-peer loop ADDRESS CHANNEL MAXSIZE CAPACITY SEED
 //   shmbus-test-peer scribble ADDRESS CHANNEL SEED
 //   shmbus-test-peer torn ADDRESS CHANNEL KEY=LENGTH KEY=LENGTH…
+//   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS [publish]
+//   shmbus-test-peer bystander ADDRESS CHANNEL KEY
 //   shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]
 //   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]
 //   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
@@ -28,6 +30,9 @@
 // key's previous chunk are as they were before that commit. It prints "torn SEGMENT
 // SEQUENCE" (the last record's sequence; the header says one less) and waits to be
 // killed (it exits when stdin closes).
+//
+// `flood` loads the daemon and `bystander` measures what that costs another client:
+// see LoadPeers.swift.
 //
 // `doorbell` is a hostile reader: it opens the channel's current segment through the
 // registry, as any reader may, and with what it is handed either tries every way of
@@ -59,7 +64,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -223,6 +228,17 @@ do {
         say("torn \(last.segment) \(last.sequence)")
         while let _ = readLine() {}
         exit(0)
+
+    case "flood":
+        guard args.count >= 7, let connections = Int(args[5]), let calls = Int(args[6]), connections > 0 else {
+            fail("usage: shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS [publish]")
+        }
+        try await flood(
+            address: address, channel: channel, key: args[4], connections: connections, calls: calls, publish: args.count > 7 && args[7] == "publish")
+
+    case "bystander":
+        guard args.count >= 5 else { fail("usage: shmbus-test-peer bystander ADDRESS CHANNEL KEY") }
+        try await bystander(address: address, channel: channel, key: args[4])
 
     case "doorbell":
         guard args.count >= 5 else { fail("usage: shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]") }

@@ -55,6 +55,20 @@ int shmbus_futex_cmp_requeue(const uint32_t *word, uint32_t expected, int wake, 
 /* eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK. */
 int shmbus_eventfd(void);
 
+/* malloc_trim(3) with pad 0: glibc returns the free memory of every arena to the
+ * kernel (madvise MADV_DONTNEED on free pages, and trims each heap's top). Returns 1
+ * when memory was released, 0 otherwise. */
+int shmbus_malloc_trim(void);
+
+/* mallinfo2(3): bytes in use (uordblks) and bytes free (fordblks) in all arenas, to
+ * tell whether a trim has anything to give back. */
+void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes);
+
+/* ioctl(2) SIOCOUTQ: the bytes a socket holds that its peer has not read yet (for a
+ * Unix stream socket, the memory its queued buffers take, overhead included).
+ * Returns them, or -1 with errno set. (ioctl is variadic: Swift cannot call it.) */
+int shmbus_socket_unsent(int fd);
+
 /* pidfd_open(2) of pid (flags 0; pidfds are always close-on-exec). Returns the
  * descriptor or -1 with errno set. */
 int shmbus_pidfd_open(int pid);

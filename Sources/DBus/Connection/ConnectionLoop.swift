@@ -19,9 +19,12 @@ final class ConnectionLoop {
     /// The unique name the bus gave us in `Hello`.
     let uniqueName: String
     let canPassUnixFDs: Bool
+    /// The connection's socket (libdbus's), to see how much of what was written the bus
+    /// has not read yet.
+    let socket: Int32?
     private(set) var isOpen = true
 
-    private var watches: [OpaquePointer] = []
+    private(set) var watches: [OpaquePointer] = []
     private var timeouts: [OpaquePointer: ContinuousClock.Instant] = [:]
 
     private var pendingReplies: [UInt32: ReplyHandler] = [:]
@@ -86,6 +89,8 @@ final class ConnectionLoop {
         // couple of them before it stops reading.
         dbus_connection_set_max_received_size(connection, 2 * DBusLimits.maximumMessageLength)
         dbus_connection_set_max_message_size(connection, DBusLimits.maximumMessageLength)
+        var socket: Int32 = -1
+        self.socket = dbus_connection_get_socket(connection, &socket) != 0 ? socket : nil
         installCallbacks()
     }
 
@@ -159,6 +164,7 @@ final class ConnectionLoop {
             guard isOpen else { break }
             expireReplies()
             fireTimeouts()
+            reportOutgoing()
 
             pollSet.removeAll(keepingCapacity: true)
             polledWatches.removeAll(keepingCapacity: true)
@@ -189,6 +195,7 @@ final class ConnectionLoop {
                 if revents & Int16(POLLHUP) != 0 { flags |= DBUS_WATCH_HANGUP.rawValue }
                 if revents & Int16(POLLERR) != 0 { flags |= DBUS_WATCH_ERROR.rawValue }
                 dbus_watch_handle(watch, flags)
+                if flags == DBUS_WATCH_READABLE.rawValue { readOn(watch) }
             }
             if dbus_connection_get_is_connected(connection) == 0 {
                 // libdbus queues a Disconnected signal; dispatch it so that subscribers
@@ -201,8 +208,10 @@ final class ConnectionLoop {
     }
 
     /// Milliseconds until the next libdbus timeout or reply deadline; -1 for none.
+    /// While handlers wait for the bus to read, 1 ms: a socket that drains wakes no
+    /// poll of ours when libdbus has nothing left to write.
     private func pollTimeoutMilliseconds() -> Int32 {
-        var next: ContinuousClock.Instant?
+        var next: ContinuousClock.Instant? = core.scheduler.isHoldingCalls ? .now + .milliseconds(1) : nil
         for (timeout, deadline) in timeouts where dbus_timeout_get_enabled(timeout) != 0 {
             if next == nil || deadline < next! { next = deadline }
         }

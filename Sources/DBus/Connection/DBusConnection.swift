@@ -64,13 +64,15 @@ public final class DBusConnection: Sendable {
 
     /// Connects to `bus` and registers on it (`Hello`), on a new loop thread.
     ///
+    /// - Parameter scheduling: how the handlers of exported objects are run: per-sender
+    ///   queues served in turn, with bounded concurrency.
     /// - Throws: ``DBusError`` naming the bus and libdbus's reason when it cannot be
     ///   reached, for example when `DBUS_SESSION_BUS_ADDRESS` is unset and no
     ///   session bus runs.
     public static func connect(
-        to bus: Bus = .session, logger: Logger = Logger(label: "org.shmbus.dbus")
+        to bus: Bus = .session, scheduling: CallScheduling = CallScheduling(), logger: Logger = Logger(label: "org.shmbus.dbus")
     ) async throws(DBusError) -> DBusConnection {
-        let core = try LoopCore()
+        let core = try LoopCore(scheduling: scheduling)
         let result: Result<(String, Bool), DBusError> = await withCheckedContinuation { continuation in
             let thread = Thread {
                 let loop: ConnectionLoop
@@ -103,6 +105,9 @@ public final class DBusConnection: Sendable {
     public func close() {
         core.submit { $0.shutdown(reason: "closed by the application") }
     }
+
+    /// How the handlers of exported objects are run (given to ``connect(to:scheduling:logger:)``).
+    public var callScheduling: CallScheduling { core.scheduler.limits }
 
     /// Whether the connection is still open.
     public var isConnected: Bool { !core.isClosed }

@@ -19,8 +19,11 @@ final class LoopCore: Sendable {
     private let queue = Lock(Queue())
     /// An eventfd the loop polls; signalled when the queue goes from empty to non-empty.
     private let wake: EventCounter
+    /// Where incoming method calls wait for a handler (see ``DBusConnection/CallScheduling``).
+    let scheduler: CallScheduler
 
-    init() throws(DBusError) {
+    init(scheduling: DBusConnection.CallScheduling = .init()) throws(DBusError) {
+        scheduler = CallScheduler(limits: scheduling)
         do {
             wake = try EventCounter()
         } catch {

@@ -2,7 +2,8 @@ import CDBus
 import Logging
 
 /// Method-call dispatch, on the loop thread. Lookups happen here; handlers and
-/// property accessors run as tasks, which send their replies back through the loop.
+/// property accessors run as tasks when the connection's ``CallScheduler`` gives the
+/// sender its turn, and send their replies back through the loop.
 extension ConnectionLoop {
     func reply(to call: DBusMessage, with error: DBusError) {
         guard !call.noReplyExpected else { return }
@@ -22,7 +23,9 @@ extension ConnectionLoop {
         }
     }
 
-    /// Builds a reply off the loop thread and hands it to the loop to send.
+    /// Builds a reply off the loop thread and hands it to the loop to send. Until the
+    /// loop has sent it, the scheduler counts it among what waits for the bus, so a
+    /// loop slow to wake delays new handlers instead of queueing replies behind it.
     static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) {
         guard !call.noReplyExpected else { return }
         let reply: DBusMessage
@@ -38,9 +41,14 @@ extension ConnectionLoop {
             guard let fallback = try? call.errorReply(error).makeRaw() else { return }
             raw = fallback
         }
-        core.submit { loop in
+        let size = raw.approximateSize
+        core.scheduler.replyQueued(bytes: size)
+        let queued = core.submit { loop in
             do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
+            loop.core.scheduler.replySent(bytes: size)
+            loop.reportOutgoing()
         }
+        if !queued { core.scheduler.replySent(bytes: size) }
     }
 }
 
@@ -87,7 +95,7 @@ extension ExportTree {
             }
             let managed = objects(below: path)
             let core = loop.core
-            Task {
+            loop.schedule(message) {
                 let result = await ObjectManagerDispatch.managedObjects(managed)
                 ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
             }
@@ -113,7 +121,7 @@ extension ExportTree {
         let call = DBusMethodCall(message: message, connection: object.connection)
         let core = loop.core
         let logger = loop.logger
-        Task {
+        loop.schedule(message) {
             let result = await Self.run(handler, for: call, outputs: method.outputSignature, logger: logger)
             ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
         }

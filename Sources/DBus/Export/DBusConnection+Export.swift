@@ -35,7 +35,7 @@ extension DBusConnection {
             }
             if !queued { continuation.resume(throwing: DBusError.disconnected()) }
         }
-        let handle = DBusExport(object: object)
+        let handle = DBusExport(object: object, manager: manager)
         if let manager {
             do {
                 let added = try await ObjectManagerDispatch.interfacesAndProperties(of: object).get()
@@ -55,14 +55,18 @@ extension DBusConnection {
 /// An exported object. The object stays exported while this handle is alive.
 public final class DBusExport: Sendable {
     let object: ExportedObject
+    /// The object manager above the object when it was exported, whose
+    /// `InterfacesRemoved` is built ahead when it goes.
+    private let manager: ObjectPath?
     private let cancelled = Atomic(false)
 
     public var path: ObjectPath { object.path }
     public var connection: DBusConnection { object.connection }
     public var interfaces: [DBusInterface] { object.interfaces }
 
-    init(object: ExportedObject) {
+    init(object: ExportedObject, manager: ObjectPath?) {
         self.object = object
+        self.manager = manager
     }
 
     deinit {
@@ -81,19 +85,32 @@ public final class DBusExport: Sendable {
         guard !cancelled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let id = object.id
         let path = object.path
+        let names = object.interfaces.map { DBusValue.string($0.name) }
+        // Built here, on the releasing thread, rather than on the loop, which has every
+        // other message of the connection to move: an owner leaving with thousands of
+        // segments withdraws thousands of objects at once.
+        let expected = manager
+        let prebuilt = announcing ? expected.flatMap { try? Self.interfacesRemoved(from: $0, path: path, names) } : nil
+        // Nothing here captures self: this runs in deinit.
         object.connection.core.submit { loop in
-            guard let removed = loop.exports.remove(id: id, at: path), announcing else { return }
-            guard let manager = loop.exports.manager(above: path) else { return }
-            let names = removed.interfaces.map { DBusValue.string($0.name) }
+            guard loop.exports.remove(id: id, at: path) != nil, announcing else { return }
+            // The manager above may have changed since the export (rare): then the
+            // signal is built for the one there now.
+            guard let manager = loop.exports.manager(above: path)?.path else { return }
             do {
-                let signal = try DBusMessage.signal(
-                    path: manager.path, interface: StandardInterfaces.objectManagerName, member: "InterfacesRemoved",
-                    body: [.objectPath(path), .array(.string, names)])
-                try loop.send(signal.makeRaw())
+                let raw = try prebuilt.flatMap { manager == expected ? $0 : nil } ?? Self.interfacesRemoved(from: manager, path: path, names)
+                try loop.send(raw)
             } catch {
                 loop.logger.warning("cannot emit InterfacesRemoved", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    private static func interfacesRemoved(from manager: ObjectPath, path: ObjectPath, _ names: [DBusValue]) throws(DBusError) -> RawMessage {
+        try DBusMessage.signal(
+            path: manager, interface: StandardInterfaces.objectManagerName, member: "InterfacesRemoved",
+            body: [.objectPath(path), .array(.string, names)]
+        ).makeRaw()
     }
 
     /// Emits `signal` of `interface` (the first interface declaring it when nil) from

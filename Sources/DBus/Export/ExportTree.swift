@@ -34,18 +34,25 @@ struct ExportTree {
     mutating func remove(id: UInt64, at path: ObjectPath) -> ExportedObject? {
         guard let object = objects[path], object.id == id else { return nil }
         objects[path] = nil
+        // A dictionary never shrinks by itself: after thousands of objects went (a
+        // registry whose owner of thousands of segments left), its storage would stay.
+        objects.shrinkIfSparse()
         return object
     }
 
     mutating func removeAll() { objects = [:] }
 
-    /// The nearest object manager strictly above `path`.
+    /// The nearest object manager strictly above `path`: its ancestors are looked up
+    /// nearest first, so that exporting and unexporting cost the path's depth, not the
+    /// number of objects (a registry exports one per segment, and a departing owner's
+    /// thousands of segments were each a walk over all of them).
     func manager(above path: ObjectPath) -> ExportedObject? {
-        var best: ExportedObject?
-        for object in objects.values where object.isObjectManager && object.path != path && path.isDescendant(of: object.path) {
-            if best == nil || object.path.rawValue.count > best!.path.rawValue.count { best = object }
+        var ancestor = Substring(path.rawValue)
+        while ancestor != "/", let slash = ancestor.lastIndex(of: "/") {
+            ancestor = slash == ancestor.startIndex ? "/" : ancestor[..<slash]
+            if let object = objects[ObjectPath(unchecked: String(ancestor))], object.isObjectManager { return object }
         }
-        return best
+        return nil
     }
 
     /// The objects strictly below `path`.
@@ -67,5 +74,17 @@ struct ExportTree {
     /// Whether `path` is an exported object or lies on the way to one.
     func isNode(_ path: ObjectPath) -> Bool {
         objects[path] != nil || !children(of: path).isEmpty
+    }
+}
+
+extension Dictionary {
+    /// Moves the entries to storage sized for them when they fill less than an eighth
+    /// of a large one: a dictionary keeps its capacity when entries go. Rebuilt only
+    /// after the count fell eightfold, so the copying costs O(1) per removal, amortized.
+    mutating func shrinkIfSparse() {
+        guard capacity > 1024, count < capacity / 8 else { return }
+        var compact = Self(minimumCapacity: count)
+        for (key, value) in self { compact[key] = value }
+        self = compact
     }
 }

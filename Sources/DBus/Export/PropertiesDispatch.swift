@@ -15,7 +15,7 @@ enum PropertiesDispatch {
             guard property.access.isReadable, let get = property.get else {
                 return loop.reply(to: message, with: .invalidArgument("property \(name) is write-only"))
             }
-            Task {
+            loop.schedule(message) {
                 let result = await read(property, get)
                 ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
             }
@@ -34,7 +34,7 @@ enum PropertiesDispatch {
                 return loop.reply(to: message, with: DBusError(
                     name: DBusError.unknownInterfaceName, message: "Object \(object.path) has no interface '\(interfaceName)'"))
             }
-            Task {
+            loop.schedule(message) {
                 var entries: [DBusDictEntry] = []
                 for interface in interfaces {
                     switch await values(of: interface) {
@@ -64,7 +64,7 @@ enum PropertiesDispatch {
                     "property \(name) has type '\(property.type)', got a value of type '\(variant.value.type)'"))
             }
             let path = object.path
-            Task {
+            loop.schedule(message) {
                 do {
                     try await set(variant.value)
                 } catch {

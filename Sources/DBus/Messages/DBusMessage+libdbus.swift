@@ -9,10 +9,13 @@ import CDBus
 final class RawMessage: @unchecked Sendable {
     let pointer: OpaquePointer
     let unixFDCount: Int
+    /// About the bytes it takes on the wire: its body and a typical header.
+    let approximateSize: Int
 
-    init(taking pointer: OpaquePointer, unixFDCount: Int) {
+    init(taking pointer: OpaquePointer, unixFDCount: Int, bodySize: Int = 0) {
         self.pointer = pointer
         self.unixFDCount = unixFDCount
+        approximateSize = bodySize + 128
     }
 
     deinit {
@@ -28,7 +31,7 @@ extension DBusMessage {
         guard let pointer = dbus_message_new(Int32(kind.rawValue)) else {
             throw .failed("libdbus could not allocate a message")
         }
-        let raw = RawMessage(taking: pointer, unixFDCount: plan.unixFDs)
+        let raw = RawMessage(taking: pointer, unixFDCount: plan.unixFDs, bodySize: plan.size)
         func set(_ value: String?, _ setter: (OpaquePointer?, UnsafePointer<CChar>?) -> dbus_bool_t) throws(DBusError) {
             guard let value else { return }
             guard value.withCString({ setter(pointer, $0) }) != 0 else { throw .failed("libdbus ran out of memory") }

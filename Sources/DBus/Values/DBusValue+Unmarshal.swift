@@ -1,4 +1,5 @@
 import CDBus
+import Glibc
 
 /// Reading values out of a libdbus message, guided by the message's signature.
 ///
@@ -65,7 +66,15 @@ extension DBusValue {
         case .unixFD:
             // dbus_message_iter_get_basic dup()s the fd for us on every call: read it once.
             let fd = try basic(&iter, .unixFD, Int32(-1))
-            guard fd >= 0 else { throw .invalidArgument("message carries an invalid file descriptor") }
+            guard fd >= 0 else {
+                // The dup failed: either the message's own descriptor is bad, or this
+                // process is out of descriptors, which is no fault of the message.
+                let error = errno
+                if error == EMFILE || error == ENFILE {
+                    throw .limitsExceeded("no descriptor left to receive the message's file descriptor (errno \(error)); retry later")
+                }
+                throw .invalidArgument("message carries an invalid file descriptor")
+            }
             return .unixFD(UnixFileDescriptor(taking: fd))
         case .string: return .string(try string(&iter, .string))
         case .objectPath:

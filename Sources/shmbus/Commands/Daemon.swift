@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Logging
 import ShmBusRegistry
+import ShmBusSystem
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,6 +59,14 @@ struct Daemon: AsyncParsableCommand {
         CommandLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "org.shmbus.registry")
         try await reportingFailures {
+            // Each segment holds descriptors: take all the hard limit allows (the soft
+            // one is often 1,024, for select(2), which nothing here uses).
+            do {
+                let limit = try FileDescriptorLimit.raiseSoftToHard()
+                logger.debug("RLIMIT_NOFILE", metadata: ["soft": "\(limit.soft)", "hard": "\(limit.hard)"])
+            } catch {
+                logger.warning("cannot raise RLIMIT_NOFILE", metadata: ["error": "\(error)"])
+            }
             var configuration = RegistryConfiguration()
             configuration.maxSegmentsPerConnection = maxSegmentsPerConnection
             configuration.maxBytesPerConnection = maxBytesPerConnection.bytes
@@ -70,7 +79,8 @@ struct Daemon: AsyncParsableCommand {
             configuration.keeperCommand = [
                 InstallService.currentExecutable(), "keeper", "--bus", BusOption.argument(for: resolved), "--log-level", "\(logLevel)",
             ]
-            let connection = try await DBusConnection.connect(to: resolved, logger: logger)
+            let connection = try await DBusConnection.connect(
+                to: resolved, scheduling: configuration.callScheduling, logger: logger)
             let service = try await RegistryService.start(on: connection, configuration: configuration, logger: logger)
             let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in
                 logger.info("stopping", metadata: ["signal": "\(signal)"])

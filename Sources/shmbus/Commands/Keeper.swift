@@ -3,6 +3,7 @@ import DBus
 import Foundation
 import Logging
 import ShmBusRegistry
+import ShmBusSystem
 
 struct Keeper: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +35,9 @@ struct Keeper: AsyncParsableCommand {
         CommandLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "org.shmbus.keeper")
         try await reportingFailures {
+            // It holds a descriptor or two per persistent segment (the registry's limit
+            // is raised the same way).
+            _ = try? FileDescriptorLimit.raiseSoftToHard()
             let connection = try await DBusConnection.connect(to: bus.resolved(activated: true), logger: logger)
             let service = try await KeeperService.start(on: connection, idleExit: .seconds(idleExit), logger: logger)
             let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in

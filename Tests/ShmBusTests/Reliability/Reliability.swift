@@ -19,7 +19,12 @@ enum Reliability {
     static func count(quick: Int, full: Int) -> Int { isFull ? full : quick }
 
     static func report(_ scenario: String, _ figures: KeyValuePairs<String, Any>) {
-        let text = figures.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        report(scenario, figures.map { ($0.key, $0.value) })
+    }
+
+    /// The same for figures assembled piece by piece.
+    static func report(_ scenario: String, _ figures: [(String, Any)]) {
+        let text = figures.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
         print("reliability: \(scenario) [\(isFull ? "full" : "quick")] \(text)")
     }
 

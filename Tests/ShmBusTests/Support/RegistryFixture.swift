@@ -22,11 +22,17 @@ final class RegistryFixture: Sendable {
     init(startDaemon: Bool = true, daemonArguments: [String] = [], serviceDirectories: [String] = []) async throws {
         bus = try PrivateBus(serviceDirectories: serviceDirectories)
         if startDaemon {
-            daemon = try Self.startDaemon(shmbus, address: bus.address, arguments: daemonArguments)
+            daemon = try Self.startDaemon(Self.daemonExecutable, address: bus.address, arguments: daemonArguments)
             try await waitForRegistry()
         } else {
             daemon = nil
         }
+    }
+
+    /// The `shmbus` that runs the daemon: the built one, or `SHMBUS_TEST_DAEMON` (an
+    /// older build, to compare before and after in one run, as docs/RELIABILITY.md does).
+    static var daemonExecutable: String {
+        ProcessInfo.processInfo.environment["SHMBUS_TEST_DAEMON"].flatMap { $0.isEmpty ? nil : $0 } ?? BuiltProducts.path("shmbus")
     }
 
     static func startDaemon(_ shmbus: String, address: String, arguments: [String] = []) throws -> ChildProcess {
