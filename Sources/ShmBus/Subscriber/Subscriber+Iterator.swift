@@ -65,7 +65,9 @@ extension Subscriber {
             if let waiter = subscriber.futexWaiter {
                 let subscriber = self.subscriber
                 await waiter.run { subscriber.waitOnDoorbell(timeout: .milliseconds(500)) }
-                return !Task.isCancelled
+                // Ended by cancelling the task or the subscriber (`cancel()` from
+                // anywhere, as on the bus path, where it finishes the wake-ups).
+                return !Task.isCancelled && !subscriber.wakeIsFinished
             }
             if subscriber.expectSignal() { return true }
             return await wakeups.next(isolation: actor) != nil
