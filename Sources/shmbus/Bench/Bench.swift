@@ -22,12 +22,12 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "A few seconds in all: small sizes, few repetitions (for tests; checks correctness, not speed).")
     var quick = false
 
-    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views.")
+    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views, requests.")
     var only: String?
 
-    /// The four parts of a run, in the order they run and print.
+    /// The parts of a run, in the order they run and print.
     enum Part: String, CaseIterable {
-        case blobs, latency, throughput, views
+        case blobs, latency, throughput, views, requests
     }
 
     func validate() throws {
@@ -76,6 +76,10 @@ struct Bench: AsyncParsableCommand {
             if parts.contains(.views) {
                 progress("views")
                 results.views = try await run.views(bigSize: quick ? 16 << 20 : 256 << 20, repetitions: quick ? 50 : 1000)
+            }
+            if parts.contains(.requests) {
+                progress("request/response")
+                results.requests = try await run.requests(size: 4 << 10, seconds: quick ? 0.3 : 2, rounds: quick ? 1 : 3)
             }
             if json {
                 try JSONOutput.print(results)

@@ -12,6 +12,7 @@ extension BenchResults {
         if let latency { parts.append(Self.latencyTable(latency)) }
         if !throughput.isEmpty { parts.append(throughputTable) }
         if let views { parts.append(Self.viewTable(views)) }
+        if let requests { parts.append(requests.table) }
         return parts.joined(separator: "\n\n")
     }
 
@@ -74,4 +75,5 @@ extension BenchResults {
     }
 }
 
-private func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+/// `value` with `digits` decimals, for the tables.
+func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }

@@ -96,15 +96,18 @@ struct BenchResults: Encodable, Sendable {
     var throughput: [ThroughputResult] = []
     /// nil when the part did not run (`--only`).
     var views: ViewResult?
+    /// nil when the part did not run (`--only`).
+    var requests: RequestsResult?
 
     /// Every transfer arrived intact, and no subscriber lost or reordered a chunk.
     var allCorrect: Bool {
         blobs.allSatisfy { $0.errors == 0 }
             && throughput.allSatisfy { $0.isComplete && $0.everyRoundComplete }
+            && (requests?.errors ?? 0) == 0
     }
 
     enum CodingKeys: String, CodingKey {
-        case machine, quick, blobs, latency, throughput, views, ratios
+        case machine, quick, blobs, latency, throughput, views, requests, ratios
     }
 
     struct Ratios: Encodable {
@@ -115,6 +118,8 @@ struct BenchResults: Encodable, Sendable {
         var futexPathOverBareSignal: Double?
         var futexPathOverBareFutex: Double?
         var bigViewOverSmallView: Double?
+        var requestsBusOverDBus: Double?
+        var requestsFutexOverDBus: Double?
     }
 
     var ratios: Ratios {
@@ -123,7 +128,8 @@ struct BenchResults: Encodable, Sendable {
             dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
             shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, busPathOverBareSignal: latency?.busOverBare,
             futexPathOverBareSignal: latency?.futexOverBare,
-            futexPathOverBareFutex: latency?.futexOverBareFutex, bigViewOverSmallView: views?.bigOverSmall)
+            futexPathOverBareFutex: latency?.futexOverBareFutex, bigViewOverSmallView: views?.bigOverSmall,
+            requestsBusOverDBus: requests?.busOverDBus, requestsFutexOverDBus: requests?.futexOverDBus)
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -134,6 +140,7 @@ struct BenchResults: Encodable, Sendable {
         try container.encode(latency, forKey: .latency)
         try container.encode(throughput, forKey: .throughput)
         try container.encode(views, forKey: .views)
+        try container.encode(requests, forKey: .requests)
         try container.encode(ratios, forKey: .ratios)
     }
 

@@ -38,6 +38,8 @@ struct BenchWorker: AsyncParsableCommand {
         case "view-probe": try await viewProbe(address)
         case "futex-recv": try await bareFutexReceiver()
         case "futex-send": try await bareFutexSender()
+        case "request-server": try await requestServer(address)
+        case "request-client": try await requestClient(address)
         default: throw ValidationError("unknown role \(role)")
         }
     }
@@ -97,7 +99,8 @@ struct BenchWorker: AsyncParsableCommand {
         subscriber.cancel()
     }
 
-    /// Exports `Put(ay) -> (t done, t checksum)`: the D-Bus way to move the same bytes.
+    /// Exports `Put(ay) -> (t done, t checksum)`, the D-Bus way to move the same bytes,
+    /// and `Echo(ay) -> ay`, the D-Bus way to answer a request.
     func byteArrayServer(_ bus: DBusConnection.Bus) async throws {
         let connection = try await DBusConnection.connect(to: bus)
         let interface = DBusInterface("org.shmbus.Bench1") {
@@ -105,6 +108,10 @@ struct BenchWorker: AsyncParsableCommand {
                 guard case .bytes(let bytes)? = call.arguments.first else { throw DBusError.invalidArgument("no bytes") }
                 let checksum = bytes.withUnsafeBytes(benchChecksum)
                 return [.uint64(BenchClock.now()), .uint64(checksum)]
+            }
+            DBusMethod("Echo", inputs: [.init("data", "ay")], outputs: [.init("same", "ay")]) { call in
+                guard case .bytes(let bytes)? = call.arguments.first else { throw DBusError.invalidArgument("no bytes") }
+                return [.bytes(bytes)]
             }
         }
         let export = try await connection.export([interface], at: "/org/shmbus/Bench1")
