@@ -52,6 +52,11 @@ import Testing
         }
         let views = try #require(json["views"] as? [String: Any])
         #expect((views["bigSize"] as? Int) == 16 << 20)
+        let requests = try #require(json["requests"] as? [String: Any])
+        #expect(requests["errors"] as? Int == 0, "every reply held its request's bytes")
+        for path in ["shmbusBus", "shmbusFutex", "dbus"] {
+            #expect(((requests[path] as? [String: Any])?["count"] as? Int ?? 0) > 0, "\(path)")
+        }
         #expect(json["ratios"] != nil)
     }
 
@@ -59,14 +64,14 @@ import Testing
         let shmbus = BuiltProducts.path("shmbus")
         let (refused, _, why) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "blob"])
         #expect(refused == .exited(64), "a usage error, not an empty table")
-        #expect(why.contains("'blob' is not one of blobs, latency, throughput, views"), "\(why)")
+        #expect(why.contains("'blob' is not one of blobs, latency, throughput, views, requests"), "\(why)")
         let (empty, _, whyEmpty) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", ","])
         #expect(empty == .exited(64), "\(whyEmpty)")
 
         let (status, out, err) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "views"])
         #expect(status == .exited(0), "\(err)")
         #expect(out.contains("4. Zero copy"))
-        for other in ["1. Blob transfer", "2. Notification latency", "3. Small-chunk throughput"] {
+        for other in ["1. Blob transfer", "2. Notification latency", "3. Small-chunk throughput", "5. Request/response"] {
             #expect(!out.contains(other), "\(other) did not run and is not printed")
         }
     }
