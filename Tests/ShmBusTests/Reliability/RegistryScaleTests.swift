@@ -14,7 +14,11 @@ import Testing
 /// took. Timings are reported, never asserted; that includes the contract's 1 s in the full
 /// form's 10,000, reported as `leave_10000_within_1s`.
 @Suite(.serialized) struct RegistryScaleTests {
-    static let daemonArguments = ["--max-segments-per-connection", "20000"]
+    // One user (root) holds up to 18,000 segments in the full form: past the default
+    // per-user quota, and the registry-wide limit stays above it as the daemon requires.
+    static let daemonArguments = [
+        "--max-segments-per-connection", "20000", "--max-segments-per-user", "40000", "--max-segments", "80000",
+    ]
 
     /// Registers `count` segments, one per channel `prefix-i`, `concurrency` at a time
     /// (1: one after the other, as a publisher does); returns how long it took.
