@@ -88,26 +88,33 @@ func write(dir: String, chunks: UInt64, capacity: UInt64, seed: UInt64) throws {
     withExtendedLifetime(keep) {}
 }
 
+/// How long a reader waits for the writer to publish a segment's file: a bound that only
+/// keeps a broken writer from hanging the test. The writer normally takes milliseconds,
+/// but it is a process started on a machine the whole suite shares (perhaps under TSan).
+let patience: Duration = .seconds(60)
+
 func openSegment(_ name: String, dir: String, writerPID: String) throws(SegmentError) -> SegmentReader {
-    for _ in 0..<2000 {
+    let deadline = ContinuousClock.now + patience
+    repeat {
         if let text = try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8) {
             let fd: UnixFileDescriptor
             do throws(SystemError) { fd = try .open("/proc/\(writerPID)/fd/\(text)", O_RDONLY) } catch { fail("\(error)") }
             return try SegmentReader(fd: fd)
         }
         usleep(1000)
-    }
+    } while ContinuousClock.now < deadline
     fail("segment \(name) never appeared")
 }
 
 func read(dir: String, writerPID: String, chunks: UInt64) throws {
     // The writer may not have created its first segment yet.
     var firstName: String?
-    for _ in 0..<10_000 where firstName == nil {
+    let deadline = ContinuousClock.now + patience
+    while firstName == nil, ContinuousClock.now < deadline {
         firstName = try? String(contentsOfFile: "\(dir)/first-name", encoding: .utf8)
         if firstName == nil { usleep(1000) }
     }
-    guard let first = firstName else { fail("no first segment after 10 s") }
+    guard let first = firstName else { fail("no first segment after \(patience)") }
     let cursor = try ChannelCursor(segment: openSegment(first, dir: dir, writerPID: writerPID), start: .oldest) {
         (id) throws(SegmentError) in try openSegment(id.name, dir: dir, writerPID: writerPID)
     }

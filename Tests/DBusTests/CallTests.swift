@@ -58,8 +58,10 @@ import Testing
 
     @Test func callsTimeOut() async throws {
         let echo = try await EchoService.start()
+        // The handler answers only after a minute, so that a timeout handled late on a
+        // loaded machine still comes first.
         do {
-            _ = try await echo.call("Sleep", [.uint32(5_000)], timeout: .milliseconds(200))
+            _ = try await echo.call("Sleep", [.uint32(60_000)], timeout: .milliseconds(200))
             Issue.record("the call should have timed out")
         } catch let error as DBusError {
             #expect(error.name == DBusError.noReplyName)
@@ -70,13 +72,14 @@ import Testing
 
     @Test func cancellingTheCallingTaskEndsTheCall() async throws {
         let echo = try await EchoService.start()
-        let task = Task { try await echo.call("Sleep", [.uint32(10_000)]) }
+        let task = Task { try await echo.call("Sleep", [.uint32(60_000)]) }
         try await Task.sleep(for: .milliseconds(100))
         task.cancel()
         let result = await task.result
         #expect(throws: CancellationError.self) { try result.get() }
         // (A cancellation that did not reach the call would end with the handler's
-        // reply after 10 s, not with CancellationError.)
+        // reply after 60 s, not with CancellationError. A call cancelled before it was
+        // sent ends with CancellationError too: on a loaded machine this may test that.)
         #expect(try await echo.call("Add", [.int32(1), .int32(1)]) == [.int32(2)])
     }
 
@@ -159,8 +162,10 @@ import Testing
         let inFlight = Task {
             try await client.call(
                 destination: echo.service.uniqueName, path: echo.path, interface: EchoService.interfaceName,
-                method: "Sleep", [.uint32(5_000)])
+                method: "Sleep", [.uint32(60_000)])
         }
+        // (The reply would come only after a minute: whether the call was in flight or
+        // not sent yet, closing must fail it.)
         try await Task.sleep(for: .milliseconds(100))
         client.close()
         let result = await inFlight.result

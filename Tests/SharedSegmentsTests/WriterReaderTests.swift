@@ -117,15 +117,31 @@ func drain(_ cursor: ChannelCursor) throws -> (chunks: [Chunk], gaps: [(UInt64, 
         #expect(state.deadBytes == 3 * 192)
     }
 
-    @Test func expiredChunksAreSkipped() throws {
+    @Test func expiredChunksAreSkipped() async throws {
         let writer = try ChannelWriter(channel: "test/expiry", capacity: 1 << 20)
         try [UInt8(1)].withUnsafeBytes { _ = try writer.append($0, key: "k", expiresAt: RealtimeClock.now() - 1) }
         try [UInt8(2)].withUnsafeBytes { _ = try writer.append($0, expiresAt: RealtimeClock.after(.seconds(3600))) }
-        try [UInt8(3)].withUnsafeBytes { _ = try writer.append($0, key: "soon", expiresAt: RealtimeClock.after(.milliseconds(50))) }
         let reader = try openReader(writer.current)
         #expect(try reader.latest(key: "k") == nil)
-        #expect(try reader.latest(key: "soon")?.bytes == [3])
-        usleep(80_000)
+        // "soon" is live until its expiry, then skipped. Whether a look came before the
+        // expiry is told by the clock read after the look, not by how long the test
+        // usually takes: on a loaded machine a look can come late, and then it proves
+        // nothing, so the chunk is published again with a longer life.
+        var soon: UInt64 = 0
+        var seenLive = false
+        for life in [Duration.milliseconds(500), .seconds(5), .seconds(50)] {
+            soon = RealtimeClock.after(life)
+            try [UInt8(3)].withUnsafeBytes { _ = try writer.append($0, key: "soon", expiresAt: soon) }
+            let early = try reader.latest(key: "soon")
+            if RealtimeClock.now() < soon {
+                #expect(early?.bytes == [3], "live until its expiry")
+                seenLive = true
+                break
+            }
+            print("expiredChunksAreSkipped: looked only after a life of \(life); again with a longer one")
+        }
+        #expect(seenLive, "never looked within 50 s of publishing")
+        while RealtimeClock.now() <= soon { try await Task.sleep(for: .milliseconds(10)) }
         #expect(try reader.latest(key: "soon") == nil)
         let (live, _) = try drain(try ChannelCursor(segment: reader, start: .oldest))
         #expect(live.map(\.bytes) == [[2]])

@@ -43,25 +43,33 @@ import Testing
         let waiterAddress = UInt(bitPattern: first)
         let wakerAddress = UInt(bitPattern: second)
 
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Futex.WaitResult?, Never>) in
+        // How many waiters the waker's wake woke, and how each of the waiter's waits
+        // ended (the body below runs to its end before the await returns).
+        var woken = 0
+        let outcomes = await withCheckedContinuation { (continuation: CheckedContinuation<[Futex.WaitResult], Never>) in
             let waiter = Thread {
                 let word = UnsafeMutablePointer<UInt32>(bitPattern: waiterAddress)!
-                var outcome: Futex.WaitResult?
-                // Spurious wake-ups are allowed; wait until the word changes.
+                var outcomes: [Futex.WaitResult] = []
+                // Spurious wake-ups are allowed; wait until the word changes. (A wait
+                // begun just after the waker stored 1 ends with valueChanged: only a
+                // wake that woke someone proves the futex is shared, not the last
+                // outcome.)
                 while shmbus_load_acquire_u32(word) == 0 {
-                    outcome = try? Futex.wait(on: word, expecting: 0, timeout: .seconds(10))
+                    guard let outcome = try? Futex.wait(on: word, expecting: 0, timeout: .seconds(60)) else { break }
+                    outcomes.append(outcome)
                     if outcome == .timedOut { break }
                 }
-                continuation.resume(returning: outcome)
+                continuation.resume(returning: outcomes)
             }
             waiter.start()
             // Wake only once the waiter sleeps, so that the wake is what ends the wait:
             // a wake that woke someone proves it slept (storing first, as before, let a
             // slowly started waiter see the new value and never sleep at all). Then the
-            // value changes and a second wake ends the wait for good.
+            // value changes and a second wake ends the wait for good. The deadline only
+            // keeps a broken futex from hanging the test: a waiter thread started on a
+            // loaded machine may take seconds to run.
             let word = UnsafeMutablePointer<UInt32>(bitPattern: wakerAddress)!
-            var woken = 0
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(60)
             while woken == 0 && ContinuousClock.now < deadline {
                 usleep(1000)
                 woken = (try? Futex.wake(word)) ?? 0
@@ -69,7 +77,9 @@ import Testing
             shmbus_store_release_u32(word, 1)
             _ = try? Futex.wake(word)
         }
-        #expect(result == .woken)
+        #expect(woken == 1, "a wake through the second mapping woke the waiter on the first")
+        #expect(outcomes.contains(.woken), "\(outcomes)")
+        #expect(!outcomes.contains(.timedOut), "\(outcomes)")
         #expect(first.load(as: UInt32.self) == 1)
     }
 }

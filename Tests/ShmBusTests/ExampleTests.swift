@@ -24,10 +24,14 @@ import Testing
 
     @Test func theCameraViewerSeesTheNewestFrames() async throws {
         let fixture = try await RegistryFixture()
-        let camera = try ChildProcess(BuiltProducts.path("camera-publisher"), ["--bus", fixture.address, "300"], stdout: .pipe, stderr: .inherit)
+        // Frames for half an hour at 30 a second, stopped below once the viewer has had
+        // its 20: with 300 (10 s), a viewer started late on a loaded machine could see
+        // the stream end before its 20th frame, and then wait for ever.
+        let camera = try ChildProcess(BuiltProducts.path("camera-publisher"), ["--bus", fixture.address, "54000"], stdout: .pipe, stderr: .inherit)
+        defer { camera.signal(SIGKILL) }
         // The viewer starts once the channel exists.
         let registry = try await fixture.client()
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(60)
         while try await registry.channels().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         let (status, out, err) = try await BuiltProducts.run(BuiltProducts.path("camera-viewer"), ["--bus", fixture.address, "--futex", "20"])
         #expect(status == .exited(0), "\(err)")

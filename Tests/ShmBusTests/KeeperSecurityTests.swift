@@ -200,7 +200,7 @@ import Testing
         _ = try #require(try await KeeperTestBus.owner(of: ShmBusProtocol.registryName, on: connection), "the registry did not start")
         let adopted = try await RegistryClient(connection: connection).segments()
         #expect(adopted.map(\.name) == [good.record.segment])
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(60)
         while keeper.dropped.withLock({ $0.count }) < forged.count, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -50,16 +50,16 @@ import Testing
         let killed = ContinuousClock.now
         peer.signal(SIGKILL)
         persistentPeer.signal(SIGKILL)
-        let removed = try await first(events, within: .seconds(10)) { event in
+        let removed = try await first(events) { event in
             if case .segmentRemoved(segment, "dies", "owner-exited") = event { true } else { false }
         }
         // Both handlers see the same message on the loop thread, one after the other:
         // the stream's may resume this task before the timing one has run.
-        _ = await Reliability.waitUntil(.seconds(5)) { heard.withLock { $0 } != nil }
+        _ = await Reliability.waitUntil(.seconds(60)) { heard.withLock { $0 } != nil }
         timing.cancel()
         let elapsed = try #require(heard.withLock { $0 }, "SegmentRemoved(owner-exited) was announced") - killed
         #expect(removed != nil)
-        #expect(elapsed < .seconds(1), "SegmentRemoved(owner-exited) within 1 s, took \(elapsed)")
+        Reliability.expectLatency(elapsed, within: .seconds(1), "SegmentRemoved(owner-exited)")
         print("owner-exited announced \(elapsed) after SIGKILL")
         _ = await peer.exit()
         _ = await persistentPeer.exit()
@@ -85,7 +85,7 @@ import Testing
         let (s2, _, err2) = try await fixture.run(["publish", "--channel", "forever", "--key", "k", "--persistent", "-"])
         #expect(s2 == .exited(0), "\(err2)")
         let segment = try #require(out1.split(separator: " ").dropFirst().first.map(String.init))
-        let expired = try await first(events, within: .seconds(10)) { event in
+        let expired = try await first(events) { event in
             if case .segmentRemoved(segment, "ttl", "expired") = event { true } else { false }
         }
         #expect(expired != nil)
@@ -119,7 +119,8 @@ import Testing
             method: "GetConnectionUnixProcessID", [.string(owner)]
         ).decode(UInt32.self)
         kill(pid_t(pid), SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(5)
+        // (A bound against a daemon that ignores SIGTERM, not a limit on its shutdown.)
+        let deadline = ContinuousClock.now + .seconds(60)
         while try await client.connection.nameOwner(of: ShmBusProtocol.registryName) != nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -146,14 +147,17 @@ import Testing
         daemon = try RegistryFixture.startDaemon(fixture.shmbus, address: fixture.address)
         defer { daemon.signal(SIGKILL) }
         try await fixture.waitForRegistry()
-        // The publisher re-registers by itself.
-        let deadline = ContinuousClock.now + .seconds(2)
+        // The publisher re-registers by itself. (How soon is DaemonRestartTests'
+        // measurement; the deadline here only ends a publisher that never does.)
+        let restarted = ContinuousClock.now
+        let deadline = restarted + .seconds(60)
         var channels: [ChannelInfo] = []
         while channels.isEmpty, ContinuousClock.now < deadline {
             channels = (try? await watcher.channels()) ?? []
             if channels.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         }
-        #expect(channels.map(\.name) == ["restart"], "re-registered within 2 s")
+        print("re-registered \(ContinuousClock.now - restarted) after the restarted registry took its name")
+        #expect(channels.map(\.name) == ["restart"], "re-registered")
         #expect(channels.first?.owner == publisher.connection.uniqueName)
         #expect(channels.first?.currentSegment == publisher.currentSegment)
         try publisher.publish(Array("after".utf8))

@@ -30,7 +30,8 @@ import Testing
         let count = 100_000
         // The subscriber waits for the channel, then reads from the oldest chunk.
         async let subscribing = Subscriber.open(
-            channel: "stream", on: .address(fixture.address), options: .init(start: .oldest, waitForChannel: .seconds(20)))
+            channel: "stream", on: .address(fixture.address), options: .init(start: .oldest, waitForChannel: .seconds(60)))
+        let started = ContinuousClock.now
         let peer = try Self.peer(fixture, channel: "stream", count: count, size: 64, capacity: 64 << 20)
         defer { peer.closeStandardInput() }
         let subscriber = try await subscribing
@@ -50,14 +51,22 @@ import Testing
             if next > UInt64(count) { break }
         }
         let line = try await Self.publishedLine(peer)
+        // At least as long as the publishing took (the peer's start-up included).
+        let elapsed = ContinuousClock.now - started
         let fields = line.split(separator: " ")
         let signalsSent = fields.count >= 4 ? Int(fields[3]) ?? -1 : -1
         let stats = subscriber.statistics
-        print("100,000 chunks: publisher sent \(signalsSent) Committed signals; subscriber received \(stats.signals), ignored \(stats.ignoredSignals)")
+        print("100,000 chunks: publisher sent \(signalsSent) Committed signals in at most \(elapsed); subscriber received \(stats.signals), ignored \(stats.ignoredSignals)")
         #expect(bad == 0, "every chunk in order, none duplicated, checksums valid")
         #expect(gaps == 0)
         #expect(next == UInt64(count) + 1)
-        #expect(signalsSent > 0 && signalsSent < count / 10, "coalescing: \(signalsSent) signals for \(count) chunks")
+        // Coalescing: at most one signal per minimum interval, plus the first, the last
+        // flush and the registration's announcement. That is the notifier's promise
+        // however fast the publisher went: a fixed share of the chunks (it was "fewer
+        // than one in ten") depends on how fast a loaded machine lets it publish. Here
+        // that is a few hundred signals; one per chunk would be 100,000.
+        let allowed = Int(elapsed / Publisher.Options().minimumSignalInterval) + 3
+        #expect(signalsSent > 0 && signalsSent <= allowed && signalsSent < count, "coalescing: \(signalsSent) signals for \(count) chunks in at most \(elapsed), allowed \(allowed)")
         #expect(stats.signals <= UInt64(signalsSent))
         subscriber.cancel()
     }
@@ -70,7 +79,7 @@ import Testing
         let peer = try Self.peer(fixture, channel: "gc2", count: 20_000, size: 1024, capacity: 256 << 10, waitForGo: true)
         defer { peer.closeStandardInput() }
         let reader = try await Subscriber.open(
-            channel: "gc2", on: .address(fixture.address), options: .init(start: .sequence(1), waitForChannel: .seconds(20)))
+            channel: "gc2", on: .address(fixture.address), options: .init(start: .sequence(1), waitForChannel: .seconds(60)))
         _ = try peer.standardInput?.writeAll(Array("go\n".utf8))
         var delivered = 0
         var missed: UInt64 = 0
@@ -120,8 +129,9 @@ import Testing
         // The spoofed signals arrived and were counted as ignored, and the genuine one
         // counted. The chunk may have been read before its signal came (it was committed
         // before the first next()), and signals from two connections arrive in no fixed
-        // order: wait for both counts.
-        let deadline = ContinuousClock.now + .seconds(2)
+        // order: wait for both counts (the deadline only ends a wait for signals that
+        // never come).
+        let deadline = ContinuousClock.now + .seconds(60)
         while subscriber.statistics.ignoredSignals < 20 || subscriber.statistics.signals < 1, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -152,7 +162,7 @@ import Testing
         #expect(during > before)
         subscriber.cancel()
         var after = try await matchRules()
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(60)
         while after != before, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
             after = try await matchRules()

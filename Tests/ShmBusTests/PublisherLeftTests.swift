@@ -92,20 +92,26 @@ import Testing
                 channel: channel, on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))
             var delivered = 0
             var left = 0
-            let killer = Task {
-                try await Task.sleep(for: .milliseconds(30 + 20 * round))
-                peer.signal(SIGKILL)
-            }
+            // The kill comes a while after the first chunk arrived, mid-flood: timed from
+            // the peer's start instead, a peer that a loaded machine had not let publish
+            // yet died with nothing committed.
+            var killer: Task<Void, any Error>?
             for try await event in subscriber {
                 switch event {
                 case .chunk(let chunk):
                     #expect(TestPayload.check(chunk))
                     delivered += 1
+                    if killer == nil {
+                        killer = Task {
+                            try await Task.sleep(for: .milliseconds(30 + 20 * round))
+                            peer.signal(SIGKILL)
+                        }
+                    }
                 case .gap: break
                 case .publisherLeft: left += 1
                 }
             }
-            try await killer.value
+            try await killer?.value
             _ = await peer.exit()
             let progress = try #require(subscriber.progress)
             #expect(left == 1)

@@ -83,7 +83,7 @@ import Testing
             writer.retire(rotation)
             segmentNames.append(next)
         }
-        let replaced = try await RegistryTestsSupport.collect(events, count: 4, within: .seconds(5)) { event in
+        let replaced = try await RegistryTestsSupport.collect(events, count: 4, within: .seconds(60)) { event in
             if case .segmentReplaced = event { true } else if case .segmentRemoved = event { true } else { false }
         }
         #expect(replaced.contains(.segmentReplaced(old: segmentNames[0], new: segmentNames[1], channel: "gc", generation: 2)))
@@ -171,7 +171,8 @@ import Testing
 }
 
 enum RegistryTestsSupport {
-    /// Up to `count` events matching `predicate` within `within`.
+    /// Up to `count` events matching `predicate`; what came by `within`, a bound against
+    /// events that never come.
     static func collect(
         _ events: AsyncThrowingStream<RegistryClient.Event, any Error>, count: Int, within: Duration,
         where predicate: @escaping @Sendable (RegistryClient.Event) -> Bool

@@ -10,7 +10,7 @@ import Testing
     /// `busctl --address=… [--json=short] -- command arguments…`; `--` keeps negative
     /// numbers from being read as options.
     static func busctl(_ arguments: [String], json: Bool = false, options: [String] = []) throws -> [String] {
-        ["--address=\(try InteropService.address)", "--timeout=10"] + (json ? ["--json=short"] : []) + options + ["--"] + arguments
+        ["--address=\(try InteropService.address)", "--timeout=\(InteropTool.replyTimeoutSeconds)"] + (json ? ["--json=short"] : []) + options + ["--"] + arguments
     }
 
     /// Calls a method of the root object and returns the reply's JSON `data` array,

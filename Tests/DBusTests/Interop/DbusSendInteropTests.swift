@@ -10,7 +10,7 @@ import Testing
         -> [String]
     {
         [
-            "--bus=\(try InteropService.address)", "--print-reply", "--reply-timeout=10000", "--dest=\(service.name)",
+            "--bus=\(try InteropService.address)", "--print-reply", "--reply-timeout=\(InteropTool.replyTimeoutSeconds * 1000)", "--dest=\(service.name)",
             (path ?? service.root).rawValue, method,
         ] + arguments
     }

@@ -313,6 +313,14 @@ struct InteropService: Sendable {
 enum InteropTool {
     static let python = "/usr/bin/python3"
 
+    /// How long a tool waits for a reply (`gdbus --timeout`, `dbus-send --reply-timeout`,
+    /// `busctl --timeout`). Only a bound that keeps a broken service from hanging the
+    /// test: the service answers in milliseconds, but it runs in the test process,
+    /// which shares two cores with the whole suite (and is 5-10x slower under TSan), so
+    /// a reply can take seconds. A tool that gives up reports NoReply, which the tests
+    /// would take for a wrong answer.
+    static let replyTimeoutSeconds = 60
+
     /// The helper script next to this file.
     static var pythonClient: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("interop_client.py").path

@@ -108,19 +108,19 @@ struct EdgeService: Sendable {
     }
 
     func dbusSend(_ method: String, _ arguments: [String] = [], reply: Bool = true) throws -> [String] {
-        ["--bus=\(try InteropService.address)", "--type=method_call"] + (reply ? ["--print-reply", "--reply-timeout=10000"] : [])
+        ["--bus=\(try InteropService.address)", "--type=method_call"] + (reply ? ["--print-reply", "--reply-timeout=\(InteropTool.replyTimeoutSeconds * 1000)"] : [])
             + ["--dest=\(name)", path.rawValue, "\(Self.interfaceName).\(method)"] + arguments
     }
 
     func gdbus(_ method: String, _ arguments: [String] = []) throws -> [String] {
         [
-            "call", "--address", try InteropService.address, "--dest", name, "--object-path", path.rawValue, "--timeout", "10",
+            "call", "--address", try InteropService.address, "--dest", name, "--object-path", path.rawValue, "--timeout", "\(InteropTool.replyTimeoutSeconds)",
             "--method", "\(Self.interfaceName).\(method)", "--",
         ] + arguments
     }
 
     func busctl(_ arguments: [String], json: Bool = false) throws -> [String] {
-        ["--address=\(try InteropService.address)", "--timeout=10"] + (json ? ["--json=short"] : []) + ["--"] + arguments
+        ["--address=\(try InteropService.address)", "--timeout=\(InteropTool.replyTimeoutSeconds)"] + (json ? ["--json=short"] : []) + ["--"] + arguments
     }
 }
 
@@ -225,7 +225,7 @@ struct EdgeService: Sendable {
             "gdbus",
             [
                 "call", "--address", try InteropService.address, "--dest", service.name, "--object-path", service.path.rawValue,
-                "--method", "\(StandardInterfaces.peerName).Ping",
+                "--timeout", "\(InteropTool.replyTimeoutSeconds)", "--method", "\(StandardInterfaces.peerName).Ping",
             ])
         #expect(InteropTool.trimmed(ping) == "()")
         // Without an INTERFACE field the call reaches the export's own Peer.

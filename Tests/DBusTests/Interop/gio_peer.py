@@ -28,7 +28,7 @@ interpreter that has python3-gi:
     gio_peer.py badfd   ADDRESS NAME PATH INTERFACE METHOD
         Calls METHOD(h, y) with a handle that points past the message's (empty) fd
         list, which dbus-daemon forwards. Prints "error NAME", "reply SIGNATURE", or
-        "no-answer" when nothing came back within a second.
+        "no-answer" when nothing came back within 60 s.
     gio_peer.py big     ADDRESS NAME PATH INTERFACE SIZE
         Sends SIZE random bytes as 'ay' to the Swift method Xor(ay data, y key) ->
         (ay data, t size) and checks the reply byte for byte. Prints "verdict ok SIZE"
@@ -137,8 +137,10 @@ def quit_when_stdin_closes(loop, before=None):
         GLib.idle_add(lambda: (before and before(), loop.quit(), False)[-1])
 
     threading.Thread(target=reader, daemon=True).start()
-    # Never outlive a stuck test for long.
-    GLib.timeout_add_seconds(60, lambda: (print("timeout", flush=True), loop.quit(), False)[-1])
+    # Never outlive a stuck test for long (a test that dies closes our stdin at once;
+    # this is for one that hangs). Generous: a test that normally takes a second can
+    # take a minute on a shared two-core machine running the whole suite, or under TSan.
+    GLib.timeout_add_seconds(300, lambda: (print("timeout", flush=True), loop.quit(), False)[-1])
 
 
 def memfd(name, content):
@@ -430,7 +432,9 @@ def badfd(address, name, path, interface, method):
     message = Gio.DBusMessage.new_method_call(name, path, interface, method)
     message.set_body(GLib.Variant("(hy)", (5, 1)))
     try:
-        reply, _ = conn.send_message_with_reply_sync(message, Gio.DBusSendMessageFlags.NONE, 30000, None)
+        # Generous, like every timeout here: the Swift service shares two cores with
+        # the whole suite; this only keeps a service that never answers from hanging.
+        reply, _ = conn.send_message_with_reply_sync(message, Gio.DBusSendMessageFlags.NONE, 60000, None)
     except GLib.Error as e:
         if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT):
             print("no-answer", flush=True)
@@ -453,8 +457,10 @@ def big(address, name, path, interface, size):
     args = GLib.Variant.new_tuple(
         GLib.Variant.new_from_bytes(GLib.VariantType("ay"), GLib.Bytes.new(data), True), GLib.Variant("y", key))
     start = time.monotonic()
+    # 16 MiB each way through a debug-built (or TSan) Swift service on a shared machine:
+    # seconds, not milliseconds; the timeout only keeps a broken service from hanging.
     reply = conn.call_sync(name, path, interface, "Xor", args, GLib.VariantType("(ayt)"), Gio.DBusCallFlags.NONE,
-                           30000, None)
+                           120000, None)
     elapsed = time.monotonic() - start
     got = reply.get_child_value(0).get_data_as_bytes().get_data()
     received = reply.get_child_value(1).get_uint64()

@@ -57,13 +57,14 @@ import Testing
                 _ = try await watcher.channels()
             }
         }
-        func daemonPID() async throws -> pid_t {
+        /// The running daemon's unique name and process.
+        func daemon() async throws -> (owner: String, pid: pid_t) {
             let owner = try #require(try await watcher.connection.nameOwner(of: ShmBusProtocol.registryName))
             let reply = try await watcher.connection.call(
                 destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
                 method: "GetConnectionUnixProcessID", [.string(owner)])
             guard case .uint32(let pid)? = reply.first else { throw ShmBusError(.bus, "no process ID for \(owner)") }
-            return pid_t(pid)
+            return (owner, pid_t(pid))
         }
 
         try await startDaemon()
@@ -79,24 +80,30 @@ import Testing
 
         // From the new daemon owning its name to the publisher's segment being added
         // there, both timed where the signals arrive (the connection's loop thread), so
-        // that neither the daemon's start-up nor a busy test process counts.
+        // that neither the daemon's start-up nor a busy test process counts. Signals of
+        // the killed daemon (its name's release, a SegmentAdded still on its way) do not
+        // count: the times are cleared before the kill and only a new daemon sets them,
+        // so that one activated at once, by the publisher's next call, is timed too.
         let appeared = Lock<ContinuousClock.Instant?>(nil)
         let added = Lock<ContinuousClock.Instant?>(nil)
+        let killedOwner = Lock<String?>(nil)
         let ownerWatch = try await watcher.connection.onSignal(
             matching: MatchRule(
                 sender: "org.freedesktop.DBus", interface: "org.freedesktop.DBus", member: "NameOwnerChanged",
                 path: "/org/freedesktop/DBus"
             ).matching(argument: 0, ShmBusProtocol.registryName)
         ) { message in
-            if case .string(let owner)? = message.body.last, !owner.isEmpty { appeared.withLock { $0 = $0 ?? .now } }
+            if case .string(let owner)? = message.body.last, !owner.isEmpty, owner != killedOwner.withLock({ $0 }) {
+                appeared.withLock { $0 = $0 ?? .now }
+            }
         }
         let addedWatch = try await watcher.connection.onSignal(
             matching: MatchRule(
                 sender: ShmBusProtocol.registryName, interface: Registry1.name, member: "SegmentAdded",
                 path: ShmBusProtocol.registryPath
             ).matching(argument: 1, "outlives")
-        ) { _ in
-            added.withLock { $0 = $0 ?? .now }
+        ) { message in
+            if message.sender != killedOwner.withLock({ $0 }) { added.withLock { $0 = $0 ?? .now } }
         }
         defer {
             ownerWatch.cancel()
@@ -106,22 +113,27 @@ import Testing
         var reregistrations: [Duration] = []
         for _ in 0..<Reliability.count(quick: 1, full: 5) {
             try await Task.sleep(for: .milliseconds(300))
-            let pid = try await daemonPID()
-            kill(pid, SIGKILL)
-            _ = await Reliability.waitUntil(.seconds(5)) { (try? await watcher.connection.nameOwner(of: ShmBusProtocol.registryName)) == nil }
-            if let process = handStarted { _ = await process.exit() }
+            let (owner, pid) = try await daemon()
+            killedOwner.withLock { $0 = owner }
             appeared.withLock { $0 = nil }
             added.withLock { $0 = nil }
+            kill(pid, SIGKILL)
+            // Gone from the bus (with activation, another may own the name already).
+            let gone = await Reliability.waitUntil(.seconds(60)) {
+                do { return try await watcher.connection.nameOwner(of: ShmBusProtocol.registryName) != owner } catch { return false }
+            }
+            try #require(gone != nil, "the killed registry still owns its name")
+            if let process = handStarted { _ = await process.exit() }
             // Down for a while: the publisher keeps publishing and collecting.
             try await Task.sleep(for: .milliseconds(300))
             try await startDaemon()
-            let registered = try await Reliability.waitUntil(.seconds(10)) {
+            let registered = try await Reliability.waitUntil(.seconds(60)) {
                 let channel = try await watcher.channels().first { $0.name == "outlives" }
                 return channel?.owner == publisher.connection.uniqueName && added.withLock { $0 } != nil
             }
-            try #require(registered != nil, "the publisher did not register again within 10 s")
+            try #require(registered != nil, "the publisher did not register again within 60 s")
             let elapsed = try #require(added.withLock { $0 }) - (try #require(appeared.withLock { $0 }))
-            #expect(elapsed < .seconds(2), "registered again \(elapsed) after the registry appeared")
+            Reliability.expectLatency(elapsed, within: .seconds(2), "registered again after the registry appeared")
             reregistrations.append(elapsed)
         }
 
@@ -130,7 +142,7 @@ import Testing
         _ = await loop.result
         await publisher.flush()
         let last = publisher.lastSequence
-        let caughtUp = await Reliability.waitUntil(.seconds(20)) { audit.withLock { $0.last } >= last }
+        let caughtUp = await Reliability.waitUntil(.seconds(60)) { audit.withLock { $0.last } >= last }
         subscriber.cancel()
         let ended = await reading.result
         let seen = audit.withLock { $0 }

@@ -65,15 +65,17 @@ import Testing
             try await Task.sleep(for: .microseconds(Int64(random.next() % 250_000)))
             let killed = ContinuousClock.now
             peer.signal(SIGKILL)
-            let removal = try await Reliability.waitUntil(.seconds(10)) { try await registry.segments().allSatisfy { $0.channel != channel } }
+            let removal = try await Reliability.waitUntil(.seconds(60)) { try await registry.segments().allSatisfy { $0.channel != channel } }
             _ = await peer.exit()
-            try #require(removal != nil, "round \(round): the dead publisher's segments are still registered after 10 s")
+            try #require(removal != nil, "round \(round): the dead publisher's segments are still registered after 60 s")
+            // The signal handler runs on the loop thread, maybe just after the list changed.
+            _ = await Reliability.waitUntil(.seconds(60)) { lastRemoval.withLock { $0[channel] } != nil }
             let elapsed = try #require(lastRemoval.withLock { $0[channel] }, "round \(round): no SegmentRemoved") - killed
             removals.append(elapsed)
-            #expect(elapsed < .seconds(1), "round \(round): segments removed after \(elapsed)")
+            Reliability.expectLatency(elapsed, within: .seconds(1), "round \(round): segments removed")
 
             // The subscriber still holds its mapping: it reads to the last committed chunk.
-            let caughtUp = await Reliability.waitUntil(.seconds(10)) { subscriber.progress?.backlog == 0 }
+            let caughtUp = await Reliability.waitUntil(.seconds(60)) { subscriber.progress?.backlog == 0 }
             let progress = try #require(subscriber.progress)
             subscriber.cancel()
             reading.cancel()
@@ -88,7 +90,7 @@ import Testing
         }
 
         // Everything the publishers held went with them.
-        let fdsReturned = await Reliability.waitUntil(.seconds(2)) { Reliability.openDescriptors(of: daemon.pid) <= fdsBefore }
+        let fdsReturned = await Reliability.waitUntil(.seconds(60)) { Reliability.openDescriptors(of: daemon.pid) <= fdsBefore }
         let fdsAfter = Reliability.openDescriptors(of: daemon.pid)
         let shmAfter = Reliability.devShm()
         #expect(fdsReturned != nil, "daemon descriptors: \(fdsBefore) before, \(fdsAfter) after")

@@ -99,9 +99,13 @@ import Testing
         let process = try Self.subscriberProcess(fixture, channel: "stall")
         defer { process.signal(SIGKILL) }
         var lines = process.lines().makeAsyncIterator()
-        // Let the subscriber open the channel, start publishing, and stop the subscriber
-        // once it has read its first chunk.
-        try await Task.sleep(for: .milliseconds(300))
+        // Start publishing once the subscriber has the channel's first segment mapped (it
+        // reads from its oldest chunk, so it is then sure to be overtaken while stopped:
+        // started late, after the publishing, it would have had nothing to miss), and
+        // stop the subscriber once it has read its first chunk. (This waited 300 ms,
+        // which a process started on a loaded machine may well need.)
+        let mapped = await Reliability.waitUntil(.seconds(60)) { Self.maps(process.pid, "/memfd:shmbus:stall") }
+        try #require(mapped != nil, "the subscriber never mapped the channel's segment")
         _ = try peer.standardInput?.writeAll(Array("go\n".utf8))
         var audit = StreamAudit()
         try Self.record(try #require(try await lines.next()), size: 1024, in: &audit)
@@ -131,6 +135,16 @@ import Testing
                 "gaps": audit.gaps.map { "after \($0.after) missed \($0.missed)" }, "delivered": audit.delivered,
                 "missed": audit.missed,
             ])
+    }
+
+    /// Whether process `pid` maps a file whose name (in /proc/PID/maps) contains `name`,
+    /// such as a segment's memfd, `/memfd:shmbus:CHANNEL`.
+    static func maps(_ pid: pid_t, _ name: String) -> Bool {
+        // Read, not String(contentsOfFile:): /proc files say they are empty, and it
+        // returns only the start of a long one.
+        guard let file = try? UnixFileDescriptor.open("/proc/\(pid)/maps", O_RDONLY), let bytes = try? file.readAll(limit: 64 << 20)
+        else { return false }
+        return String(decoding: bytes, as: UTF8.self).contains(name)
     }
 
     /// Records a line of `shmbus subscribe --checksum --json`, checking the chunk's

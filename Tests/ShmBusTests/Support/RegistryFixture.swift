@@ -62,8 +62,10 @@ final class RegistryFixture: Sendable {
         RegistryClient(connection: try await connect())
     }
 
-    /// Waits until someone owns org.shmbus.Registry1 on this bus.
-    func waitForRegistry(timeout: Duration = .seconds(10)) async throws {
+    /// Waits until someone owns org.shmbus.Registry1 on this bus. The timeout only keeps
+    /// a daemon that never starts from hanging the test: a process started on two cores
+    /// shared with the whole suite (or under TSan) can take seconds.
+    func waitForRegistry(timeout: Duration = .seconds(60)) async throws {
         let connection = try await connect()
         let deadline = ContinuousClock.now + timeout
         while try await connection.nameOwner(of: ShmBusProtocol.registryName) == nil {
@@ -88,9 +90,10 @@ func makeSegment(channel: String, chunks: [(key: String, bytes: [UInt8])], capac
     return writer
 }
 
-/// The first element of `sequence` that satisfies `predicate`, or nil after `timeout`.
+/// The first element of `sequence` that satisfies `predicate`, or nil after `timeout`
+/// (a bound against a peer that never sends it, not a limit on how long it may take).
 func first<S: AsyncSequence & Sendable>(
-    _ sequence: S, within timeout: Duration = .seconds(5), where predicate: @escaping @Sendable (S.Element) -> Bool
+    _ sequence: S, within timeout: Duration = .seconds(60), where predicate: @escaping @Sendable (S.Element) -> Bool
 ) async throws -> S.Element? where S.Element: Sendable {
     try await withThrowingTaskGroup(of: S.Element?.self) { group in
         group.addTask {
