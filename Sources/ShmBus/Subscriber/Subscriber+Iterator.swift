@@ -65,7 +65,9 @@ extension Subscriber {
             if let waiter = subscriber.futexWaiter {
                 let subscriber = self.subscriber
                 await waiter.run { subscriber.waitOnDoorbell(timeout: .milliseconds(500)) }
-                return !Task.isCancelled
+                // Ended by the task's cancellation or by ``Subscriber/cancel()`` (which
+                // finishes the wake-up stream the bus path waits on, not the futex).
+                return !Task.isCancelled && !subscriber.wakeIsFinished
             }
             if subscriber.expectSignal() { return true }
             return await wakeups.next(isolation: actor) != nil
