@@ -34,11 +34,11 @@ import Testing
     }
 
     /// Waits (bounded: only a hang fails) until `condition` holds.
-    static func eventually(_ what: String, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
+    static func eventually(_ what: String, _ seen: Seen? = nil, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
             guard ContinuousClock.now < deadline else {
-                Issue.record("never: \(what)")
+                Issue.record("never: \(what); seen \(seen?.events.withLock { $0.suffix(5) } ?? [])")
                 return
             }
             try await Task.sleep(for: .milliseconds(5))
@@ -72,7 +72,7 @@ import Testing
         } else {
             reader = Task { for try await event in subscriber { seen.take(event) } }
         }
-        try await Self.eventually("the first 100 delivered or reported") { (seen.sequences.withLock { $0.last } ?? 0) >= 100 }
+        try await Self.eventually("the first 100 delivered or reported", seen) { (seen.sequences.withLock { $0.last } ?? 0) >= 100 }
         let missed = seen.missed.withLock { $0 }
         #expect(missed > 0, "the first segments were collected before the subscriber came")
         #expect(seen.sequences.withLock { $0 } == Array((missed + 1)...100), "then every chunk after the gap, in order")
