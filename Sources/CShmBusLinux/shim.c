@@ -105,6 +105,23 @@ uint32_t shmbus_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_a
 uint32_t shmbus_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
 void shmbus_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+static inline void shmbus_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+uint64_t shmbus_spin_while_equal_u64(const uint64_t *p, uint64_t expected, uint32_t iterations) {
+    uint64_t value = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < iterations && value == expected; i++) {
+        shmbus_cpu_relax();
+        value = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    return value;
+}
+
 int shmbus_spawn(const char *path, char *const argv[], char *const envp[],
                  const int *fd_map, int fd_map_pairs, pid_t *pid_out) {
     posix_spawnattr_t attr;

@@ -155,13 +155,15 @@ func attackDoorbell(_ doorbell: UnixFileDescriptor, how: String, seconds: Double
     say("attacked \(operations)")
 }
 
-/// `futex-subscribe`: reads the channel from its oldest chunk with `Wait.futex` until
+/// `futex-subscribe`: reads the channel from its oldest chunk with `Wait.futex` (or,
+/// with `spin`, `Wait.spin` of `Wait.defaultSpinBudget`) until
 /// `count` chunks came, checking each (payload, order, gaps), and prints one line:
 /// "received N gaps G missed M problems P cpu_us C wall_us W sleeps S latency_p50_us …
 /// latency_p99_us … latency_max_us …" (from each chunk's timestamp to its delivery).
-func futexSubscribe(address: String, channel: String, count: Int, blocking: Bool) async throws {
+func futexSubscribe(address: String, channel: String, count: Int, blocking: Bool, spin: Bool = false) async throws {
+    let wait: Subscriber.Wait = spin ? .spin(Subscriber.Wait.defaultSpinBudget) : .futex
     let subscriber = try await Subscriber.open(
-        channel: channel, on: .address(address), options: .init(start: .oldest, wait: .futex, endWhenPublisherLeaves: true))
+        channel: channel, on: .address(address), options: .init(start: .oldest, wait: wait, endWhenPublisherLeaves: true))
     say("ready")
     let (startCPU, startSleeps) = processUsage()
     let start = ContinuousClock.now

@@ -7,7 +7,7 @@
 //   shmbus-test-peer flood ADDRESS CHANNEL KEY CONNECTIONS CALLS [publish]
 //   shmbus-test-peer bystander ADDRESS CHANNEL KEY
 //   shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]
-//   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]
+//   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking] [spin]
 //   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
@@ -42,7 +42,7 @@
 // DoorbellPeers.swift. Then it waits until stdin closes.
 //
 // `futex-subscribe` reads COUNT chunks with `Wait.futex` (the iterator, or
-// `readBlocking` on a thread of its own) and prints what it received and what it cost
+// `readBlocking` on a thread of its own; `spin`: `Wait.spin` instead) and prints what it received and what it cost
 // it; `paced` publishes COUNT chunks INTERVAL_US apart once a line arrives on stdin,
 // and prints what that took.
 import CShmBusLinux
@@ -256,8 +256,9 @@ do {
         while let _ = readLine() {}
 
     case "futex-subscribe":
-        guard args.count >= 5, let count = Int(args[4]) else { fail("usage: shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking]") }
-        try await futexSubscribe(address: address, channel: channel, count: count, blocking: args.count > 5 && args[5] == "blocking")
+        guard args.count >= 5, let count = Int(args[4]) else { fail("usage: shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking] [spin]") }
+        let flags = Set(args.dropFirst(5))
+        try await futexSubscribe(address: address, channel: channel, count: count, blocking: flags.contains("blocking"), spin: flags.contains("spin"))
 
     case "paced":
         guard args.count >= 8, let count = Int(args[4]), let size = Int(args[5]), let capacity = UInt64(args[6]), let interval = Int(args[7]),

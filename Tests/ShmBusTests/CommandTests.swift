@@ -47,9 +47,12 @@ import Testing
             }
         }
         let latency = try #require(json["latency"] as? [String: Any])
-        for path in ["busPath", "futexPath", "bareSignal", "bareFutex"] {
+        for path in ["busPath", "futexPath", "futexIteratorPath", "spinPath", "bareSignal", "bareFutex", "bareSpin"] {
             #expect(((latency[path] as? [String: Any])?["count"] as? Int) == 100, "\(path)")
         }
+        // What the waiting threads burn is measured (a figure, never judged here).
+        let cpu = try #require(latency["waiterCPU"] as? [String: Any])
+        for path in ["futex", "spin", "bareSpin"] { #expect(cpu[path] is Double, "\(path)") }
         let views = try #require(json["views"] as? [String: Any])
         #expect((views["bigSize"] as? Int) == 16 << 20)
         let requests = try #require(json["requests"] as? [String: Any])

@@ -105,6 +105,15 @@ uint32_t shmbus_fetch_add_u32(uint32_t *p, uint32_t v);
 uint32_t shmbus_fetch_sub_u32(uint32_t *p, uint32_t v);
 void shmbus_fence_seq_cst(void);
 
+/* Spins while the 64-bit word at p equals expected, at most iterations times,
+ * with the CPU's spin-wait hint between two acquire loads (x86 `pause`, arm64
+ * `yield`; nothing elsewhere): tells the core that this is a busy wait, so it
+ * saves power and gives the sibling hyperthread the pipeline. Returns the last
+ * value loaded (expected: the iterations ran out). Bounded by iterations alone:
+ * nothing in the word can make it loop longer (the caller checks its clock
+ * between two calls). */
+uint64_t shmbus_spin_while_equal_u64(const uint64_t *p, uint64_t expected, uint32_t iterations);
+
 /* The segment record checksum (docs/FORMAT.md, "Checksums"): for each
  * little-endian 64-bit word w of the input (the last one zero-padded),
  * h = (h ^ w) * 0x9E3779B97F4A7C15; h ^= h >> 29. Starts from h = seed. */

@@ -65,8 +65,8 @@ extension Subscriber {
             if let waiter = subscriber.futexWaiter {
                 let subscriber = self.subscriber
                 await waiter.run { subscriber.waitOnDoorbell(timeout: .milliseconds(500)) }
-                // Ended by cancelling the task or the subscriber (`cancel()` from
-                // anywhere, as on the bus path, where it finishes the wake-ups).
+                // Ended by the task's cancellation or by ``Subscriber/cancel()`` (which
+                // finishes the wake-up stream the bus path waits on, not the futex).
                 return !Task.isCancelled && !subscriber.wakeIsFinished
             }
             if subscriber.expectSignal() { return true }

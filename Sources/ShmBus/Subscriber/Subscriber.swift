@@ -42,16 +42,6 @@ public final class Subscriber: AsyncSequence, Sendable {
     /// Where a subscription starts.
     public typealias Start = ChannelCursor.Start
 
-    /// How the subscriber learns that there is something new.
-    public enum Wait: Sendable, Hashable {
-        /// `Committed` signals from the publisher (the default).
-        case bus
-        /// A futex on the publisher's doorbell, without the bus: lowest latency.
-        case futex
-        /// Look every interval.
-        case poll(Duration)
-    }
-
     public struct Options: Sendable {
         public var start: Start
         public var wait: Wait
@@ -84,6 +74,14 @@ public final class Subscriber: AsyncSequence, Sendable {
         /// and took them along (it was not persistent, and died after a collection).
         /// Their chunks are lost, and cannot be counted: nobody holds them any more.
         public var successorsLost: UInt64 = 0
+        /// ``Wait/spin(_:)``: spins that ended with something to read.
+        public var spinsFound: UInt64 = 0
+        /// ``Wait/spin(_:)``: spins that ran out their budget, after which the
+        /// subscriber slept on the doorbell.
+        public var spinsRanOut: UInt64 = 0
+        /// ``Wait/spin(_:)``: waits that slept on the doorbell at once because the
+        /// last spin had run out too recently (``SpinPacing``).
+        public var spinsNotAllowed: UInt64 = 0
     }
 
     public let channel: String
@@ -106,6 +104,8 @@ public final class Subscriber: AsyncSequence, Sendable {
     struct Reading {
         var cursor: ChannelCursor
         var doorbell: Doorbell?
+        /// ``Wait/spin(_:)`` only.
+        var spinPacing: SpinPacing?
     }
 
     /// What the bus side updates (on the connection's loop thread among others); never
@@ -136,10 +136,12 @@ public final class Subscriber: AsyncSequence, Sendable {
         self.locator = locator
         self.options = options
         self.logger = logger
+        var reading = reading
+        if case .spin(let budget) = options.wait { reading.spinPacing = SpinPacing(budget: budget) }
         self.reading = Lock(reading)
         status = Lock(Status(owner: owner))
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        futexWaiter = options.wait == .futex ? FutexWaiter() : nil
+        futexWaiter = options.wait.usesDoorbell ? FutexWaiter() : nil
     }
 
     /// Opens `channel` on `bus` with a connection of its own.
@@ -176,10 +178,10 @@ public final class Subscriber: AsyncSequence, Sendable {
         let committed = Lock<WeakSubscriber?>(nil)
         var handler: DBusSignalHandler?
         // On the connection's loop thread: check the sender, then wake the reader.
-        // A futex subscriber sleeps on the doorbell instead and leaves the signals
-        // alone: waking its bus thread for each commit would only compete for the
-        // CPU with the reader it is meant to wake.
-        if options.wait != .futex {
+        // A futex (or spin) subscriber sleeps on the doorbell instead and leaves the
+        // signals alone: waking its bus thread for each commit would only compete for
+        // the CPU with the reader it is meant to wake.
+        if !options.wait.usesDoorbell {
             var rule = Publisher1.Committed.matchRule(path: ShmBusProtocol.publisherPath)
             rule.arguments = [0: channel]
             handler = try await ShmBusError.rethrowing {
@@ -362,24 +364,13 @@ public final class Subscriber: AsyncSequence, Sendable {
         return try await locator.openIfRegistered(current)
     }
 
-    /// Sleeps on the publisher's doorbell until something is committed or `timeout`
-    /// passes (blocking the calling thread; never a thread of the concurrency pool).
-    func waitOnDoorbell(timeout: Duration) {
-        reading.withLock { state in
-            guard let doorbell = state.doorbell else {
-                _ = state.cursor.waitForData(.poll(.milliseconds(1)), timeout: timeout)
-                return
-            }
-            _ = state.cursor.waitForData(.futex(doorbell, timeout: .milliseconds(100)), timeout: timeout)
-        }
-    }
-
     /// Reads on the calling thread, calling `body` for each event until it returns
     /// false or the subscription is cancelled.
     ///
     /// For consumers that want the lowest latency on a thread of their own: with
     /// ``Wait/futex``, an event costs one futex wake-up from the publisher and no task
-    /// switch. Blocks the calling thread between events, so never call it from a task
+    /// switch; with ``Wait/spin(_:)``, one that comes within the budget costs no
+    /// wake-up either. Blocks the calling thread between events, so never call it from a task
     /// of the concurrency pool. With ``Wait/bus`` it looks every millisecond.
     public func readBlocking(_ body: (Event) throws -> Bool) throws {
         var readSinceDeparture = false

@@ -34,13 +34,24 @@ extension BenchResults {
     }
 
     private static func latencyTable(_ latency: LatencyResult) -> String {
-        var table = TextTable("PATH", "P50", "P99", "RATIO TO ITS BARE PATH (p50)")
-        table.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x (bare signal)")
-        table.add("bare D-Bus signal", f(latency.bareSignal.p50, 1), f(latency.bareSignal.p99, 1), "1.00x")
-        table.add("shmbus, futex", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1), f(latency.futexOverBareFutex) + "x (bare futex)")
-        table.add("bare futex wake", f(latency.bareFutex.p50, 1), f(latency.bareFutex.p99, 1), "1.00x")
+        var table = TextTable("PATH", "P50", "P99", "RATIO TO ITS BARE PATH (p50)", "WAITER CPU s/s")
+        func cpu(_ value: Double?) -> String { value.map { f($0, 3) } ?? "-" }
+        table.add("shmbus, bus signal", f(latency.busPath.p50, 1), f(latency.busPath.p99, 1), f(latency.busOverBare) + "x (bare signal)", "-")
+        table.add("bare D-Bus signal", f(latency.bareSignal.p50, 1), f(latency.bareSignal.p99, 1), "1.00x", "-")
+        table.add(
+            "shmbus, futex (readBlocking)", f(latency.futexPath.p50, 1), f(latency.futexPath.p99, 1),
+            f(latency.futexOverBareFutex) + "x (bare futex)", cpu(latency.waiterCPU.futex))
+        table.add(
+            "shmbus, futex (async iterator)", f(latency.futexIteratorPath.p50, 1), f(latency.futexIteratorPath.p99, 1),
+            f(latency.futexIteratorOverBareFutex) + "x (bare futex)", "-")
+        table.add("bare futex wake", f(latency.bareFutex.p50, 1), f(latency.bareFutex.p99, 1), "1.00x", "-")
+        table.add(
+            "shmbus, spin \(latency.spinBudgetMicroseconds) µs (readBlocking)", f(latency.spinPath.p50, 1), f(latency.spinPath.p99, 1),
+            f(latency.spinOverBareSpin) + "x (bare spin)", cpu(latency.waiterCPU.spin))
+        table.add("bare shared-memory spin", f(latency.bareSpin.p50, 1), f(latency.bareSpin.p99, 1), "1.00x", cpu(latency.waiterCPU.bareSpin))
         return """
             2. Notification latency, \(latency.size)-byte chunks at \(latency.rate)/s, \(latency.count) each, paths taking turns (µs, p50 / p99)
+               WAITER CPU: CPU seconds per second of the waiting thread (CLOCK_THREAD_CPUTIME_ID), first chunk to last
             \(table.rendered)
             """
     }

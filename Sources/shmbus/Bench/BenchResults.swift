@@ -26,20 +26,42 @@ struct LatencyResult: Encodable, Sendable {
     var rate: Int
     var size: Int
     var busPath = Samples(nanoseconds: [])
+    /// `Wait.futex` read with `readBlocking` on a thread of its own.
     var futexPath = Samples(nanoseconds: [])
+    /// `Wait.futex` read with the async iterator.
+    var futexIteratorPath = Samples(nanoseconds: [])
+    /// `Wait.spin(spinBudget)` read with `readBlocking` on a thread of its own.
+    var spinPath = Samples(nanoseconds: [])
     /// A libdbus signal emit -> receive on the same bus, no ShmBus in between.
     var bareSignal = Samples(nanoseconds: [])
     /// A cross-process `FUTEX_WAKE` -> waiter running, no ShmBus in between.
     var bareFutex = Samples(nanoseconds: [])
+    /// A store to a shared word -> a thread of another process spinning on it sees it.
+    var bareSpin = Samples(nanoseconds: [])
+    /// The spin budget of `spinPath`, µs (longer than the interval between chunks, so
+    /// that the spin, not the futex after it, is what is measured).
+    var spinBudgetMicroseconds = 0
+    /// CPU seconds per second of the reading (or spinning) thread, by path: what waiting
+    /// that way burns at this rate.
+    var waiterCPU = WaiterCPU()
 
-    /// What each measurement is; `bus` and `futex` double as `latency-sub --wait` values.
+    struct WaiterCPU: Encodable, Sendable {
+        var futex: Double?
+        var spin: Double?
+        var bareSpin: Double?
+    }
+
+    /// What each measurement is (see `LatencyResult.Path.latencyWait` for the ShmBus
+    /// paths' `latency-sub --wait`).
     enum Path: String, CaseIterable {
-        case bus, futex, bareSignal, bareFutex
+        case bus, futex, futexIterator, spin, bareSignal, bareFutex, bareSpin
     }
 
     var busOverBare: Double { busPath.p50 / bareSignal.p50 }
     var futexOverBare: Double { futexPath.p50 / bareSignal.p50 }
     var futexOverBareFutex: Double { futexPath.p50 / bareFutex.p50 }
+    var futexIteratorOverBareFutex: Double { futexIteratorPath.p50 / bareFutex.p50 }
+    var spinOverBareSpin: Double { spinPath.p50 / bareSpin.p50 }
 }
 
 struct ThroughputResult: Encodable, Sendable {
@@ -117,6 +139,8 @@ struct BenchResults: Encodable, Sendable {
         var busPathOverBareSignal: Double?
         var futexPathOverBareSignal: Double?
         var futexPathOverBareFutex: Double?
+        var futexIteratorOverBareFutex: Double?
+        var spinPathOverBareSpin: Double?
         var bigViewOverSmallView: Double?
         var requestsBusOverDBus: Double?
         var requestsFutexOverDBus: Double?
@@ -128,7 +152,8 @@ struct BenchResults: Encodable, Sendable {
             dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
             shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, busPathOverBareSignal: latency?.busOverBare,
             futexPathOverBareSignal: latency?.futexOverBare,
-            futexPathOverBareFutex: latency?.futexOverBareFutex, bigViewOverSmallView: views?.bigOverSmall,
+            futexPathOverBareFutex: latency?.futexOverBareFutex, futexIteratorOverBareFutex: latency?.futexIteratorOverBareFutex,
+            spinPathOverBareSpin: latency?.spinOverBareSpin, bigViewOverSmallView: views?.bigOverSmall,
             requestsBusOverDBus: requests?.busOverDBus, requestsFutexOverDBus: requests?.futexOverDBus)
     }
 

@@ -133,58 +133,6 @@ final class BenchRun {
         return result
     }
 
-    // MARK: 2. Notification latency
-
-    /// The four paths take turns: `rounds` rounds of `count / rounds` notifications each,
-    /// every round in a rotated order, so that a noisy minute on this shared machine
-    /// lands on every path alike instead of on whichever ran during it.
-    func latency(count: Int, rate: Int, rounds: Int) async throws -> LatencyResult {
-        var result = LatencyResult(count: count, rate: rate, size: 4096)
-        let paths = LatencyResult.Path.allCases
-        var samples: [LatencyResult.Path: [UInt64]] = [:]
-        let perRound = max(1, count / rounds)
-        for round in 0..<rounds {
-            for offset in paths.indices {
-                let path = paths[(round + offset) % paths.count]
-                samples[path, default: []] += try await latencySamples(path, round: round, count: perRound, rate: rate)
-            }
-        }
-        result.count = perRound * rounds
-        result.busPath = Samples(nanoseconds: samples[.bus] ?? [])
-        result.futexPath = Samples(nanoseconds: samples[.futex] ?? [])
-        result.bareSignal = Samples(nanoseconds: samples[.bareSignal] ?? [])
-        result.bareFutex = Samples(nanoseconds: samples[.bareFutex] ?? [])
-        return result
-    }
-
-    /// One round of one path: a fresh sender and receiver (on a channel of their own),
-    /// `count` notifications.
-    private func latencySamples(_ path: LatencyResult.Path, round: Int, count: Int, rate: Int) async throws -> [UInt64] {
-        let paced = ["--count", "\(count)", "--rate", "\(rate)"]
-        let receiver: Worker
-        let sender: Worker
-        switch path {
-        case .bus, .futex:
-            let channel = "bench/latency-\(path.rawValue)-\(round)"
-            sender = try await worker("paced-pub", ["--channel", channel, "--size", "4096"] + paced)
-            receiver = try await worker("latency-sub", ["--channel", channel, "--count", "\(count)", "--wait", path.rawValue])
-        case .bareSignal:
-            receiver = try await worker("signal-recv", ["--count", "\(count)"])
-            sender = try await worker("signal-send", paced)
-        case .bareFutex:
-            receiver = try await worker("futex-recv", ["--count", "\(count)"])
-            let page = receiver.readyLine.split(separator: " ").dropFirst().joined(separator: ":")
-            sender = try await worker("futex-send", ["--dest", page] + paced)
-        }
-        try sender.send("go")
-        let samples = try JSONDecoder().decode([UInt64].self, from: Data(try await receiver.line().utf8))
-        _ = try await sender.line()
-        try sender.send("quit")
-        await sender.finish()
-        await receiver.finish()
-        return samples
-    }
-
     // MARK: 3. Small-chunk throughput
 
     /// `rounds` floods one after the other; the result is the median round (by chunks

@@ -40,6 +40,8 @@ struct BenchWorker: AsyncParsableCommand {
         case "futex-send": try await bareFutexSender()
         case "request-server": try await requestServer(address)
         case "request-client": try await requestClient(address)
+        case "spin-recv": try await bareSpinReceiver()
+        case "spin-send": try await bareSpinSender()
         default: throw ValidationError("unknown role \(role)")
         }
     }
@@ -138,40 +140,6 @@ struct BenchWorker: AsyncParsableCommand {
         Output.line("done \(publisher.signalsSent)")
         _ = readLine()
         await publisher.close()
-    }
-
-    /// Records, for each chunk, the time from the publisher reserving it to this
-    /// process holding it (CLOCK_REALTIME, shared by every process); prints the
-    /// nanoseconds as a JSON array.
-    func latencySubscriber(_ bus: DBusConnection.Bus) async throws {
-        let strategy: Subscriber.Wait = wait == "futex" ? .futex : .bus
-        let subscriber = try await Subscriber.open(channel: channel, on: bus, options: .init(start: .now, wait: strategy))
-        Output.line("ready")
-        let count = self.count
-        let latencies: [UInt64]
-        if strategy == .futex {
-            // The low-latency consumer: a thread of its own sleeping on the doorbell,
-            // calling back for each chunk.
-            latencies = try await onThread {
-                var samples: [UInt64] = []
-                samples.reserveCapacity(count)
-                try subscriber.readBlocking { event in
-                    if case .chunk(let chunk) = event { samples.append(RealtimeClock.now() &- chunk.timestamp) }
-                    return samples.count < count
-                }
-                return samples
-            }
-        } else {
-            var samples: [UInt64] = []
-            samples.reserveCapacity(count)
-            for try await chunk in subscriber.chunks {
-                samples.append(RealtimeClock.now() &- chunk.timestamp)
-                if samples.count == count { break }
-            }
-            latencies = samples
-        }
-        subscriber.cancel()
-        try JSONOutput.print(latencies)
     }
 
     /// Runs `body` on a new thread (for blocking work) and returns its result.

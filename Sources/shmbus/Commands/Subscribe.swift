@@ -29,7 +29,10 @@ struct Subscribe: AsyncParsableCommand {
     @Option(help: "Save each chunk's payload as DIR/<sequence>.bin.")
     var outputDir: String?
 
-    @Option(help: "How to wait: bus, futex, or poll.")
+    @Option(
+        help: ArgumentHelp(
+            "How to wait: bus, futex, poll, or spin[:BUDGET] (spin on the segment up to BUDGET, e.g. 50us, 2ms; default 50us, at most 100ms; then sleep as futex does).",
+            valueName: "mode"))
     var wait = "bus"
 
     @Flag(help: "One JSON object per line.")
@@ -79,7 +82,14 @@ struct Subscribe: AsyncParsableCommand {
         case "bus": return .bus
         case "futex": return .futex
         case "poll": return .poll(.milliseconds(1))
-        default: throw ValidationError("--wait takes bus, futex or poll")
+        case "spin": return .spin(Subscriber.Wait.defaultSpinBudget)
+        case let spin where spin.hasPrefix("spin:"):
+            let text = String(spin.dropFirst("spin:".count))
+            guard let budget = SpinBudget(argument: text) else {
+                throw ValidationError("--wait spin:BUDGET takes a duration such as 50us, 500ns or 2ms, up to 100ms (got '\(text)')")
+            }
+            return .spin(budget.duration)
+        default: throw ValidationError("--wait takes bus, futex, poll or spin[:BUDGET]")
         }
     }
 

@@ -64,15 +64,18 @@ import Testing
 
     /// One run on a fresh channel: `count` chunks of `size` bytes, `interval` µs apart
     /// (0: as fast as the publisher goes), read by an honest futex subscriber (through
-    /// the iterator, or `readBlocking` if `blocking`), attacked by `attack` (nil: none).
+    /// the iterator, or `readBlocking` if `blocking`; spinning first if `spin`),
+    /// attacked by `attack` (nil: none).
     static func run(
-        _ fixture: RegistryFixture, attack: String?, count: Int, size: Int, capacity: Int, interval: Int, blocking: Bool = false
+        _ fixture: RegistryFixture, attack: String?, count: Int, size: Int, capacity: Int, interval: Int, blocking: Bool = false,
+        spin: Bool = false
     ) async throws -> Run {
         let channel = "doorbell/\(attack ?? "none")/\(UInt32.random(in: 0...UInt32.max))"
         let publisher = try Self.peer(["paced", fixture.address, channel, "\(count)", "\(size)", "\(capacity)", "\(interval)"])
         defer { publisher.closeStandardInput() }
         _ = try await Self.line(from: publisher, startingWith: "ready")
-        let subscriber = try Self.peer(["futex-subscribe", fixture.address, channel, "\(count)"] + (blocking ? ["blocking"] : []))
+        let subscriber = try Self.peer(
+            ["futex-subscribe", fixture.address, channel, "\(count)"] + (blocking ? ["blocking"] : []) + (spin ? ["spin"] : []))
         defer { subscriber.closeStandardInput() }
         _ = try await Self.line(from: subscriber, startingWith: "ready")
         var hostile: ChildProcess?
@@ -87,7 +90,7 @@ import Testing
         _ = try publisher.standardInput?.writeAll(Array("go\n".utf8))
         let published = Self.fields(try await Self.line(from: publisher, startingWith: "published"))
         let received = Self.fields(try await Self.line(from: subscriber, startingWith: "received"))
-        var run = Run(attack: (attack ?? "none") + (blocking ? " (readBlocking)" : ""))
+        var run = Run(attack: (attack ?? "none") + (blocking ? " (readBlocking)" : "") + (spin ? " (spin)" : ""))
         if let hostile {
             _ = try hostile.standardInput?.writeAll(Array("stop\n".utf8))
             run.attackOperations = Self.fields(try await Self.line(from: hostile, startingWith: "attacked"))["attacked"] ?? -1
@@ -113,14 +116,18 @@ import Testing
 
     /// A publisher at 1,000 chunks/s, with collections (a 256 KiB segment holds about
     /// 800 chunks): under every attack the subscriber gets every chunk once, in order,
-    /// without gaps, and sleeps most of the time instead of spinning.
-    @Test(.timeLimit(.minutes(10)), arguments: [false, true])
-    func anHonestFutexSubscriberGetsEveryChunkWithoutSpinningWhateverAReaderDoesToTheDoorbell(blocking: Bool) async throws {
+    /// without gaps, and sleeps most of the time instead of spinning. "spin" is
+    /// `Wait.spin` (through `readBlocking`) with its default budget: it spins once per
+    /// wait at most, whatever the doorbell does, so it too sleeps most of the time.
+    @Test(.timeLimit(.minutes(10)), arguments: ["iterator", "blocking", "spin"])
+    func anHonestFutexSubscriberGetsEveryChunkWithoutSpinningWhateverAReaderDoesToTheDoorbell(reader: String) async throws {
         let fixture = try await RegistryFixture()
         let count = Reliability.count(quick: 1000, full: 5000)
+        let blocking = reader != "iterator"
         var runs: [Run] = []
         for attack in [nil] + Self.attacks {
-            let run = try await Self.run(fixture, attack: attack, count: count, size: 256, capacity: 256 << 10, interval: 1000, blocking: blocking)
+            let run = try await Self.run(
+                fixture, attack: attack, count: count, size: 256, capacity: 256 << 10, interval: 1000, blocking: blocking, spin: reader == "spin")
             print("doorbell-attack paced \(run)")
             runs.append(run)
             #expect(run.received == count, "\(run)")
@@ -136,7 +143,7 @@ import Testing
             #expect(run.subscriberSleeps < 10 * count + 1000, "the subscriber is woken for nothing: \(run)")
         }
         Reliability.report(
-            "doorbell-attack-paced\(blocking ? "-blocking" : "")",
+            "doorbell-attack-paced\(reader == "iterator" ? "" : "-\(reader)")",
             [
                 "chunks": count,
                 "cpu_percent": runs.map { "\($0.attack.split(separator: " ")[0]):\(String(format: "%.1f", $0.cpuShare * 100))" }.joined(separator: ","),
