@@ -113,7 +113,9 @@ import Testing
     @Test func messagesUpToTheArrayLimitWorkAndLargerOnesFailBeforeLibdbus() async throws {
         let echo = try await EchoService.start()
         let limit = DBusLimits.maximumArrayLength
-        let reply = try await echo.call("Bytes", [.uint32(UInt32(limit))], timeout: .seconds(60))
+        // 64 MiB replies, made and checked by a debug build in this test process: the
+        // timeouts are hang guards, generous for a loaded machine or TSan (60 s was not).
+        let reply = try await echo.call("Bytes", [.uint32(UInt32(limit))], timeout: .seconds(300))
         guard case .bytes(let bytes)? = reply.first else {
             Issue.record("no bytes in reply")
             return
@@ -130,7 +132,7 @@ import Testing
         }
         // A handler whose reply is over the limit answers with an error instead.
         do {
-            _ = try await echo.call("Bytes", [.uint32(UInt32(limit + 1))], timeout: .seconds(60))
+            _ = try await echo.call("Bytes", [.uint32(UInt32(limit + 1))], timeout: .seconds(300))
             Issue.record("a reply over 64 MiB should fail")
         } catch let error as DBusError {
             #expect(error.name == DBusError.limitsExceededName)

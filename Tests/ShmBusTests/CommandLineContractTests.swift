@@ -216,11 +216,13 @@ import Testing
 
     // MARK: publish --hold
 
-    @Test(.timeLimit(.minutes(1))) func publishHoldPrintsItsSegmentLineBeforeHolding() async throws {
+    @Test(.timeLimit(.minutes(5))) func publishHoldPrintsItsSegmentLineBeforeHolding() async throws {
         let fixture = try await RegistryFixture()
         let child = try ChildProcess(
             fixture.shmbus, ["publish", "--channel", "hold/line", "--hold", "/etc/hostname", "--bus", fixture.address],
             stdout: .pipe, stderr: .inherit)
+        // (Held until a signal: a failing test must not leave it running.)
+        defer { child.signal(SIGKILL) }
         // The line arrives while the process still holds: it has not exited.
         let line = try #require(try await child.readLine())
         #expect(line.hasPrefix("segment "), "\(line)")

@@ -32,7 +32,10 @@ import Testing
         ])
         #expect(squatted != .exited(0) && squatError.contains("not allowed to own"), "\(squatError)")
 
-        let keeper = try ChildProcess(shmbus, ["keeper", "--bus", address, "--log-level", "warning"], stdout: .null, stderr: .inherit)
+        // It holds nothing, so by default it would leave after 30 s idle: on a loaded
+        // machine that can come before the last call below.
+        let keeper = try ChildProcess(
+            shmbus, ["keeper", "--bus", address, "--idle-exit", "600", "--log-level", "warning"], stdout: .null, stderr: .inherit)
         defer { stop(keeper) }
         let owner = try #require(try await bus.waitForOwner(ShmBusProtocol.keeperName), "root may own the keeper's name")
 

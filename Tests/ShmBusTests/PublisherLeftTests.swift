@@ -87,6 +87,9 @@ import Testing
             let peer = try ChildProcess(
                 BuiltProducts.path("shmbus-test-peer"), ["loop", fixture.address, channel, "4096", "\(4 << 20)", "\(round + 1)"],
                 stdout: .pipe, stderr: .inherit)
+            // `loop` publishes until killed: a round that fails before its kill must not
+            // leave it running (it holds the suite's stderr, so `swift test` would wait).
+            defer { peer.signal(SIGKILL) }
             #expect(try await peer.readLine()?.hasPrefix("ready") == true)
             let subscriber = try await Subscriber.open(
                 channel: channel, on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))

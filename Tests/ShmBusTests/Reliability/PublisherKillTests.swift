@@ -47,6 +47,10 @@ import Testing
                 BuiltProducts.path("shmbus-test-peer"),
                 ["loop", fixture.address, channel, "8192", "\(1 << 20)", "\(random.next())"],
                 stdin: .pipe, stdout: .pipe, stderr: .inherit)
+            // `loop` publishes until killed: should the round fail before its kill, the
+            // peer must not outlive it (it holds the suite's stderr, so `swift test`
+            // would wait for it).
+            defer { peer.signal(SIGKILL) }
             let ready = try await peer.readLine() ?? ""
             try #require(ready.hasPrefix("ready"), "the peer did not start: \(ready)")
             let subscriber = try await Subscriber.open(
