@@ -45,6 +45,12 @@ public final class Publisher: Sendable {
         /// page-table work; memory is then taken 2 MiB at a time. Elsewhere (Debian's
         /// default is `never`) it changes nothing.
         public var hugePages = true
+        /// Bytes of segment memory to keep faulted in past the last chunk, on a
+        /// background thread (at least twice the largest chunk published or announced
+        /// with ``Publisher/prepare(forChunksOf:key:timeout:)``): copying a payload into
+        /// fresh shared memory otherwise costs a page fault per 4 KiB, most of the time
+        /// of a large publish (docs/BENCHMARKS.md, "Copies"). 0 turns it off.
+        public var prefaultBytes: UInt64 = 4 << 20
         /// Keys this publisher is about to publish. When it continues a channel whose
         /// publisher left, the previous chunks of these keys are not carried over into
         /// its first segment (they would be obsolete at once): a one-shot publish of a
@@ -129,6 +135,7 @@ public final class Publisher: Sendable {
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
+            if options.prefaultBytes > 0 { writer.prefault = PrefaultPlan(bytesAhead: options.prefaultBytes) }
             publisher = Publisher(
                 channel: channel, connection: connection, registry: registry, options: options, writer: writer, logger: logger)
             try await publisher.exportObject()
