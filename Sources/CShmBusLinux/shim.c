@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sched.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,7 +160,6 @@ int shmbus_fallocate(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, 0, (off_t)offset, (off_t)length);
 }
 
-int shmbus_schedule_thread_idle(void) {
-    struct sched_param param = {0};
-    return sched_setscheduler(0, SCHED_IDLE, &param);
+int shmbus_lower_thread_priority(void) {
+    return setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 }
