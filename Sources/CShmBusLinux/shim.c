@@ -11,7 +11,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,6 +159,3 @@ int shmbus_fallocate(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, 0, (off_t)offset, (off_t)length);
 }
 
-int shmbus_lower_thread_priority(void) {
-    return setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
-}

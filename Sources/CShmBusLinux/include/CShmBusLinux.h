@@ -125,14 +125,6 @@ int shmbus_populate_write(void *addr, size_t length);
  * set. */
 int shmbus_fallocate(int fd, int64_t offset, int64_t length);
 
-/* setpriority(PRIO_PROCESS, gettid(), 19): the calling thread (Linux keeps a nice
- * value per thread) gets the smallest share of a busy CPU. Background work that
- * should not slow down the threads it serves (the prefaulter) calls it. Not
- * SCHED_IDLE: a SCHED_IDLE thread can wait seconds for a CPU on a loaded machine,
- * and a killed process's descriptors (its bus connection) close only when that
- * thread has run to its exit. Returns 0 or -1 with errno set. */
-int shmbus_lower_thread_priority(void);
-
 #ifdef __cplusplus
 }
 #endif

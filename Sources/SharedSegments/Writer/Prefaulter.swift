@@ -25,11 +25,10 @@ import SystemPackage
 /// faults; where that is refused too, nothing is done and the writer faults as
 /// before. A refusal switches the method for every later job of this prefaulter.
 ///
-/// The thread runs only while there is work, at the lowest priority (nice 19): it starts
-/// with the first job and ends when the queue is empty, so an idle process has no extra
-/// thread, and a busy machine gives it the smallest share. Each step holds the
-/// process's `mmap_lock` for reading while it runs (2 MiB at most), which is what an
-/// `mmap` by the writer may wait for.
+/// The thread runs only while there is work: it starts with the first job and ends when
+/// the queue is empty, so an idle process has no extra thread. It runs at normal
+/// priority (see `startThread`); the work it does is the writer's own page faults,
+/// moved earlier, not extra work, except for a window that is never used.
 ///
 /// `@unchecked Sendable`: every stored property but the two fault functions (which are
 /// `@Sendable`) is read and written only with `mutex` held.
@@ -120,12 +119,10 @@ public final class Prefaulter: @unchecked Sendable {
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { argument in
             let prefaulter = Unmanaged<Prefaulter>.fromOpaque(argument!).takeRetainedValue()
-            // The lowest priority: the work is opportunistic, and on a busy machine it
-            // should not take a core from the subscribers reading what was published
-            // (at normal priority, on two cores, it slowed their 64 MiB reads up to
-            // threefold). A refusal leaves it at the normal priority, which only costs
-            // that.
-            _ = shmbus_lower_thread_priority()
+            // Normal priority, on purpose: a killed process closes its descriptors
+            // (its bus connection) only once every thread has run to its exit, and a
+            // SCHED_IDLE or nice 19 thread waited up to 2 s for a CPU on a loaded
+            // machine (PublisherKillTests), as it would while holding mmap_lock.
             prefaulter.work()
             return nil
         }, box)
