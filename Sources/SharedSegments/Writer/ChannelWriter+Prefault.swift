@@ -1,9 +1,12 @@
 /// What a ``ChannelWriter`` asks of a ``Prefaulter``.
 public struct PrefaultPlan: Sendable {
     public var prefaulter: Prefaulter
-    /// Bytes past the committed end to keep faulted in; the writer keeps at least twice
-    /// its largest record so far (or announced with
-    /// ``ChannelWriter/prepare(forPayload:keyLength:)``), and never more than a segment.
+    /// Bytes past the committed end to keep faulted in (never more than a segment).
+    /// A larger chunk's memory is asked for with
+    /// ``ChannelWriter/prepare(forPayload:keyLength:)``, once: a window that grew by
+    /// itself to twice the largest chunk had the thread fault in 128 MiB after each
+    /// 64 MiB commit, on the cores the subscribers were reading it with, and doubled
+    /// their zero-copy transfer time on two cores.
     public var bytesAhead: UInt64
 
     public init(prefaulter: Prefaulter = .shared, bytesAhead: UInt64 = 4 << 20) {
@@ -19,8 +22,6 @@ struct PrefaultState {
     var requested: UInt64 = 0
     /// The committed end at which to ask for more (`UInt64.max`: nothing left to ask).
     var nextRequestAt: UInt64 = .max
-    /// The largest record committed or announced: the window is at least twice that.
-    var largestRecord: UInt64 = 0
     /// Memory for the next generation, being faulted in.
     var spare: SegmentMemory?
     /// Whether this writer has collected garbage: only a writer that rotated once makes
@@ -39,19 +40,11 @@ extension ChannelWriter {
     /// Bytes kept faulted in past the committed end (0 when prefaulting is off).
     public var prefaultWindow: UInt64 {
         guard let plan = prefault else { return 0 }
-        let (twice, overflow) = prefaultState.largestRecord.multipliedReportingOverflow(by: 2)
-        return min(capacity, max(plan.bytesAhead, overflow ? .max : twice))
+        return min(capacity, plan.bytesAhead)
     }
 
     /// The memory the next generation will use, if one is being prepared.
     public var spareMemory: SegmentMemory? { prefaultState.spare }
-
-    /// Called by `commit` when the committed end passed the point to ask again, or the
-    /// record was the largest yet.
-    func notePrefault(recordLength: UInt64) {
-        prefaultState.largestRecord = max(prefaultState.largestRecord, recordLength)
-        prefaultAhead()
-    }
 
     /// Asks the prefaulter for a window past the committed end of the current segment
     /// (at least `room` bytes), and, where the current segment has less than a window
@@ -76,7 +69,7 @@ extension ChannelWriter {
             // Best effort: without it, the next generation is made when needed.
             prefaultState.spare = try? SegmentMemory(channel: channel, capacity: capacity, hugePages: hugePages)
         }
-        prefaultState.spare?.prefault(upTo: Int(min(capacity, window)), with: plan.prefaulter)
+        prefaultState.spare?.prefault(upTo: Int(min(capacity, window + UInt64(SegmentLayout.headerSize))), with: plan.prefaulter)
     }
 
     /// The next generation's memory, if it was prepared for this capacity; it is used
@@ -88,13 +81,13 @@ extension ChannelWriter {
     }
 
     /// Gets the memory for a chunk of `length` bytes (with a key of `keyLength` bytes)
-    /// ready: widens the window to twice its record, asks for it, and returns whether
+    /// ready: asks for its record's bytes past the committed end (or at the start of
+    /// the next generation's memory, where it will not fit), and returns whether
     /// it is faulted in now (true also when prefaulting is off or gave up: there is
     /// nothing to wait for). A publisher about to copy a large payload calls it until
     /// it says true, off its publish path.
     public func prepare(forPayload length: UInt64, keyLength: Int = 0) -> Bool {
         guard prefault != nil, let layout = RecordHeader.layout(keyLength: keyLength, payloadLength: length) else { return true }
-        prefaultState.largestRecord = max(prefaultState.largestRecord, layout.length)
         let fits = layout.length <= current.freeBytes
         prefaultAhead(making: layout.length, spareWanted: !fits)
         if fits {
@@ -102,6 +95,7 @@ extension ChannelWriter {
             return progress.gaveUp || UInt64(progress.preparedBytes) >= current.committedEnd + layout.length
         }
         guard let spare = prefaultState.spare else { return true }
-        return spare.prefault.gaveUp || UInt64(spare.prefault.preparedBytes) >= min(capacity, prefaultWindow)
+        let needed = min(capacity, max(prefaultWindow, layout.length) + UInt64(SegmentLayout.headerSize))
+        return spare.prefault.gaveUp || UInt64(spare.prefault.preparedBytes) >= needed
     }
 }

@@ -191,7 +191,7 @@ public final class ChannelWriter {
             keyIndex[open.key] = (open.offset, open.length)
         }
         doorbell.ring(&ringPacing)
-        if end >= prefaultState.nextRequestAt || open.length > prefaultState.largestRecord { notePrefault(recordLength: open.length) }
+        if end >= prefaultState.nextRequestAt { prefaultAhead() }
         return Appended(
             segment: current.id, segmentName: current.name, generation: current.header.generation, sequence: open.sequence, recordOffset: open.offset,
             recordEnd: end, payloadOffset: open.payloadOffset, length: UInt64(reserved.buffer.count), rotation: reserved.rotation)

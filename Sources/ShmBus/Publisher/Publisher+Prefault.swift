@@ -2,8 +2,9 @@ import SharedSegments
 
 extension Publisher {
     /// Gets the segment memory for a chunk of `length` bytes ready before it is
-    /// published: the background thread faults it in (see
-    /// ``Options-swift.struct/prefaultBytes``) and this returns once it has, or after
+    /// published: the background thread faults it in (as it does
+    /// ``Options-swift.struct/prefaultBytes`` ahead of every chunk) and this returns
+    /// once it has, or after
     /// `timeout`. Returns whether the memory is ready.
     ///
     /// Call it off the publish path (between frames, say) before copying a large

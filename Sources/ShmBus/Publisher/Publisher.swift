@@ -46,10 +46,11 @@ public final class Publisher: Sendable {
         /// default is `never`) it changes nothing.
         public var hugePages = true
         /// Bytes of segment memory to keep faulted in past the last chunk, on a
-        /// background thread (at least twice the largest chunk published or announced
-        /// with ``Publisher/prepare(forChunksOf:key:timeout:)``): copying a payload into
-        /// fresh shared memory otherwise costs a page fault per 4 KiB, most of the time
-        /// of a large publish (docs/BENCHMARKS.md, "Copies"). 0 turns it off.
+        /// background thread: copying a payload into fresh shared memory otherwise
+        /// costs a page fault per 4 KiB, most of the time of a large publish
+        /// (docs/BENCHMARKS.md, "Copies"). For a larger chunk, call
+        /// ``Publisher/prepare(forChunksOf:key:timeout:)`` before publishing it. 0 turns
+        /// prefaulting off.
         public var prefaultBytes: UInt64 = 4 << 20
         /// Keys this publisher is about to publish. When it continues a channel whose
         /// publisher left, the previous chunks of these keys are not carried over into
