@@ -173,6 +173,9 @@ uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed) {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 int shmbus_advise_huge_pages(void *addr, size_t length) {
     return madvise(addr, length, MADV_HUGEPAGE);
@@ -183,3 +186,12 @@ int shmbus_populate_read(const void *addr, size_t length) {
     size_t span = ((uintptr_t)addr + length) - start;
     return madvise((void *)start, span, MADV_POPULATE_READ);
 }
+
+int shmbus_populate_write(void *addr, size_t length) {
+    return madvise(addr, length, MADV_POPULATE_WRITE);
+}
+
+int shmbus_fallocate(int fd, int64_t offset, int64_t length) {
+    return fallocate(fd, 0, (off_t)offset, (off_t)length);
+}
+

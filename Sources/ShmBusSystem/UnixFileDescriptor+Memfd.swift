@@ -21,6 +21,17 @@ extension UnixFileDescriptor {
         }
     }
 
+    /// `fallocate(fd, 0, offset, length)`: allocates the file's pages in that range
+    /// without changing its size or a byte already written (for a memfd: zeroed shmem
+    /// pages where there were none). Needs a descriptor opened for writing.
+    public func allocate(offset: Int, length: Int) throws(SystemError) {
+        _ = try withRawValue { (fd) throws(SystemError) in
+            try systemCall("fallocate", context: "fd \(fd), \(length) bytes at \(offset)") {
+                shmbus_fallocate(fd, Int64(offset), Int64(length))
+            }
+        }
+    }
+
     /// `fstat(2)`'s `st_size`: the file's size in bytes.
     public func size() throws(SystemError) -> Int {
         var info = stat()

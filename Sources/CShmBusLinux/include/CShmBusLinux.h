@@ -131,6 +131,23 @@ int shmbus_populate_read(const void *addr, size_t length);
  * set (EINVAL on kernels without THP). addr must be page-aligned. */
 int shmbus_advise_huge_pages(void *addr, size_t length);
 
+/* madvise(addr, length, MADV_POPULATE_WRITE) (Linux 5.14): fault the pages of a
+ * writable shared mapping in, allocating them and filling the page tables
+ * writable, without writing to them: the bytes already there stay as they are.
+ * Publishers call it off the publish path so that copying a payload into fresh
+ * segment memory takes no page faults. Returns 0 or -1 with errno set (EINVAL on
+ * older kernels or unsupported mappings, ENOMEM, EFAULT). addr must be
+ * page-aligned. */
+int shmbus_populate_write(void *addr, size_t length);
+
+/* fallocate(fd, 0, offset, length): allocate the file's pages (for a memfd,
+ * zeroed shmem pages) without changing its size or any byte already written; the
+ * fallback when MADV_POPULATE_WRITE is refused (the writer then takes only minor
+ * faults). Allowed on a sealed memfd within its size (F_SEAL_GROW refuses only
+ * growth), through a descriptor opened for writing. Returns 0 or -1 with errno
+ * set. */
+int shmbus_fallocate(int fd, int64_t offset, int64_t length);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,6 +45,11 @@ public final class ChannelWriter {
         }
         return segments
     }
+    /// Faulting memory in ahead of this writer (ChannelWriter+Prefault.swift); nil: off.
+    public var prefault: PrefaultPlan? {
+        didSet { prefaultAhead() }
+    }
+    @exclusivity(unchecked) var prefaultState = PrefaultState()
     @exclusivity(unchecked) private var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8], expiry: UInt64)?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 
@@ -186,6 +191,7 @@ public final class ChannelWriter {
             keyIndex[open.key] = (open.offset, open.length)
         }
         doorbell.ring(&ringPacing)
+        if end >= prefaultState.nextRequestAt { prefaultAhead() }
         return Appended(
             segment: current.id, segmentName: current.name, generation: current.header.generation, sequence: open.sequence, recordOffset: open.offset,
             recordEnd: end, payloadOffset: open.payloadOffset, length: UInt64(reserved.buffer.count), rotation: reserved.rotation)
@@ -258,8 +264,8 @@ public final class ChannelWriter {
         let copied = live.suffix(kept)
 
         let new = try SegmentWriter(
-            channel: channel, capacity: capacity, generation: old.header.generation + 1, baseSequence: lastSequence,
-            hugePages: hugePages)
+            channel: channel, generation: old.header.generation + 1, baseSequence: lastSequence, memory: takeSpareMemory(),
+            capacity: capacity, hugePages: hugePages)
         var newIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
         var end = UInt64(L.headerSize)
         for record in copied {
@@ -279,6 +285,8 @@ public final class ChannelWriter {
         new.mapping.storeRelease64(lastSequence, at: L.lastSequenceOffset)
         current = new
         keyIndex = newIndex
+        prefaultState.currentChanged()
+        prefaultAhead(making: room)
         let rotation = Rotation(old: old, new: new, copiedChunks: copied.count, droppedChunks: live.count - copied.count)
         unretired.append(rotation)
         return rotation

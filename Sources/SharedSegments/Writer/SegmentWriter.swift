@@ -17,6 +17,8 @@ public final class SegmentWriter {
     /// the writer; lend it to send it, duplicate it only for an owner of its own.
     public let fileDescriptor: UnixFileDescriptor
     let mapping: MemoryMapping
+    /// How far the prefaulter has faulted this segment's memory in.
+    public let prefault: PrefaultProgress
     /// The end of the last committed record.
     @exclusivity(unchecked) public private(set) var committedEnd: UInt64
     @exclusivity(unchecked) private(set) var recordCount: UInt64 = 0
@@ -39,11 +41,21 @@ public final class SegmentWriter {
     ///   one page-table entry per 2 MiB instead of one per 4 KiB: mapping 64 MiB costs
     ///   a reader tens of microseconds instead of about 2 ms (docs/BENCHMARKS.md).
     ///   Elsewhere it changes nothing.
-    public init(
+    public convenience init(
         channel: String, capacity: UInt64, generation: UInt64, baseSequence: UInt64, hugePages: Bool = false
+    ) throws(SegmentError) {
+        try self.init(channel: channel, generation: generation, baseSequence: baseSequence, memory: nil, capacity: capacity, hugePages: hugePages)
+    }
+
+    /// Creates and seals a segment in `memory`, made (and perhaps faulted in) earlier,
+    /// or in new memory of `capacity` bytes when `memory` is nil.
+    init(
+        channel: String, generation: UInt64, baseSequence: UInt64, memory prepared: SegmentMemory?, capacity: UInt64,
+        hugePages: Bool
     ) throws(SegmentError) {
         try ChannelName.validate(channel)
         let L = SegmentLayout.self
+        let capacity = prepared?.capacity ?? capacity
         guard capacity % UInt64(L.pageSize) == 0, capacity >= UInt64(L.headerSize + L.pageSize) else {
             throw SegmentError(.invalidArgument, "capacity \(capacity) must be a multiple of \(L.pageSize) of at least \(L.headerSize + L.pageSize)")
         }
@@ -51,17 +63,19 @@ public final class SegmentWriter {
         let header = SegmentHeader(
             id: .random(), channel: channel, generation: generation, baseSequence: baseSequence, capacity: capacity,
             created: RealtimeClock.now(), writerPID: UInt32(bitPattern: getpid()))
-        // On a failure below, `fd` is released and so closed with the half-made segment.
-        let fd = try Memfd.create(name: "shmbus:\(channel.prefix(200))", size: Int(capacity))
-        mapping = try MemoryMapping(fd: fd, length: Int(capacity), writable: true)
-        // Advice only: a kernel without THP (EINVAL) gets ordinary pages, which
-        // work the same, so a failure is not an error.
-        if hugePages { _ = shmbus_advise_huge_pages(mapping.base, Int(capacity)) }
+        let memory: SegmentMemory
+        if let given = prepared {
+            memory = given
+        } else {
+            memory = try SegmentMemory(channel: channel, capacity: capacity, hugePages: hugePages)
+        }
+        mapping = memory.mapping
         header.write(to: mapping)
-        try Memfd.addSeals(Memfd.segmentSeals, to: fd)
+        try Memfd.addSeals(Memfd.segmentSeals, to: memory.fileDescriptor)
         self.header = header
         name = header.id.name
-        fileDescriptor = fd
+        fileDescriptor = memory.fileDescriptor
+        prefault = memory.prefault
         committedEnd = UInt64(L.headerSize)
     }
 

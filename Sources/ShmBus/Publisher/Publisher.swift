@@ -45,6 +45,13 @@ public final class Publisher: Sendable {
         /// page-table work; memory is then taken 2 MiB at a time. Elsewhere (Debian's
         /// default is `never`) it changes nothing.
         public var hugePages = true
+        /// Bytes of segment memory to keep faulted in past the last chunk, on a
+        /// background thread: copying a payload into fresh shared memory otherwise
+        /// costs a page fault per 4 KiB, most of the time of a large publish
+        /// (docs/BENCHMARKS.md, "Copies"). For a larger chunk, call
+        /// ``Publisher/prepare(forChunksOf:key:timeout:)`` before publishing it. 0 turns
+        /// prefaulting off.
+        public var prefaultBytes: UInt64 = 4 << 20
         /// Keys this publisher is about to publish. When it continues a channel whose
         /// publisher left, the previous chunks of these keys are not carried over into
         /// its first segment (they would be obsolete at once): a one-shot publish of a
@@ -131,6 +138,7 @@ public final class Publisher: Sendable {
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
+            if options.prefaultBytes > 0 { writer.prefault = PrefaultPlan(bytesAhead: options.prefaultBytes) }
             publisher = Publisher(
                 channel: channel, connection: connection, registry: registry, options: options, writer: writer, logger: logger)
             try await publisher.exportObject()

@@ -19,16 +19,20 @@ extension BenchResults {
     private var blobTable: String {
         func ms(_ s: Samples) -> String { s.count == 0 ? "-" : "\(f(s.p50, 3)) / \(f(s.p99, 3))" }
         var table = TextTable(
-            "SIZE", "SHMBUS", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS", "SHMBUS/MEMCPY", "SHMBUS/FRESH", "OK")
+            "SIZE", "SHMBUS", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS", "SHMBUS/MEMCPY", "SHMBUS/FRESH",
+            "COPY/FRESH", "D-BUS/COPY", "OK")
         for b in blobs {
             table.add(
                 ByteCount.human(b.size), ms(b.shmbus), ms(b.shmbusCopy), b.dbus.map(ms) ?? "cannot (>64 MiB)", ms(b.memcpy), ms(b.memcpyFresh),
                 b.dbusOverShmbus.map { f($0, 1) + "x" } ?? "-", f(b.shmbusOverMemcpy) + "x", f(b.shmbusOverFreshMemcpy) + "x",
-                b.errors == 0 ? "yes" : "\(b.errors) errors")
+                f(b.copyOverFreshMemcpy) + "x", b.dbusOverCopy.map { f($0, 1) + "x" } ?? "-", b.errors == 0 ? "yes" : "\(b.errors) errors")
         }
+        let preparing = blobs.map { "\(ByteCount.human($0.size)) \(ms($0.shmbusCopyPrepare))" }.joined(separator: ", ")
         return """
             1. Blob transfer: publisher holds the bytes -> subscriber has read every byte (ms, p50 / p99)
-               SHMBUS: zero-copy publish (bytes written in place); SHMBUS COPY: published from private memory
+               SHMBUS: zero-copy publish (bytes written in place); SHMBUS COPY: `publish(bytes)` from private memory,
+               after `Publisher.prepare` had the segment memory faulted in, off the clock (it waited \(preparing) ms);
+               MEMCPY FRESH: mmap, copy and read in this process; COPY/FRESH: SHMBUS COPY over MEMCPY FRESH (p50)
             \(table.rendered)
             """
     }

@@ -60,22 +60,29 @@ final class BenchRun {
         let subscriber = try await worker("blob-sub", ["--channel", channel, "--count", "\(2 * (repetitions + warmup))"])
         for mode in ["in-place", "copy"] {
             var samples: [UInt64] = []
+            var preparing: [UInt64] = []
             for rep in 0..<(repetitions + warmup) {
                 try publisher.send("go \(mode)")
                 // The subscriber's line first: this process stays asleep (off the two
                 // cores) until the transfer is over; the publisher's line waits in its pipe.
                 let got = try await subscriber.line().split(separator: " ")
                 let sent = try await publisher.line().split(separator: " ")
-                guard sent.count == 4, got.count == 4, let start = UInt64(sent[2]), let done = UInt64(got[2]) else {
+                guard sent.count == 5, got.count == 4, let start = UInt64(sent[2]), let done = UInt64(got[2]),
+                    let prepared = UInt64(sent[4])
+                else {
                     throw ShmBusError(.bus, "unexpected worker output: \(sent) / \(got)")
                 }
                 if sent[1] != got[1] || sent[3] != got[3] { result.errors += 1 }
-                if rep >= warmup { samples.append(done - start) }
+                if rep >= warmup {
+                    samples.append(done - start)
+                    preparing.append(prepared)
+                }
             }
             if mode == "in-place" {
                 result.shmbus = Samples(nanoseconds: samples, unit: "ms")
             } else {
                 result.shmbusCopy = Samples(nanoseconds: samples, unit: "ms")
+                result.shmbusCopyPrepare = Samples(nanoseconds: preparing, unit: "ms")
             }
         }
         try publisher.send("quit")

@@ -74,6 +74,10 @@ struct Publish: AsyncParsableCommand {
             options.persistent = persistent
             options.readers = ReadPolicy(grants: readers.flatMap(\.grants))
             options.hugePages = hugePages
+            // The segment is made for this one chunk: the prefaulter starts on all of it as
+            // the segment is made, and runs ahead of the reads below on the other core
+            // while the segment is being registered and filled.
+            options.prefaultBytes = needed
             options.ttl = ttl.map { .seconds(Int64($0)) }
             let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)
             let published: PublishedChunk

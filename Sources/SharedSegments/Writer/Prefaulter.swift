@@ -1,0 +1,247 @@
+import CShmBusLinux
+import Glibc
+import ShmBusSystem
+import Synchronization
+import SystemPackage
+
+/// Faults segment memory in on a background thread, ahead of the writer.
+///
+/// The first write to a page of a new memfd costs a page fault: the kernel allocates
+/// and zeroes the page and fills the page-table entry, one 4 KiB page at a time. For a
+/// 64 MiB payload copied from private memory that was 85% of the publisher's time
+/// (docs/BENCHMARKS.md, "Copies"), against a plain `memcpy` into pages already there.
+/// A prefaulter does that work before the bytes arrive, on its own thread, so that
+/// `publish` copies into memory that is already mapped.
+///
+/// **Readers never see a byte change because of it.** Both ways of faulting in leave
+/// every byte as it was: `MADV_POPULATE_WRITE` faults pages in "as if writing" without
+/// writing, and `fallocate` (mode 0, within the file's size) only allocates holes. So a
+/// range may safely include committed records, or race with the writer filling a
+/// reservation: nothing is ever written through the prefaulter.
+///
+/// Methods, best first: `MADV_POPULATE_WRITE` (Linux 5.14) fills the writer's page
+/// tables too, so the copy then takes no fault at all; where it is refused (`EINVAL`
+/// on older kernels), `fallocate` allocates the pages and the writer takes only minor
+/// faults; where that is refused too, nothing is done and the writer faults as
+/// before. A refusal switches the method for every later job of this prefaulter.
+///
+/// The thread runs only while there is work: it starts with the first job and ends when
+/// the queue is empty, so an idle process has no extra thread. It runs at normal
+/// priority (see `startThread`); the work it does is the writer's own page faults,
+/// moved earlier, not extra work, except for a window that is never used.
+///
+/// `@unchecked Sendable`: every stored property but the two fault functions (which are
+/// `@Sendable`) is read and written only with `mutex` held.
+public final class Prefaulter: @unchecked Sendable {
+    /// The process's prefaulter: one thread at most, shared by every writer.
+    public static let shared = Prefaulter()
+
+    /// `madvise(MADV_POPULATE_WRITE)` over a range of a mapping; returns 0 or an errno.
+    public typealias Populate = @Sendable (_ address: UnsafeMutableRawPointer, _ length: Int) -> Int32
+    /// `fallocate` over a range of a memfd; returns 0 or an errno.
+    public typealias Allocate = @Sendable (_ fd: UnixFileDescriptor, _ offset: Int, _ length: Int) -> Int32
+
+    /// How the prefaulter faults pages in now.
+    public enum Method: Sendable, Equatable {
+        case populateWrite
+        case allocate
+        /// Both were refused: pages are faulted in by the writer, as without a prefaulter.
+        case none
+    }
+
+    /// Work is done in steps of this many bytes, so that a job for another segment,
+    /// queued later, does not wait for a whole large one.
+    static let step = 2 << 20
+
+    private let populate: Populate
+    private let allocate: Allocate
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var queue: [Job] = []
+    private var running = false
+    private var currentMethod: Method = .populateWrite
+    private var refusals: [SystemError] = []
+
+    private struct Job {
+        let mapping: MemoryMapping
+        let fd: UnixFileDescriptor
+        let progress: PrefaultProgress
+    }
+
+    /// A prefaulter using the real calls; tests pass their own to see the fallbacks.
+    public init(
+        populate: @escaping Populate = { address, length in shmbus_populate_write(address, length) == 0 ? 0 : errno },
+        allocate: @escaping Allocate = { fd, offset, length in
+            do throws(SystemError) {
+                try fd.allocate(offset: offset, length: length)
+                return 0
+            } catch {
+                return error.errno.rawValue
+            }
+        }
+    ) {
+        self.populate = populate
+        self.allocate = allocate
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// The method the next step will use.
+    public var method: Method { locked { currentMethod } }
+
+    /// The calls refused so far (each one changed the method), oldest first.
+    public var refused: [SystemError] { locked { refusals } }
+
+    /// Asks for the first `end` bytes of `mapping` (of the memfd `fd`) to be faulted in;
+    /// `progress` records how far that got. Returns at once. Asking again for the same
+    /// `progress` only moves its target.
+    public func prefault(_ mapping: MemoryMapping, fd: UnixFileDescriptor, progress: PrefaultProgress, upTo end: Int) {
+        let end = min(mapping.length, (end + SegmentLayout.pageSize - 1) / SegmentLayout.pageSize * SegmentLayout.pageSize)
+        let start = locked { () -> Bool in
+            guard progress.raiseTarget(to: end) else { return false }
+            if !queue.contains(where: { $0.progress === progress }) {
+                queue.append(Job(mapping: mapping, fd: fd, progress: progress))
+            }
+            guard !running else { return false }
+            running = true
+            return true
+        }
+        if start { startThread() }
+    }
+
+    private func startThread() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { argument in
+            let prefaulter = Unmanaged<Prefaulter>.fromOpaque(argument!).takeRetainedValue()
+            // Normal priority, on purpose: a killed process closes its descriptors
+            // (its bus connection) only once every thread has run to its exit, and a
+            // SCHED_IDLE or nice 19 thread waited up to 2 s for a CPU on a loaded
+            // machine (PublisherKillTests), as it would while holding mmap_lock.
+            prefaulter.work()
+            return nil
+        }, box)
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            // No thread: the writer faults the pages itself, as without a prefaulter.
+            Unmanaged<Prefaulter>.fromOpaque(box).release()
+            locked {
+                for job in queue { job.progress.giveUp() }
+                queue.removeAll()
+                running = false
+            }
+        }
+    }
+
+    /// The thread's loop: one step of the oldest job at a time, until none is left.
+    private func work() {
+        while let (job, from, length, method) = nextStep() {
+            let result = fault(job, from: from, length: length, method: method)
+            locked {
+                switch result {
+                case .done:
+                    job.progress.advance(to: from + length)
+                case .refused(let error):
+                    // Try the same step again the next way (or give up on it: .none).
+                    refusals.append(error)
+                    currentMethod = method == .populateWrite ? .allocate : .none
+                case .failed:
+                    // Not a refusal of the method (ENOMEM, say): this segment's writer
+                    // faults the rest itself.
+                    job.progress.giveUp()
+                }
+            }
+        }
+    }
+
+    private func nextStep() -> (Job, Int, Int, Method)? {
+        locked {
+            while let job = queue.first {
+                let (done, target) = job.progress.range
+                if done >= target || currentMethod == .none {
+                    if currentMethod == .none { job.progress.giveUp() }
+                    queue.removeFirst()
+                    // Later jobs first; this one comes back if its target moves.
+                    continue
+                }
+                let length = min(Self.step, target - done)
+                // Round-robin between segments: the step goes to the back.
+                queue.removeFirst()
+                queue.append(job)
+                return (job, done, length, currentMethod)
+            }
+            running = false
+            return nil
+        }
+    }
+
+    private enum StepResult {
+        case done
+        case refused(SystemError)
+        case failed
+    }
+
+    private func fault(_ job: Job, from: Int, length: Int, method: Method) -> StepResult {
+        switch method {
+        case .populateWrite:
+            let error = populate(job.mapping.base.advanced(by: from), length)
+            if error == 0 { return .done }
+            // EINVAL: a kernel before 5.14 (or a mapping it will not populate); ENOSYS,
+            // EPERM: a sandbox's seccomp filter. Anything else is this range's problem.
+            guard [EINVAL, ENOSYS, EPERM].contains(error) else { return .failed }
+            return .refused(SystemError(Errno(rawValue: error), call: "madvise(MADV_POPULATE_WRITE)", context: "\(length) bytes at \(from)"))
+        case .allocate:
+            let error = allocate(job.fd, from, length)
+            if error == 0 { return .done }
+            guard [EOPNOTSUPP, EINVAL, ENOSYS, EPERM, EBADF].contains(error) else { return .failed }
+            return .refused(SystemError(Errno(rawValue: error), call: "fallocate", context: "\(length) bytes at \(from)"))
+        case .none:
+            return .failed
+        }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+}
+
+/// How far a segment's memory has been faulted in: shared by its writer, which moves
+/// the target, and the prefaulter's thread, which moves the done mark.
+public final class PrefaultProgress: Sendable {
+    private let done = Atomic<Int>(0)
+    private let target = Atomic<Int>(0)
+    private let abandoned = Atomic<Bool>(false)
+
+    public init() {}
+
+    /// Bytes from the start of the segment that are faulted in.
+    public var preparedBytes: Int { done.load(ordering: .acquiring) }
+    /// Bytes from the start of the segment asked for so far.
+    public var targetBytes: Int { target.load(ordering: .relaxed) }
+    /// The prefaulter gave up on this segment (its writer faults what is left).
+    public var gaveUp: Bool { abandoned.load(ordering: .acquiring) }
+
+    var range: (done: Int, target: Int) { (done.load(ordering: .relaxed), target.load(ordering: .relaxed)) }
+
+    /// Raises the target; false when it was there already (or given up).
+    func raiseTarget(to end: Int) -> Bool {
+        guard !gaveUp, end > target.load(ordering: .relaxed) else { return false }
+        target.store(end, ordering: .relaxed)
+        return true
+    }
+
+    func advance(to end: Int) { done.store(end, ordering: .releasing) }
+
+    func giveUp() {
+        abandoned.store(true, ordering: .releasing)
+        target.store(done.load(ordering: .relaxed), ordering: .relaxed)
+    }
+}
