@@ -1,3 +1,5 @@
+import ShmBusSystem
+
 /// An object exported on a connection.
 struct ExportedObject: Sendable {
     let id: UInt64
@@ -74,17 +76,5 @@ struct ExportTree {
     /// Whether `path` is an exported object or lies on the way to one.
     func isNode(_ path: ObjectPath) -> Bool {
         objects[path] != nil || !children(of: path).isEmpty
-    }
-}
-
-extension Dictionary {
-    /// Moves the entries to storage sized for them when they fill less than an eighth
-    /// of a large one: a dictionary keeps its capacity when entries go. Rebuilt only
-    /// after the count fell eightfold, so the copying costs O(1) per removal, amortized.
-    mutating func shrinkIfSparse() {
-        guard capacity > 1024, count < capacity / 8 else { return }
-        var compact = Self(minimumCapacity: count)
-        for (key, value) in self { compact[key] = value }
-        self = compact
     }
 }

@@ -1,5 +1,6 @@
 import CShmBusLinux
 import Glibc
+import Locking
 import ShmBusSystem
 import Synchronization
 import SystemPackage
@@ -29,10 +30,7 @@ import SystemPackage
 /// the queue is empty, so an idle process has no extra thread. It runs at normal
 /// priority (see `startThread`); the work it does is the writer's own page faults,
 /// moved earlier, not extra work, except for a window that is never used.
-///
-/// `@unchecked Sendable`: every stored property but the two fault functions (which are
-/// `@Sendable`) is read and written only with `mutex` held.
-public final class Prefaulter: @unchecked Sendable {
+public final class Prefaulter: Sendable {
     /// The process's prefaulter: one thread at most, shared by every writer.
     public static let shared = Prefaulter()
 
@@ -55,11 +53,14 @@ public final class Prefaulter: @unchecked Sendable {
 
     private let populate: Populate
     private let allocate: Allocate
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var queue: [Job] = []
-    private var running = false
-    private var currentMethod: Method = .populateWrite
-    private var refusals: [SystemError] = []
+    private let state = Lock(State())
+
+    private struct State {
+        var queue: [Job] = []
+        var running = false
+        var method: Method = .populateWrite
+        var refusals: [SystemError] = []
+    }
 
     private struct Job {
         let mapping: MemoryMapping
@@ -81,34 +82,26 @@ public final class Prefaulter: @unchecked Sendable {
     ) {
         self.populate = populate
         self.allocate = allocate
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
     }
 
     /// The method the next step will use.
-    public var method: Method { locked { currentMethod } }
+    public var method: Method { state.withLock { $0.method } }
 
     /// The calls refused so far (each one changed the method), oldest first.
-    public var refused: [SystemError] { locked { refusals } }
+    public var refused: [SystemError] { state.withLock { $0.refusals } }
 
     /// Asks for the first `end` bytes of `mapping` (of the memfd `fd`) to be faulted in;
     /// `progress` records how far that got. Returns at once. Asking again for the same
     /// `progress` only moves its target.
     public func prefault(_ mapping: MemoryMapping, fd: UnixFileDescriptor, progress: PrefaultProgress, upTo end: Int) {
         let end = min(mapping.length, (end + SegmentLayout.pageSize - 1) / SegmentLayout.pageSize * SegmentLayout.pageSize)
-        let start = locked { () -> Bool in
+        let start = state.withLock { state -> Bool in
             guard progress.raiseTarget(to: end) else { return false }
-            if !queue.contains(where: { $0.progress === progress }) {
-                queue.append(Job(mapping: mapping, fd: fd, progress: progress))
+            if !state.queue.contains(where: { $0.progress === progress }) {
+                state.queue.append(Job(mapping: mapping, fd: fd, progress: progress))
             }
-            guard !running else { return false }
-            running = true
+            guard !state.running else { return false }
+            state.running = true
             return true
         }
         if start { startThread() }
@@ -131,10 +124,10 @@ public final class Prefaulter: @unchecked Sendable {
         } else {
             // No thread: the writer faults the pages itself, as without a prefaulter.
             Unmanaged<Prefaulter>.fromOpaque(box).release()
-            locked {
-                for job in queue { job.progress.giveUp() }
-                queue.removeAll()
-                running = false
+            state.withLock { state in
+                for job in state.queue { job.progress.giveUp() }
+                state.queue.removeAll()
+                state.running = false
             }
         }
     }
@@ -143,14 +136,14 @@ public final class Prefaulter: @unchecked Sendable {
     private func work() {
         while let (job, from, length, method) = nextStep() {
             let result = fault(job, from: from, length: length, method: method)
-            locked {
+            state.withLock { state in
                 switch result {
                 case .done:
                     job.progress.advance(to: from + length)
                 case .refused(let error):
                     // Try the same step again the next way (or give up on it: .none).
-                    refusals.append(error)
-                    currentMethod = method == .populateWrite ? .allocate : .none
+                    state.refusals.append(error)
+                    state.method = method == .populateWrite ? .allocate : .none
                 case .failed:
                     // Not a refusal of the method (ENOMEM, say): this segment's writer
                     // faults the rest itself.
@@ -161,22 +154,22 @@ public final class Prefaulter: @unchecked Sendable {
     }
 
     private func nextStep() -> (Job, Int, Int, Method)? {
-        locked {
-            while let job = queue.first {
+        state.withLock { state in
+            while let job = state.queue.first {
                 let (done, target) = job.progress.range
-                if done >= target || currentMethod == .none {
-                    if currentMethod == .none { job.progress.giveUp() }
-                    queue.removeFirst()
+                if done >= target || state.method == .none {
+                    if state.method == .none { job.progress.giveUp() }
+                    state.queue.removeFirst()
                     // Later jobs first; this one comes back if its target moves.
                     continue
                 }
                 let length = min(Self.step, target - done)
                 // Round-robin between segments: the step goes to the back.
-                queue.removeFirst()
-                queue.append(job)
-                return (job, done, length, currentMethod)
+                state.queue.removeFirst()
+                state.queue.append(job)
+                return (job, done, length, state.method)
             }
-            running = false
+            state.running = false
             return nil
         }
     }
@@ -204,12 +197,6 @@ public final class Prefaulter: @unchecked Sendable {
         case .none:
             return .failed
         }
-    }
-
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body()
     }
 }
 
