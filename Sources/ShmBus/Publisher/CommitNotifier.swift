@@ -32,22 +32,31 @@ public struct CommittedRange: Sendable, Hashable {
 
 /// Emits `org.shmbus.Publisher1.Committed` for a channel, coalescing under load.
 ///
-/// The first commit after a quiet period is announced at once, so sparse publishing
-/// has the latency of one bus signal. Commits that follow within `minimumInterval` of
-/// the last signal are merged into one pending range, announced when the interval has
-/// passed: the bus carries at most one signal per interval, and the last chunk of a
-/// burst is announced at most one interval after it was committed. A change of segment
-/// (after garbage collection) flushes the pending range first, so ranges never span
-/// segments.
+/// Commits are merged into one pending range and announced at most once per
+/// `minimumInterval`: the bus carries at most one signal per interval, and the last
+/// chunk of a burst is announced at most one interval after it was committed. A change
+/// of segment (after garbage collection) flushes the pending range first, so ranges
+/// never span segments.
 ///
-/// Coalescing only under load: a subscriber of the bus path that has read everything
-/// says in the writer's doorbell that it waits for a signal (``Doorbell/expectSignal()``),
-/// and the next commit is then announced at once even within the interval. Back-to-back
+/// Sent at once only to a reader that waits for it: a subscriber of the bus path that
+/// has read everything says so in the writer's doorbell (``Doorbell/expectSignal()``),
+/// and the next commit is then announced at once, even within the interval. Back-to-back
 /// transfers to a waiting reader (a request/response loop, a 4 KiB blob after the
 /// last) would otherwise each wait for the timer: most of a 4 KiB transfer's 0.76 ms.
 /// Every reader may write the doorbell, so a reader that always says it waits gets at
 /// most one signal per ``urgentSpacing`` (16,000 a second) from a publisher that
 /// commits faster, no more than it could send the bus itself.
+///
+/// When nobody says it waits, even the first commit after a quiet period waits for the
+/// interval (as long as the channel has a doorbell; without one, it goes at once). The
+/// readers it might have served are either busy (they look at the segment before they
+/// next wait) or not on the bus path: a futex or spin reader has just been woken by the
+/// doorbell, and a signal sent now would wake the publisher's connection thread and the
+/// dbus-daemon beside it, three runnable threads for the two cores of the machines we
+/// measure on (docs/BENCHMARKS.md, "Latency paths": the futex path 3.45× the bare wake
+/// with the signal sent at once, 1.96× without). A bus reader that does not use the
+/// doorbell (`busctl monitor`, a binding that only listens) hears every commit within
+/// one interval, as it does under load.
 final class CommitNotifier: Sendable {
     private struct State {
         var pending: CommittedRange?
@@ -113,17 +122,23 @@ final class CommitNotifier: Sendable {
             let waiting = doorbell?.isSignalExpected == true
             if state.flushScheduled, !waiting { return (out, nil) }
             let now = ContinuousClock.now
-            if let last = state.lastSent, now - last < minimumInterval {
-                let since = now - last
-                if waiting, since >= urgentSpacing {
-                    // Sent now, for the reader that waits.
-                    doorbell?.takeSignalExpectation()
+            // Time since the last signal; nil: none yet, or longer ago than the interval.
+            let since = state.lastSent.map { now - $0 }.flatMap { $0 < minimumInterval ? $0 : nil }
+            let wait: Duration? =
+                if waiting {
+                    // For the reader that waits, as soon as the spacing allows.
+                    since.flatMap { $0 < urgentSpacing ? urgentSpacing - $0 : nil }
+                } else if doorbell == nil, since == nil {
+                    nil  // No doorbell to say who waits: a quiet channel's commit goes at once.
                 } else {
-                    if state.flushScheduled { return (out, nil) }
-                    state.flushScheduled = true
-                    return (out, (waiting ? urgentSpacing : minimumInterval) - since)
+                    minimumInterval - (since ?? .zero)
                 }
+            if let wait {
+                if state.flushScheduled { return (out, nil) }
+                state.flushScheduled = true
+                return (out, wait)
             }
+            if waiting { doorbell?.takeSignalExpectation() }
             if let pending = state.pending { out.append(pending) }
             state.pending = nil
             state.lastSent = now
