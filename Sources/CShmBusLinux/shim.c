@@ -149,27 +149,6 @@ int shmbus_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }
 
-#include <string.h>
-
-uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed) {
-    const unsigned char *bytes = data;
-    uint64_t h = seed;
-    size_t i = 0;
-    for (; i + 8 <= length; i += 8) {
-        uint64_t w;
-        memcpy(&w, bytes + i, 8); /* little-endian targets only (x86_64, aarch64) */
-        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
-    }
-    if (i < length) {
-        uint64_t w = 0;
-        memcpy(&w, bytes + i, length - i);
-        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif

@@ -36,7 +36,10 @@ import Testing
             #expect(blob["dbus"] != nil)
         }
         let throughput = try #require(json["throughput"] as? [[String: Any]])
-        #expect(throughput.map { $0["subscribers"] as? Int } == [1, 4])
+        #expect(throughput.map { $0["subscribers"] as? Int } == [1, 4, 1])
+        #expect(throughput.map { $0["batch"] as? Int } == [0, 0, 100], "one by one, then in batches")
+        let floor = try #require(json["throughputFloor"] as? [String: Any])
+        #expect((floor["freshRecordsPerSecond"] as? Double ?? 0) > 0)
         for run in throughput {
             let published = run["published"] as? Int ?? 0
             #expect(published > 0)

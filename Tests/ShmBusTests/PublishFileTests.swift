@@ -1,4 +1,5 @@
 import Foundation
+import ShmBus
 import ShmBusSystem
 import TestSupport
 import Testing
@@ -29,5 +30,31 @@ import Testing
         let copy = try Data(contentsOf: output)
         #expect(copy.count == bytes.count)
         #expect(copy == Data(bytes))
+    }
+
+    /// `shmbus publish --lines`: every line a chunk, in order, byte for byte: an empty
+    /// line, a line longer than one read (1 MiB), and a last line without its newline.
+    @Test(.timeLimit(.minutes(2))) func everyLineOfTheInputIsAChunk() async throws {
+        let fixture = try await RegistryFixture()
+        var lines: [String] = (0..<100_000).map { "line \($0) " + String(repeating: "x", count: $0 % 97) }
+        lines[500] = ""
+        lines[70_000] = String(repeating: "long", count: 400_000)  // 1.6 MB: spans reads
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-lines-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try Data(lines.joined(separator: "\n").utf8).write(to: input)  // no newline at the end
+        let (status, out, err) = try await fixture.run(["publish", "--channel", "logs/lines", "--lines", "--persistent", "--json", input.path])
+        try #require(status == .exited(0), "\(err)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(summary["lines"] as? Int == lines.count)
+        let last = try #require(summary["lastSequence"] as? Int)
+        let subscriber = try await Subscriber.open(channel: "logs/lines", on: .address(fixture.address), options: .init(start: .oldest))
+        var read: [String] = []
+        for try await events in subscriber.batches {
+            for case .chunk(let chunk) in events { read.append(String(decoding: chunk.withUnsafeBytes { Array($0) }, as: UTF8.self)) }
+            if read.count >= lines.count || (subscriber.lastSequence ?? 0) >= UInt64(last) { break }
+        }
+        subscriber.cancel()
+        #expect(read.count == lines.count)
+        #expect(read == lines, "every line, in order, without its newline")
     }
 }

@@ -116,8 +116,28 @@ uint64_t shmbus_spin_while_equal_u64(const uint64_t *p, uint64_t expected, uint3
 
 /* The segment record checksum (docs/FORMAT.md, "Checksums"): for each
  * little-endian 64-bit word w of the input (the last one zero-padded),
- * h = (h ^ w) * 0x9E3779B97F4A7C15; h ^= h >> 29. Starts from h = seed. */
-uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed);
+ * h = (h ^ w) * 0x9E3779B97F4A7C15; h ^= h >> 29. Starts from h = seed.
+ * Inline: every record is checked with it, once when written and once per reader,
+ * and for a 64-byte chunk the call cost as much as the seven words (perf of the
+ * 64-byte flood, docs/BENCHMARKS.md). */
+static inline uint64_t shmbus_mix64(const void *data, size_t length, uint64_t seed) {
+    const unsigned char *bytes = (const unsigned char *)data;
+    uint64_t h = seed;
+    size_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, bytes + i, 8); /* little-endian targets only (x86_64, aarch64) */
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    if (i < length) {
+        uint64_t w = 0;
+        __builtin_memcpy(&w, bytes + i, length - i);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
 
 /* madvise(addr, length, MADV_POPULATE_READ) (Linux 5.14): populate the page tables
  * of a read-only range in one call instead of one fault per few pages. Returns 0 or

@@ -90,7 +90,7 @@ extension ChannelWriter {
                 copy.key == chunk.key, copy.recordEnd == end + length
             else { continue }
             end += length
-            segment.commit(end: end, sequence: copy.sequence, recordLength: length)
+            segment.commit(end: end, sequence: copy.sequence, bytes: length)
             segment.noteExpiry(copy.expiry, recordAt: copy.recordOffset, length: length)
             if !copy.key.isEmpty { keyIndex[Array(copy.key.utf8)] = (copy.recordOffset, length) }
         }

@@ -50,7 +50,9 @@ public final class ChannelWriter {
         didSet { prefaultAhead() }
     }
     @exclusivity(unchecked) var prefaultState = PrefaultState()
-    @exclusivity(unchecked) private var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8], expiry: UInt64)?
+    @exclusivity(unchecked) var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8], expiry: UInt64)?
+    /// Records prepared for one commit (ChannelWriter+Batch.swift).
+    @exclusivity(unchecked) var batch: OpenBatch?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 
     /// Creates the channel's first segment (generation 1).
@@ -137,8 +139,8 @@ public final class ChannelWriter {
     /// `reservation.buffer`, then ``commit(_:)``. Readers see nothing until then. One
     /// reservation at a time.
     public func reserve(length: UInt64, key: String = "", expiresAt: UInt64 = 0) throws(SegmentError) -> Reservation {
-        guard reservation == nil else {
-            throw SegmentError(.invalidArgument, "a reservation is already open; commit or abandon it first")
+        guard reservation == nil, batch == nil else {
+            throw SegmentError(.invalidArgument, "a reservation or a batch is already open; commit or abandon it first")
         }
         let keyBytes = Array(key.utf8)
         guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
@@ -181,7 +183,7 @@ public final class ChannelWriter {
         }
         reservation = nil
         let end = open.offset + open.length
-        current.commit(end: end, sequence: open.sequence, recordLength: open.length)
+        current.commit(end: end, sequence: open.sequence, bytes: open.length)
         current.noteExpiry(open.expiry, recordAt: open.offset, length: open.length)
         lastSequence = open.sequence
         if !open.key.isEmpty {
@@ -202,7 +204,7 @@ public final class ChannelWriter {
         if reservation?.token == reserved.token { reservation = nil }
     }
 
-    private func shouldCollect(now: UInt64) -> Bool {
+    func shouldCollect(now: UInt64) -> Bool {
         guard policy.deadRatio < 1 else { return false }
         current.markExpired(now: now)
         let area = Double(current.capacity - UInt64(SegmentLayout.headerSize))
@@ -226,15 +228,15 @@ public final class ChannelWriter {
     /// Collects garbage now (the manual trigger).
     @discardableResult
     public func collectGarbage() throws(SegmentError) -> Rotation {
-        guard reservation == nil else {
-            throw SegmentError(.invalidArgument, "cannot collect garbage while a reservation is open")
+        guard reservation == nil, batch == nil else {
+            throw SegmentError(.invalidArgument, "cannot collect garbage while a reservation or a batch is open")
         }
         return try collectGarbage(making: 0)
     }
 
     /// Copies the live chunks (newest first, up to the retention budget) into
     /// generation + 1 and makes it current. `room` bytes must be free afterwards.
-    private func collectGarbage(making room: UInt64) throws(SegmentError) -> Rotation {
+    func collectGarbage(making room: UInt64) throws(SegmentError) -> Rotation {
         let L = SegmentLayout.self
         let old = current
         let area = capacity - UInt64(L.headerSize)
@@ -276,7 +278,7 @@ public final class ChannelWriter {
             let sequence = new.mapping.load(Int(end) + L.recordSequenceOffset, as: UInt64.self)
             let expiry = new.mapping.load(Int(end) + L.recordExpiryOffset, as: UInt64.self)
             end += record.length
-            new.commit(end: end, sequence: sequence, recordLength: record.length)
+            new.commit(end: end, sequence: sequence, bytes: record.length)
             new.noteExpiry(expiry, recordAt: end - record.length, length: record.length)
             if !record.key.isEmpty { newIndex[record.key] = (end - record.length, record.length) }
         }

@@ -86,15 +86,18 @@ public final class SegmentWriter {
 
     // MARK: Writing
 
-    /// Writes a record header and key past the committed end and returns the payload's
-    /// place; nothing is visible to readers until ``commit(end:sequence:payload:)``.
+    /// Writes a record header and key at `offset` (the committed end, unless records
+    /// prepared before it wait to be committed with it) and returns the payload's place;
+    /// nothing is visible to readers until ``commit(end:sequence:records:bytes:)``.
     func prepare(
-        sequence: UInt64, key: UnsafeRawBufferPointer, payloadLength: UInt64, timestamp: UInt64, expiry: UInt64
+        at offset: UInt64? = nil, sequence: UInt64, key: UnsafeRawBufferPointer, payloadLength: UInt64, timestamp: UInt64,
+        expiry: UInt64
     ) -> (recordOffset: UInt64, length: UInt64, payload: UnsafeMutableRawBufferPointer)? {
-        guard let layout = RecordHeader.layout(keyLength: key.count, payloadLength: payloadLength),
-            layout.length <= freeBytes
+        let offset = offset ?? committedEnd
+        guard offset >= committedEnd, offset <= header.capacity,
+            let layout = RecordHeader.layout(keyLength: key.count, payloadLength: payloadLength),
+            layout.length <= header.capacity - offset
         else { return nil }
-        let offset = committedEnd
         RecordHeader.write(
             to: mapping, at: Int(offset), length: layout.length, sequence: sequence, timestamp: timestamp, expiry: expiry,
             payloadLength: payloadLength, payloadOffset: layout.payloadOffset, key: key)
@@ -115,14 +118,15 @@ public final class SegmentWriter {
         return mapping.load(L.headerSize + L.recordSequenceOffset, as: UInt64.self)
     }
 
-    /// Publishes everything below `end`: a release store of the commit word, then of
-    /// the last sequence (docs/FORMAT.md, "Commit protocol").
-    func commit(end: UInt64, sequence: UInt64, recordLength: UInt64) {
+    /// Publishes everything below `end`, the `records` records of `bytes` bytes
+    /// prepared since the last commit, the last of them `sequence`: a release store of
+    /// the commit word, then of the last sequence (docs/FORMAT.md, "Commit protocol").
+    func commit(end: UInt64, sequence: UInt64, records: UInt64 = 1, bytes: UInt64) {
         let L = SegmentLayout.self
         committedEnd = end
-        recordCount += 1
-        liveBytes += recordLength
-        liveChunks += 1
+        recordCount += records
+        liveBytes += bytes
+        liveChunks += records
         mapping.storeRelease64(end, at: L.committedEndOffset)
         mapping.storeRelease64(sequence, at: L.lastSequenceOffset)
         mapping.storeRelease64(recordCount, at: L.recordCountOffset)

@@ -72,7 +72,7 @@ public final class Publisher: Sendable {
     /// A ring the doorbell held back is scheduled (see `ringHeldBackLater()`).
     let heldBackRingScheduled = Atomic(false)
     let notifier: CommitNotifier
-    private let registrar: Registrar
+    let registrar: Registrar
     private let follower = Lock<Task<Void, Never>?>(nil)
     private let export = Lock<DBusExport?>(nil)
     let logger: Logger

@@ -37,7 +37,7 @@ extension Subscriber {
             try await next(isolation: nil)
         }
 
-        private mutating func nextEvent(isolation actor: isolated (any Actor)?) async throws -> Event? {
+        mutating func nextEvent(isolation actor: isolated (any Actor)?) async throws -> Event? {
             while !Task.isCancelled, !ended {
                 switch try subscriber.read(upTo: 256) {
                 case .events(let events):

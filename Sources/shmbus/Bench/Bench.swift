@@ -71,7 +71,9 @@ struct Bench: AsyncParsableCommand {
                 results.throughput = [
                     try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3, rounds: quick ? 1 : 3),
                     try await run.flood(subscribers: 4, seconds: quick ? 0.5 : 3, rounds: quick ? 1 : 3),
+                    try await run.flood(subscribers: 1, seconds: quick ? 0.5 : 3, rounds: quick ? 1 : 3, batch: 100),
                 ]
+                results.throughputFloor = try run.freshMemoryFloor(chunkSize: 64, total: quick ? 16 << 20 : 256 << 20, rounds: quick ? 1 : 3)
             }
             if parts.contains(.views) {
                 progress("views")

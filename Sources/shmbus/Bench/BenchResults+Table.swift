@@ -60,12 +60,21 @@ extension BenchResults {
             """
     }
 
+    private var floorLine: String {
+        guard let floor = throughputFloor else { return "" }
+        return """
+
+               floor: \(floor.recordBytes)-byte records written into a new memfd \(f(floor.freshRecordsPerSecond, 0))/s (first touch), \
+            into the same pages again \(f(floor.warmRecordsPerSecond, 0))/s (no ShmBus code; every segment of a flood is new memory)
+            """
+    }
+
     private var throughputTable: String {
         var table = TextTable(
-            "SUBSCRIBERS", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S", "ALL ROUNDS (published/s)")
+            "SUBSCRIBERS", "PUBLISH", "PUBLISHED/S", "RECEIVED/S (each)", "LAG ms (each)", "LOST", "IN ORDER", "BUS SIGNALS", "SIGNALS/S", "ALL ROUNDS (published/s)")
         for t in throughput {
             table.add(
-                "\(t.subscribers)", f(t.publishedPerSecond, 0), t.subscriberResults.map { f($0.receivedPerSecond, 0) }.joined(separator: ", "),
+                "\(t.subscribers)", t.batch > 0 ? "batches of \(t.batch)" : "one by one", f(t.publishedPerSecond, 0), t.subscriberResults.map { f($0.receivedPerSecond, 0) }.joined(separator: ", "),
                 t.subscriberResults.map { f($0.lagMilliseconds, 1) }.joined(separator: ", "),
                 "\(t.subscriberResults.map { Int(t.published) - Int($0.received) }.max() ?? 0)",
                 t.subscriberResults.allSatisfy(\.inOrder) ? "yes" : "no", "\(t.signals)", f(t.signalsPerSecond, 0),
@@ -73,7 +82,8 @@ extension BenchResults {
         }
         return """
             3. Small-chunk throughput, 64-byte chunks as fast as the publisher goes: the median of \(throughput.first?.publishedPerSecondByRound.count ?? 0) rounds
-            \(table.rendered)
+               (subscribers read with `Subscriber.batches`)
+            \(table.rendered)\(floorLine)
             """
     }
 

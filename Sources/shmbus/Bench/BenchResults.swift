@@ -85,6 +85,8 @@ struct ThroughputResult: Encodable, Sendable {
 
     var subscribers: Int
     var chunkSize: Int
+    /// Chunks per `publishBatch`; 0: one `publish` each.
+    var batch: Int
     var seconds: Double
     var published: UInt64
     var publishedPerSecond: Double
@@ -123,6 +125,8 @@ struct BenchResults: Encodable, Sendable {
     /// nil when the part did not run (`--only`).
     var latency: LatencyResult?
     var throughput: [ThroughputResult] = []
+    /// nil when the throughput part did not run.
+    var throughputFloor: FreshMemoryFloor?
     /// nil when the part did not run (`--only`).
     var views: ViewResult?
     /// nil when the part did not run (`--only`).
@@ -136,7 +140,7 @@ struct BenchResults: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case machine, quick, blobs, latency, throughput, views, requests, ratios
+        case machine, quick, blobs, latency, throughput, throughputFloor, views, requests, ratios
     }
 
     struct Ratios: Encodable {
@@ -174,6 +178,7 @@ struct BenchResults: Encodable, Sendable {
         try container.encode(blobs, forKey: .blobs)
         try container.encode(latency, forKey: .latency)
         try container.encode(throughput, forKey: .throughput)
+        try container.encode(throughputFloor, forKey: .throughputFloor)
         try container.encode(views, forKey: .views)
         try container.encode(requests, forKey: .requests)
         try container.encode(ratios, forKey: .ratios)

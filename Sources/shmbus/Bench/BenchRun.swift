@@ -146,10 +146,12 @@ final class BenchRun {
     /// published per second), with every round's rate beside it and whether every round
     /// delivered everything. One flood is a few seconds, and on a shared host a few
     /// seconds can be anyone's: the median of several says more than any one.
-    func flood(subscribers: Int, seconds: Double, rounds: Int) async throws -> ThroughputResult {
+    func flood(subscribers: Int, seconds: Double, rounds: Int, batch: Int = 0) async throws -> ThroughputResult {
         var all: [ThroughputResult] = []
         for round in 0..<rounds {
-            all.append(try await floodRound(subscribers: subscribers, seconds: seconds, channel: "bench/flood-\(subscribers)-\(round)"))
+            all.append(
+                try await floodRound(
+                    subscribers: subscribers, seconds: seconds, batch: batch, channel: "bench/flood-\(subscribers)-\(batch)-\(round)"))
         }
         var median = all.sorted { $0.publishedPerSecond < $1.publishedPerSecond }[all.count / 2]
         median.publishedPerSecondByRound = all.map(\.publishedPerSecond)
@@ -157,8 +159,9 @@ final class BenchRun {
         return median
     }
 
-    private func floodRound(subscribers: Int, seconds: Double, channel: String) async throws -> ThroughputResult {
-        let publisher = try await worker("flood-pub", ["--channel", channel, "--size", "64", "--seconds", "\(seconds)", "--capacity", "\(512 << 20)"])
+    private func floodRound(subscribers: Int, seconds: Double, batch: Int, channel: String) async throws -> ThroughputResult {
+        let publisher = try await worker(
+            "flood-pub", ["--channel", channel, "--size", "64", "--seconds", "\(seconds)", "--capacity", "\(512 << 20)", "--batch", "\(batch)"])
         var readers: [Worker] = []
         for _ in 0..<subscribers { readers.append(try await worker("flood-sub", ["--channel", channel])) }
         try publisher.send("go")
@@ -169,7 +172,7 @@ final class BenchRun {
         else { throw ShmBusError(.bus, "unexpected flood output \(fields)") }
         let window = Double(end - start) / 1e9
         var result = ThroughputResult(
-            subscribers: subscribers, chunkSize: 64, seconds: window, published: published,
+            subscribers: subscribers, chunkSize: 64, batch: batch, seconds: window, published: published,
             publishedPerSecond: Double(published) / window, signals: signals, signalsPerSecond: Double(signals) / window)
         for reader in readers { try reader.send("stop \(last)") }
         for reader in readers {

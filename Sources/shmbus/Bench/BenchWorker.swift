@@ -22,6 +22,8 @@ struct BenchWorker: AsyncParsableCommand {
     @Option var seconds = 0.0
     @Option var wait = "bus"
     @Option var dest = ""
+    /// flood-pub: chunks per `publishBatch` (0: one `publish` per chunk).
+    @Option var batch = 0
 
     func run() async throws {
         let address = DBusConnection.Bus.address(bus)
@@ -197,10 +199,23 @@ struct BenchWorker: AsyncParsableCommand {
         let start = BenchClock.now()
         let end = start + UInt64(seconds * 1e9)
         var published = 0
+        let batch = self.batch
         try payload.withUnsafeBytes { bytes in
             while BenchClock.now() < end {
-                for _ in 0..<1000 {
-                    try publisher.publish(key: "", length: bytes.count) { $0.copyMemory(from: bytes) }
+                if batch > 0 {
+                    // The same 1,000 chunks between two looks at the clock, `batch` per commit.
+                    var left = 1000
+                    while left > 0 {
+                        let n = min(batch, left)
+                        try publisher.publishBatch { (chunks: borrowing Publisher.Batch) throws(ShmBusError) in
+                            for _ in 0..<n { try chunks.append(length: bytes.count) { $0.copyMemory(from: bytes) } }
+                        }
+                        left -= n
+                    }
+                } else {
+                    for _ in 0..<1000 {
+                        try publisher.publish(key: "", length: bytes.count) { $0.copyMemory(from: bytes) }
+                    }
                 }
                 published += 1000
             }
@@ -235,17 +250,20 @@ struct BenchWorker: AsyncParsableCommand {
         var missed: UInt64 = 0
         var ordered = true
         var last: UInt64 = 0
-        for try await event in subscriber {
-            switch event {
-            case .chunk(let chunk):
-                ordered = ordered && chunk.sequence > last
-                last = chunk.sequence
-                received += 1
-            case .gap(let n, let after):
-                missed += n
-                last = after + n
-            case .publisherLeft:
-                continue
+        // By the batch (`Subscriber.batches`): one async call per read, not per chunk.
+        for try await events in subscriber.batches {
+            for event in events {
+                switch event {
+                case .chunk(let chunk):
+                    ordered = ordered && chunk.sequence > last
+                    last = chunk.sequence
+                    received += 1
+                case .gap(let n, let after):
+                    missed += n
+                    last = after + n
+                case .publisherLeft:
+                    continue
+                }
             }
             let now = BenchClock.now()
             let reached = progress.withLock { state -> Bool in

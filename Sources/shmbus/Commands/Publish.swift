@@ -6,7 +6,7 @@ import ShmBus
 
 struct Publish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Publish a file (or stdin) as one chunk of a channel.",
+        abstract: "Publish a file (or stdin) as one chunk of a channel, or each of its lines as a chunk (--lines).",
         discussion: """
             The bytes go into a sealed shared-memory segment registered with the registry; only a \
             notification crosses the bus. Without --persistent the segment leaves the registry when \
@@ -34,6 +34,9 @@ struct Publish: AsyncParsableCommand {
     @Flag(help: "Stay running (and keep non-persistent segments) until SIGINT or SIGTERM.")
     var hold = false
 
+    @Flag(help: "Publish every line of the input as a chunk of its own (without its newline), as it arrives.")
+    var lines = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -50,6 +53,7 @@ struct Publish: AsyncParsableCommand {
 
     func validate() throws {
         if ttl != nil && !persistent { throw ValidationError("--ttl needs --persistent") }
+        if lines && hold { throw ValidationError("--lines publishes until the input ends; --hold has nothing to hold") }
         // Duration.seconds takes an Int64: a larger value would trap, not be refused.
         if let ttl, ttl > UInt64(Int64.max) { throw ValidationError("--ttl \(ttl) is too large") }
         // Here, before a segment is registered, rather than by the publish after it.
@@ -60,6 +64,7 @@ struct Publish: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
+            if lines { return try await publishLines() }
             let input = try InputFile(path: file)
             var options = Publisher.Options()
             // A one-shot publish holds what it publishes, not a 64 MiB segment: the
