@@ -48,6 +48,10 @@ public final class KeeperService: Sendable {
                 "the open-file limit bounds how many segments this keeper holds",
                 metadata: ["open-files": "\(descriptors)", "segments": "\(kept.capacity)"])
         }
+        // Every departure from the bus, for the owners of what it keeps (see
+        // ``KeptSegments/departed(_:at:)``). Subscribed before anything is served, so no
+        // departure after the first Keep is missed.
+        let departures = try await connection.nameOwnerChanges()
         let object = KeeperObject(kept: kept, connection: connection, user: getuid())
         let export = try await connection.export([Keeper1.interface(implementedBy: object)], at: ShmBusProtocol.keeperPath)
         let service = KeeperService(connection: connection, kept: kept, export: export)
@@ -57,6 +61,13 @@ public final class KeeperService: Sendable {
             throw ShmBusError(.channelBusy, "another keeper already owns \(ShmBusProtocol.keeperName)")
         }
         let names = try await connection.nameOwnerChanges(for: ShmBusProtocol.keeperName)
+        service.spawn {
+            do {
+                for try await change in departures where change.newOwner == nil && change.name.hasPrefix(":") {
+                    await kept.departed(change.name, at: UInt64(Date().timeIntervalSince1970 * 1_000_000))
+                }
+            } catch {}
+        }
         service.spawn {
             // The stream ends with the connection (the bus went away), which ends the
             // keeper: what it held belonged to registries on that bus.

@@ -8,6 +8,9 @@ actor KeptSegments {
     private var kept: [String: KeptSegment] = [:] {
         didSet { order = nil }
     }
+    /// The segments of each owner still connected, as the records name them: a
+    /// departure the keeper sees itself (``departed(_:at:)``) touches only those.
+    private var byOwner: [String: Set<String>] = [:]
     /// The names in order, made again after a change: a registry takes everything
     /// back in batches, and sorting for each batch would make that quadratic.
     private var order: [String]?
@@ -43,19 +46,49 @@ actor KeptSegments {
         guard kept[name] != nil || kept.count < capacity else {
             throw .quotaExceeded("the keeper holds \(kept.count) segments, its limit")
         }
+        forgetOwner(of: name)
         kept[name] = segment
+        if let owner = segment.record.owner, !owner.isEmpty { byOwner[owner, default: []].insert(name) }
         emptySince = nil
         logger.debug("keeping", metadata: ["segment": "\(name)", "channel": "\(channel)"])
     }
 
+    /// The registry says the owner left, and when the segment expires (0: no ttl). Its
+    /// word is final: it is the expiry the registry serves.
     func ownerLeft(_ name: String, expires: UInt64) throws(ShmBusError) {
         guard var segment = kept[name] else { throw .notFound("the keeper holds no segment '\(name)'") }
+        forgetOwner(of: name)
         segment.record.owner = ""
         if expires != 0 { segment.record.expires = expires }
         kept[name] = segment
     }
 
+    /// The bus says `owner` left, `now` microseconds into the epoch. The registry says
+    /// so too (``ownerLeft(_:expires:)``), but a registry killed right after it saw the
+    /// departure may never have told; a registry started later would then take the
+    /// owner to have left while no registry ran, and give a ttl the whole of its time
+    /// again. Noted here from the bus itself, the ttl counts from the departure
+    /// whatever happens to the registry.
+    func departed(_ owner: String, at now: UInt64) {
+        guard let names = byOwner.removeValue(forKey: owner) else { return }
+        for name in names {
+            guard var segment = kept[name], segment.record.owner == owner else { continue }
+            segment.record.owner = ""
+            if segment.record.expires == nil, let ttl = segment.record.ttl {
+                segment.record.expires = now + min(ttl, Keeper1.Record.maximumTTL) * 1_000_000
+            }
+            kept[name] = segment
+        }
+    }
+
+    private func forgetOwner(of name: String) {
+        guard let owner = kept[name]?.record.owner, !owner.isEmpty else { return }
+        byOwner[owner]?.remove(name)
+        if byOwner[owner]?.isEmpty == true { byOwner[owner] = nil }
+    }
+
     func drop(_ name: String) {
+        forgetOwner(of: name)
         guard kept.removeValue(forKey: name) != nil else { return }
         logger.debug("dropped", metadata: ["segment": "\(name)"])
         if kept.isEmpty { emptySince = .now }
