@@ -210,6 +210,19 @@ def flood(peer, seconds, rounds):
     return {**median, "publishedPerSecondByRound": [r["publishedPerSecond"] for r in results], "chunkSize": 64}
 
 
+def sum_floor(size, quick):
+    """shmbus_sum64 over `size` bytes of private memory already mapped and touched, in this
+    process: what reading every byte costs with no transfer, no mapping and no page fault."""
+    data = common.blob(size)
+    times = []
+    for rep in range(repetitions(size, quick) + 1):
+        start = common.now()
+        common.checksum(data, size)
+        if rep:
+            times.append(common.now() - start)
+    return {"size": size, "sum": samples(times, "ms")}
+
+
 def run_peer(peer, sizes, quick):
     print(f"bench-peers: {peer.name}…", file=sys.stderr, flush=True)
     return {
@@ -254,11 +267,15 @@ def table(results):
         f"Python {cost['python']}; load average {results['loadBefore']} before, {results['loadAfter']} after"
     )
     out.append("")
-    rows = [["SIZE", "SHMBUS (bus path)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay", "SHMBUS/ICEORYX2", "SHMBUS/ZENOH", "D-BUS/SHMBUS", "OK"]]
+    rows = [["SIZE", "SHMBUS (bus path)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay", "SHMBUS/ICEORYX2", "SHMBUS/ZENOH",
+             "D-BUS/SHMBUS", "SUM ONLY", "COPY FRESH+SUM", "OK"]]
     out.append("1. Blob transfer, publisher holds the bytes in shared memory -> subscriber has summed every byte (ms, p50 / p99)")
     out.append("   ShmBus: bus path (the async iterator, Committed signal); `shmbus bench` has no futex-path blob row yet")
     out.append("   SHMBUS/PEER > 1: ShmBus slower; D-BUS/SHMBUS > 1: ShmBus faster")
     out.append("   Zenoh: its Python wheel has no buffer view of a ZShm, so its subscriber sums a bytes copy (to_bytes)")
+    out.append("   Floors, no transfer: SUM ONLY = the checksum over private memory already mapped (this process);")
+    out.append("   COPY FRESH+SUM = shmbus bench's MEMCPY FRESH, a copy into a new mapping and the checksum (a forced copy-out's cost)")
+    floors = {f["size"]: f["sum"] for f in results["sumFloor"]}
     by_size = {b["size"]: b for b in shmbus["blobs"]}
     for ib, zb in zip(iox["blobs"], zen["blobs"]):
         size = ib["size"]
@@ -275,6 +292,8 @@ def table(results):
             f"{sb['shmbus']['p50'] / ib['transfer']['p50']:.2f}x" if sb else "-",
             f"{sb['shmbus']['p50'] / zb['transfer']['p50']:.2f}x" if sb else "-",
             f"{sb['dbus']['p50'] / sb['shmbus']['p50']:.2f}x" if sb and sb.get("dbus") else "-",
+            f"{floors[size]['p50']:.3f}",
+            f"{sb['memcpyFresh']['p50']:.3f}" if sb else "-",
             "yes" if ok else "NO",
         ])
     out += format_rows(rows)
@@ -346,6 +365,7 @@ def main():
         + (["--pingpong", pingpong] if os.path.exists(pingpong) else []),
         capture_output=True, text=True, check=True)
     results["python"] = json.loads(cost.stdout)
+    results["sumFloor"] = [sum_floor(size, args.quick) for size in sizes]
     results["iceoryx2"] = run_peer(Iceoryx2(), sizes, args.quick)
     results["zenoh"] = run_peer(Zenoh(), sizes, args.quick)
     print("bench-peers: shmbus bench…", file=sys.stderr, flush=True)
