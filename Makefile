@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean docs
+.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean docs bench-peers
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -79,6 +79,35 @@ docs: deps
 		-output-dir $(DOCS)/reexported
 	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation --target ShmBus \
 		--additional-symbol-graph-dir $(DOCS)/reexported --output-path $(DOCS)/ShmBus.doccarchive
+
+## ShmBus beside the zero-copy peers iceoryx2 and Zenoh (shared memory), the same parts in
+## one invocation, one table (issue 14, "Peers, side by side"; docs/BENCHMARKS.md). Needs
+## PyPI the first time: the peers (bench/peers/requirements.txt, pinned) go into a venv in
+## .build/peers-venv, made with PEERS_PYTHON. Not part of `make test`, which stays offline.
+## PEERS_ARGS passes options to bench/peers/run.py (e.g. PEERS_ARGS=--quick, or
+## PEERS_ARGS='--sizes 4KiB,64MiB'); every figure is also written to .build/peers/last-run.json.
+PEERS_PYTHON ?= /usr/bin/python3
+PEERS_VENV := .build/peers-venv
+PEERS_CC ?= $(shell command -v clang || echo cc)
+PEERS_ARGS ?=
+bench-peers: release $(PEERS_VENV)/installed .build/peers/libsum64.so .build/peers/pingpong
+	$(PEERS_VENV)/bin/python bench/peers/run.py --shmbus .build/release/shmbus --json .build/peers/last-run.json $(PEERS_ARGS)
+
+$(PEERS_VENV)/installed: bench/peers/requirements.txt
+	@PEERS_PYTHON=$(PEERS_PYTHON) bash scripts/ensure-peer-deps.sh
+	test -x $(PEERS_VENV)/bin/python || $(PEERS_PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q -r bench/peers/requirements.txt
+	touch $@
+
+## ShmBus's benchmark checksum, compiled as SwiftPM compiles it (clang -O2), for the peers' subscribers.
+.build/peers/libsum64.so: Sources/CShmBusBench/sum64.c Sources/CShmBusBench/include/CShmBusBench.h
+	@PEERS_PYTHON=$(PEERS_PYTHON) bash scripts/ensure-peer-deps.sh
+	@mkdir -p $(@D)
+	$(PEERS_CC) -O2 -shared -fPIC -I Sources/CShmBusBench/include -o $@ $<
+
+.build/peers/pingpong: bench/peers/pingpong.c
+	@mkdir -p $(@D)
+	$(PEERS_CC) -O2 -o $@ $<
 
 ## Installs shmbus into ~/.local/bin and the D-Bus activation file for the session bus.
 install: release
