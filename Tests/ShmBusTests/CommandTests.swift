@@ -33,6 +33,7 @@ import Testing
         for blob in blobs {
             #expect(blob["errors"] as? Int == 0)
             #expect(((blob["shmbus"] as? [String: Any])?["count"] as? Int) == 3)
+            #expect(((blob["shmbusFutex"] as? [String: Any])?["count"] as? Int) == 3, "the futex path too")
             #expect(blob["dbus"] != nil)
         }
         let throughput = try #require(json["throughput"] as? [[String: Any]])

@@ -267,11 +267,11 @@ def table(results):
         f"Python {cost['python']}; load average {results['loadBefore']} before, {results['loadAfter']} after"
     )
     out.append("")
-    rows = [["SIZE", "SHMBUS (bus path)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay", "SHMBUS/ICEORYX2", "SHMBUS/ZENOH",
-             "D-BUS/SHMBUS", "SUM ONLY", "COPY FRESH+SUM", "OK"]]
+    rows = [["SIZE", "SHMBUS (bus path)", "SHMBUS (futex)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay", "FUTEX/ICEORYX2",
+             "FUTEX/ZENOH", "D-BUS/SHMBUS", "SUM ONLY", "COPY FRESH+SUM", "OK"]]
     out.append("1. Blob transfer, publisher holds the bytes in shared memory -> subscriber has summed every byte (ms, p50 / p99)")
-    out.append("   ShmBus: bus path (the async iterator, Committed signal); `shmbus bench` has no futex-path blob row yet")
-    out.append("   SHMBUS/PEER > 1: ShmBus slower; D-BUS/SHMBUS > 1: ShmBus faster")
+    out.append("   ShmBus: bus path (the async iterator, Committed signal) and futex path (the async iterator asleep on the doorbell)")
+    out.append("   FUTEX/PEER > 1: ShmBus's futex path slower; D-BUS/SHMBUS > 1: ShmBus's bus path faster")
     out.append("   Zenoh: its Python wheel has no buffer view of a ZShm, so its subscriber sums a bytes copy (to_bytes)")
     out.append("   Floors, no transfer: SUM ONLY = the checksum over private memory already mapped (this process);")
     out.append("   COPY FRESH+SUM = shmbus bench's MEMCPY FRESH, a copy into a new mapping and the checksum (a forced copy-out's cost)")
@@ -286,11 +286,12 @@ def table(results):
         rows.append([
             size_name(size),
             pair(sb["shmbus"]) if sb else "-",
+            pair(sb["shmbusFutex"]) if sb and sb.get("shmbusFutex") else "-",
             pair(ib["transfer"]),
             pair(zb["transfer"]) + shm_note,
             dbus,
-            f"{sb['shmbus']['p50'] / ib['transfer']['p50']:.2f}x" if sb else "-",
-            f"{sb['shmbus']['p50'] / zb['transfer']['p50']:.2f}x" if sb else "-",
+            f"{sb['shmbusFutex']['p50'] / ib['transfer']['p50']:.2f}x" if sb and sb.get("shmbusFutex") else "-",
+            f"{sb['shmbusFutex']['p50'] / zb['transfer']['p50']:.2f}x" if sb and sb.get("shmbusFutex") else "-",
             f"{sb['dbus']['p50'] / sb['shmbus']['p50']:.2f}x" if sb and sb.get("dbus") else "-",
             f"{floors[size]['p50']:.3f}",
             f"{sb['memcpyFresh']['p50']:.3f}" if sb else "-",
@@ -315,10 +316,11 @@ def table(results):
     out.append("")
     out.append("3. 64-byte chunks as fast as the publisher goes, one subscriber reading every chunk: the median round")
     rows = [["SIDE", "PUBLISHED/S", "RECEIVED/S", "LAG ms", "LOST", "IN ORDER", "ALL ROUNDS (published/s)"]]
-    st = next(t for t in shmbus["throughput"] if t["subscribers"] == 1)
-    s1 = st["subscriberResults"][0]
-    rows.append(["shmbus", f"{st['publishedPerSecond']:.0f}", f"{s1['receivedPerSecond']:.0f}", f"{s1['lagMilliseconds']:.1f}",
-                 str(s1["missed"]), "yes" if s1["inOrder"] else "no", ", ".join(f"{x:.0f}" for x in st["publishedPerSecondByRound"])])
+    for st in (t for t in shmbus["throughput"] if t["subscribers"] == 1):
+        s1 = st["subscriberResults"][0]
+        how = f"shmbus, batches of {st['batch']}" if st.get("batch") else "shmbus, one by one"
+        rows.append([how, f"{st['publishedPerSecond']:.0f}", f"{s1['receivedPerSecond']:.0f}", f"{s1['lagMilliseconds']:.1f}",
+                     str(s1["missed"]), "yes" if s1["inOrder"] else "no", ", ".join(f"{x:.0f}" for x in st["publishedPerSecondByRound"])])
     for name, peer in (("iceoryx2 (Python)", iox), ("zenoh+SHM (Python)", zen)):
         t = peer["throughput"]
         rows.append([name, f"{t['publishedPerSecond']:.0f}", f"{t['receivedPerSecond']:.0f}", f"{t['lagMilliseconds']:.1f}",

@@ -4,6 +4,8 @@ struct BlobResult: Encodable, Sendable {
     var size: UInt64
     /// Zero-copy publishing: the bytes are already in the segment when the clock starts.
     var shmbus = Samples(nanoseconds: [])
+    /// Zero-copy publishing to a subscriber asleep on the doorbell (`Wait.futex`).
+    var shmbusFutex = Samples(nanoseconds: [])
     /// Publishing from private memory: one copy into the segment inside the timing.
     var shmbusCopy = Samples(nanoseconds: [])
     /// How long the publisher waited, off the clock, for the memory of each copy to be
@@ -17,6 +19,7 @@ struct BlobResult: Encodable, Sendable {
 
     /// D-Bus time over ShmBus time, at the median.
     var dbusOverShmbus: Double? { dbus.map { $0.p50 / shmbus.p50 } }
+    var dbusOverFutex: Double? { dbus.map { $0.p50 / shmbusFutex.p50 } }
     /// ShmBus time over memcpy time, at the median.
     var shmbusOverMemcpy: Double { shmbus.p50 / memcpy.p50 }
     var shmbusOverFreshMemcpy: Double { shmbus.p50 / memcpyFresh.p50 }
@@ -144,6 +147,8 @@ struct BenchResults: Encodable, Sendable {
     }
 
     struct Ratios: Encodable {
+        var dbusOverShmbusAt4KiB: Double?
+        var dbusOverFutexAt4KiB: Double?
         var dbusOverShmbusAt64MiB: Double?
         var shmbusOverMemcpyAt64MiB: Double?
         var shmbusOverFreshMemcpyAt64MiB: Double?
@@ -161,8 +166,9 @@ struct BenchResults: Encodable, Sendable {
 
     var ratios: Ratios {
         let at64 = blobs.first { $0.size == 64 << 20 }
+        let at4 = blobs.first { $0.size == 4096 }
         return Ratios(
-            dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
+            dbusOverShmbusAt4KiB: at4?.dbusOverShmbus, dbusOverFutexAt4KiB: at4?.dbusOverFutex, dbusOverShmbusAt64MiB: at64?.dbusOverShmbus, shmbusOverMemcpyAt64MiB: at64?.shmbusOverMemcpy,
             shmbusOverFreshMemcpyAt64MiB: at64?.shmbusOverFreshMemcpy, copyOverFreshMemcpyAt64MiB: at64?.copyOverFreshMemcpy,
             dbusOverCopyAt64MiB: at64?.dbusOverCopy, busPathOverBareSignal: latency?.busOverBare,
             futexPathOverBareSignal: latency?.futexOverBare,

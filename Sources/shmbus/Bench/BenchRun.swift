@@ -57,12 +57,19 @@ final class BenchRun {
         let channel = "bench/blob-\(size)"
         let slot = (size + UInt64(8192) + 4095) / 4096 * 4096
         let publisher = try await worker("blob-pub", ["--channel", channel, "--size", "\(size)", "--capacity", "\(slot * UInt64(2 * (repetitions + warmup)) + (4 << 20))"])
-        let subscriber = try await worker("blob-sub", ["--channel", channel, "--count", "\(2 * (repetitions + warmup))"])
-        for mode in ["in-place", "copy"] {
+        var subscriber = try await worker("blob-sub", ["--channel", channel, "--count", "\(2 * (repetitions + warmup))"])
+        // The bus path in place and from a copy, then the futex path in place (a
+        // subscriber asleep on the doorbell), one subscriber at a time.
+        for mode in ["in-place", "copy", "futex"] {
+            if mode == "futex" {
+                await subscriber.finish()
+                subscriber = try await worker(
+                    "blob-sub", ["--channel", channel, "--count", "\(repetitions + warmup)", "--wait", "futex"])
+            }
             var samples: [UInt64] = []
             var preparing: [UInt64] = []
             for rep in 0..<(repetitions + warmup) {
-                try publisher.send("go \(mode)")
+                try publisher.send("go \(mode == "futex" ? "in-place" : mode)")
                 // The subscriber's line first: this process stays asleep (off the two
                 // cores) until the transfer is over; the publisher's line waits in its pipe.
                 let got = try await subscriber.line().split(separator: " ")
@@ -80,6 +87,8 @@ final class BenchRun {
             }
             if mode == "in-place" {
                 result.shmbus = Samples(nanoseconds: samples, unit: "ms")
+            } else if mode == "futex" {
+                result.shmbusFutex = Samples(nanoseconds: samples, unit: "ms")
             } else {
                 result.shmbusCopy = Samples(nanoseconds: samples, unit: "ms")
                 result.shmbusCopyPrepare = Samples(nanoseconds: preparing, unit: "ms")

@@ -96,7 +96,8 @@ struct BenchWorker: AsyncParsableCommand {
 
     /// Receives blobs, reads every byte (checksum), prints when it was done.
     func blobSubscriber(_ bus: DBusConnection.Bus) async throws {
-        let subscriber = try await Subscriber.open(channel: channel, on: bus, options: .init(start: .now))
+        // `--wait futex`: asleep on the publisher's doorbell instead of listening to the bus.
+        let subscriber = try await Subscriber.open(channel: channel, on: bus, options: .init(start: .now, wait: wait == "futex" ? .futex : .bus))
         Output.line("ready")
         var received = 0
         for try await chunk in subscriber.chunks {
