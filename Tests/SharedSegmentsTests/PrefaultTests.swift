@@ -1,3 +1,4 @@
+import CShmBusLinux
 import Foundation
 import Glibc
 import Locking
@@ -70,6 +71,35 @@ import Testing
         let chunk = try #require(try openReader(writer.current).allChunks().first)
         #expect(chunk.sequence == appended.sequence)
         #expect(chunk.bytes == bytes)
+    }
+
+    /// A chunk larger than the window, written in place: the writer faulted those pages
+    /// itself, so the prefaulter starts past them (it once walked all of them again,
+    /// on the other core while readers mapped them), always at a page boundary (a
+    /// start inside a page makes `madvise` refuse, which switched the prefaulter to
+    /// `fallocate` for good).
+    @Test func pagesTheWriterWroteAreNotFaultedAgainAndStepsStartOnAPage() async throws {
+        let channel = Self.channel("skip")
+        let starts = Lock<[Int]>([])
+        let writer = try ChannelWriter(channel: channel, capacity: 32 << 20, policy: .whenFull)
+        let base = Int(bitPattern: writer.current.mapping.base)
+        let prefaulter = Prefaulter(populate: { address, length in
+            starts.withLock { $0.append(Int(bitPattern: address) - base) }
+            return shmbus_populate_write(address, length) == 0 ? 0 : errno
+        })
+        writer.prefault = PrefaultPlan(prefaulter: prefaulter, bytesAhead: 1 << 20)
+        try await Self.waitUntilPrepared(writer.current.prefault, 1 << 20)
+        starts.withLock { $0.removeAll() }
+        let reserved = try writer.reserve(length: (8 << 20) + 100)
+        reserved.buffer.initializeMemory(as: UInt8.self, repeating: 7)
+        let appended = try writer.commit(reserved)
+        try await Self.waitUntilPrepared(writer.current.prefault, Int(appended.recordEnd) + (1 << 20) - SegmentLayout.pageSize)
+        let after = starts.withLock { $0 }
+        #expect(!after.isEmpty, "the window past the chunk was faulted in")
+        let lastWrittenPage = Int(appended.recordEnd) / SegmentLayout.pageSize * SegmentLayout.pageSize
+        #expect(after.allSatisfy { $0 >= lastWrittenPage }, "nothing below the chunk's last page: \(after)")
+        #expect(after.allSatisfy { $0 % SegmentLayout.pageSize == 0 }, "every step starts on a page: \(after)")
+        #expect(prefaulter.method == .populateWrite, "never refused: \(prefaulter.refused)")
     }
 
     @Test func prefaultingOverCommittedRecordsChangesNoByte() async throws {

@@ -56,6 +56,7 @@ extension ChannelWriter {
         }
         let window = max(prefaultWindow, min(room, capacity))
         let segment = current
+        segment.prefault.skip(to: Int(segment.committedEnd))
         let target = min(segment.capacity, segment.committedEnd + window)
         if target > prefaultState.requested {
             plan.prefaulter.prefault(segment.mapping, fd: segment.fileDescriptor, progress: segment.prefault, upTo: Int(target))

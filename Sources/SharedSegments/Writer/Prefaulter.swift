@@ -225,7 +225,28 @@ public final class PrefaultProgress: Sendable {
         return true
     }
 
-    func advance(to end: Int) { done.store(end, ordering: .releasing) }
+    /// Marks the bytes below `end` faulted in (never lowering the mark: the writer's
+    /// ``skip(to:)`` and the prefaulter's steps race).
+    func advance(to end: Int) {
+        var current = done.load(ordering: .relaxed)
+        while current < end {
+            let (exchanged, original) = done.compareExchange(expected: current, desired: end, ordering: .releasing)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    /// The writer has written everything below `end` (its committed end) itself, so
+    /// those pages are faulted in: the prefaulter starts past them. Without this, a
+    /// writer that outran its window (one chunk larger than the window, written in
+    /// place) had the prefaulter walk every page it had just written, on the other
+    /// core while readers mapped the same pages: a 64 MiB chunk written in place reached
+    /// its reader in 17 ms instead of 9 (docs/BENCHMARKS.md, "The prefaulter beside
+    /// the reader").
+    /// Rounded down to a page: the prefaulter's steps start where this mark is, and
+    /// `madvise` refuses a start inside a page (EINVAL, which would have switched the
+    /// prefaulter to `fallocate` for good).
+    public func skip(to end: Int) { advance(to: end / SegmentLayout.pageSize * SegmentLayout.pageSize) }
 
     func giveUp() {
         abandoned.store(true, ordering: .releasing)

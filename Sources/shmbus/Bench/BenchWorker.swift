@@ -54,6 +54,8 @@ struct BenchWorker: AsyncParsableCommand {
         var options = Publisher.Options()
         options.capacity = capacity
         options.garbageCollection = .whenFull
+        // For comparisons only: the prefaulter's window (0 turns it off).
+        if let bytes = ProcessEnvironment.value("SHMBUS_BENCH_PREFAULT_BYTES").flatMap(UInt64.init) { options.prefaultBytes = bytes }
         let publisher = try await Publisher.open(channel: channel, on: bus, options: options)
         var blob = [UInt8](repeating: 0, count: size)
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
