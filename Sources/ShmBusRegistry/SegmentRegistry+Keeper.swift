@@ -143,8 +143,11 @@ extension SegmentRegistry {
             keeper?.drop(segment.name)
             dropped += 1
         }
-        channels[name] = Channel(
-            name: name, owner: current.owner, holder: current.holder, segments: ordered.map(\.name).filter(keep.contains), current: current.name)
+        storeChannel(
+            Channel(
+                name: name, owner: current.owner, holder: current.holder, segments: ordered.map(\.name).filter(keep.contains),
+                current: current.name),
+            as: name)
         return dropped
     }
 }

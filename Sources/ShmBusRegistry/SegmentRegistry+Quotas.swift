@@ -21,13 +21,15 @@ extension SegmentRegistry {
     }
 
     /// Counts `segment` in (`sign` 1) or out (-1) of its connection's, user's and app's
-    /// usage.
+    /// usage, and the registry's (and in or out of its owner's holdings).
     func account(_ segment: Segment, _ sign: Int) {
         // A departed connection's count was dropped when it left.
         if let owner = segment.owner, sign > 0 || connectionUsage[owner] != nil {
             connectionUsage[owner, default: Usage()].add(segment, sign)
             if connectionUsage[owner].map({ $0.segments <= 0 }) == true { connectionUsage[owner] = nil }
         }
+        registryUsage.add(segment, sign)
+        noteHolding(segment, sign)
         userUsage[segment.holder.uid, default: Usage()].add(segment, sign)
         if userUsage[segment.holder.uid].map({ $0.segments <= 0 }) == true { userUsage[segment.holder.uid] = nil }
         if let app = segment.holder.appID {

@@ -9,6 +9,7 @@
 //   shmbus-test-peer doorbell ADDRESS CHANNEL probe|zero-magic|ATTACK [SECONDS]
 //   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking] [spin]
 //   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
+//   shmbus-test-peer register ADDRESS PREFIX
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
 // rest, pseudo-random bytes), prints "published COUNT signals N", then holds the
@@ -45,6 +46,8 @@
 // `readBlocking` on a thread of its own; `spin`: `Wait.spin` instead) and prints what it received and what it cost
 // it; `paced` publishes COUNT chunks INTERVAL_US apart once a line arrives on stdin,
 // and prints what that took.
+//
+// `register` registers rounds of segments on request and holds them (RegisterPeer.swift).
 import CShmBusLinux
 import DBus
 import Foundation
@@ -64,7 +67,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander|register ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -267,6 +270,9 @@ do {
             fail("usage: shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US")
         }
         try await publishPaced(address: address, channel: channel, count: count, size: size, capacity: capacity, interval: interval)
+
+    case "register":
+        try await registerRounds(address: address, prefix: channel)
 
     default:
         fail("unknown mode \(mode)")

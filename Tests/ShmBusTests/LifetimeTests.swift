@@ -74,6 +74,41 @@ import Testing
         #expect(chunks.allSatisfy(TestPayload.check))
     }
 
+    /// A channel is owned by the connection that registered on it last, even once that
+    /// one withdrew its segment again; when it leaves, the channel is nobody's and the
+    /// next publisher of its user continues it. The registry finds what a departing
+    /// connection owned in an index, not by walking every channel: a channel owned
+    /// without a segment of its own is the case an index of segments alone would miss.
+    @Test func aChannelIsNobodysOnceTheConnectionThatLastContinuedItLeaves() async throws {
+        let fixture = try await RegistryFixture()
+        let watcher = try await fixture.client()
+        func owner() async throws -> String? { try await watcher.channels().first { $0.name == "edge" }?.owner }
+        // The first publisher leaves a persistent segment behind.
+        let first = try await fixture.client()
+        let writer = try makeSegment(channel: "edge", chunks: [("k", [1])])
+        let kept = try await first.registerSegment(channel: "edge", fd: writer.current.fileDescriptor, options: .init(persistent: true)).segment
+        first.connection.close()
+        #expect(try await Reliability.waitUntil(.seconds(60)) { try await owner() == "" } != nil)
+        // A second continues it and withdraws its segment again, staying connected: the
+        // channel stays its own, and the departed publisher's segment current.
+        let second = try await fixture.client()
+        let next = try writer.collectGarbage().new
+        let continued = try await second.registerSegment(channel: "edge", fd: next.fileDescriptor, options: .init(replaces: kept)).segment
+        try await second.unregisterSegment(continued)
+        #expect(try await owner() == second.connection.uniqueName)
+        #expect(try await watcher.channels().first { $0.name == "edge" }?.currentSegment == kept)
+        let third = try await fixture.client()
+        let refused = await #expect(throws: ShmBusError.self) {
+            _ = try await third.registerSegment(channel: "edge", fd: next.fileDescriptor, options: .init(replaces: kept))
+        }
+        #expect(refused?.code == .accessDenied)
+        // Once the second left, the channel is nobody's, and the third continues it.
+        second.connection.close()
+        #expect(try await Reliability.waitUntil(.seconds(60)) { try await owner() == "" } != nil)
+        _ = try await third.registerSegment(channel: "edge", fd: next.fileDescriptor, options: .init(replaces: kept))
+        #expect(try await owner() == third.connection.uniqueName)
+    }
+
     @Test func persistentSegmentsExpireAfterTheirTTL() async throws {
         let fixture = try await RegistryFixture()
         let watcher = try await fixture.client()
