@@ -145,4 +145,21 @@ import Testing
         #expect(next.sequence == before + 3, "one by one works after a batch")
         await publisher.close()
     }
+
+    /// A chunk's fill that appends to its own batch is refused: the chunk it fills would
+    /// otherwise be committed before its bytes are written.
+    @Test func aFillThatAppendsToItsOwnBatchIsRefused() async throws {
+        let fixture = try await RegistryFixture()
+        let publisher = try await Self.publisher(fixture, "batch/nested")
+        var nested: ShmBusError?
+        try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in
+            try batch.append(length: 8) { buffer in
+                do throws(ShmBusError) { try batch.append(Array("inner".utf8)) } catch { nested = error }
+                buffer.initializeMemory(as: UInt8.self, repeating: 1)
+            }
+        }
+        #expect(nested?.code == .invalidArgument)
+        #expect(publisher.lastSequence == 1, "only the outer chunk")
+        await publisher.close()
+    }
 }

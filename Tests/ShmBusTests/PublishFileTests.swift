@@ -57,4 +57,34 @@ import Testing
         #expect(read.count == lines.count)
         #expect(read == lines, "every line, in order, without its newline")
     }
+
+    /// A line longer than the largest chunk is refused while it is still being read
+    /// (input without newlines is not buffered without end), and the lines before it
+    /// stay published.
+    @Test(.timeLimit(.minutes(2))) func aLineLongerThanTheLargestChunkIsRefusedAndTheLinesBeforeItStay() async throws {
+        let fixture = try await RegistryFixture()
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-long-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try Data(("one\ntwo\n" + String(repeating: "x", count: 200_000) + "\nthree\n").utf8).write(to: input)
+        let (status, _, err) = try await fixture.run(
+            ["publish", "--channel", "logs/long", "--lines", "--persistent", "--capacity", "65536", input.path])
+        #expect(status != .exited(0))
+        #expect(err.contains("does not fit a segment of 65536 bytes"), "\(err)")
+        // No newline in 3 MiB: refused after the first read, not buffered to the end.
+        let endless = input.appendingPathExtension("endless")
+        defer { try? FileManager.default.removeItem(at: endless) }
+        try Data(repeating: UInt8(ascii: "y"), count: 3 << 20).write(to: endless)
+        let (again, _, againErr) = try await fixture.run(
+            ["publish", "--channel", "logs/endless", "--lines", "--capacity", "65536", endless.path])
+        #expect(again != .exited(0))
+        #expect(againErr.contains("a line is longer than the largest chunk (61376 bytes)"), "\(againErr)")
+        let subscriber = try await Subscriber.open(channel: "logs/long", on: .address(fixture.address), options: .init(start: .oldest))
+        var read: [String] = []
+        for try await events in subscriber.batches {
+            for case .chunk(let chunk) in events { read.append(String(decoding: chunk.withUnsafeBytes { Array($0) }, as: UTF8.self)) }
+            if read.count >= 2 { break }
+        }
+        subscriber.cancel()
+        #expect(read == ["one", "two"])
+    }
 }

@@ -87,6 +87,18 @@ public enum SegmentLayout {
 }
 
 extension SegmentLayout {
+    /// The largest payload one chunk with a key of `keyLength` bytes can have in a
+    /// segment of `capacity` bytes (the inverse of ``capacity(forOneChunkOf:keyLength:)``);
+    /// nil when not even an empty one fits.
+    public static func largestPayload(capacity: UInt64, keyLength: Int) -> UInt64? {
+        guard let payloadOffset = alignUp(UInt64(recordKeyOffset + keyLength), alignment),
+            capacity >= UInt64(headerSize) + payloadOffset
+        else { return nil }
+        // The record area is a whole number of 64-byte units, so a payload that ends
+        // exactly at the capacity needs no padding.
+        return capacity / UInt64(alignment) * UInt64(alignment) - UInt64(headerSize) - payloadOffset
+    }
+
     /// The smallest segment capacity (header included, whole pages) that holds one
     /// chunk of `payloadLength` bytes with a key of `keyLength` bytes: what a one-shot
     /// publish asks for, so that the memory held matches the data. Nil on overflow.

@@ -73,7 +73,14 @@ extension ChannelWriter {
         if batch == nil {
             let timestamp = RealtimeClock.now()
             if layout.length > current.freeBytes || shouldCollect(now: timestamp) {
-                rotation = try collectGarbage(making: layout.length)
+                do {
+                    rotation = try collectGarbage(making: layout.length)
+                } catch {
+                    // The part committed above is visible to readers: it must still be
+                    // announced (``takeUnannouncedBatch()``).
+                    unannouncedBatch = committedFirst
+                    throw error
+                }
             }
             batch = OpenBatch(
                 end: current.committedEnd, firstOffset: current.committedEnd, firstSequence: lastSequence + 1,
@@ -90,6 +97,7 @@ extension ChannelWriter {
             // Only a batch just opened can get here (an open one was committed above if
             // the chunk did not fit), and it is empty: nothing to commit.
             batch = nil
+            unannouncedBatch = committedFirst
             throw SegmentError(.capacityExceeded, "no room for \(layout.length) bytes after garbage collection")
         }
         batch!.end += prepared.length
@@ -99,6 +107,13 @@ extension ChannelWriter {
         if !keyBytes.isEmpty { batch!.keyed.append((keyBytes, prepared.recordOffset, prepared.length)) }
         if expiresAt != 0 { batch!.expiring.append((expiresAt, prepared.recordOffset, prepared.length)) }
         return BatchReservation(buffer: prepared.payload, rotation: rotation, committedFirst: committedFirst)
+    }
+
+    /// The part of a batch that ``reserveInBatch(length:key:expiresAt:)`` committed
+    /// before it failed, once: the caller announces it as any commit.
+    public func takeUnannouncedBatch() -> CommittedBatch? {
+        defer { unannouncedBatch = nil }
+        return unannouncedBatch
     }
 
     /// The sequence of the last chunk reserved in the open batch (the last assigned

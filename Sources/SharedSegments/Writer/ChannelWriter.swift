@@ -53,6 +53,8 @@ public final class ChannelWriter {
     @exclusivity(unchecked) var reservation: (token: UInt64, offset: UInt64, length: UInt64, payloadOffset: UInt64, sequence: UInt64, key: [UInt8], expiry: UInt64)?
     /// Records prepared for one commit (ChannelWriter+Batch.swift).
     @exclusivity(unchecked) var batch: OpenBatch?
+    /// A part of a batch committed before a failure, not announced yet.
+    @exclusivity(unchecked) var unannouncedBatch: CommittedBatch?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
 
     /// Creates the channel's first segment (generation 1).

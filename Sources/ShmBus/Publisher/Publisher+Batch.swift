@@ -17,6 +17,10 @@ import SharedSegments
 /// }
 /// ```
 ///
+/// The closure runs with the publisher's writer locked, as `publish`'s fill closure
+/// does: it must not call into the same publisher (the lock is not recursive), and a
+/// chunk's fill must not append to the batch (that throws).
+///
 /// Chunks of a batch share one timestamp. A batch that outgrows the segment is
 /// committed in parts (the part so far, then a collection, as for any chunk that does
 /// not fit); every chunk appended is published, in order, even if the closure throws
@@ -36,6 +40,7 @@ extension Publisher {
         /// What was appended, kept by reference so that `append` need not be
         /// `mutating`: the closure borrows the batch.
         final class Tally {
+            var filling = false
             var count = 0
             var first: UInt64?
             var last: UInt64 = 0
@@ -50,17 +55,23 @@ extension Publisher {
             key: String = "", length: Int, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) -> Void
         ) throws(ShmBusError) {
             guard length >= 0 else { throw .invalidArgument("a chunk's length cannot be negative (\(length))") }
+            // A fill that appends to its own batch would have the chunk it fills committed
+            // (and perhaps copied by a collection) before its bytes are written.
+            guard !tally.filling else { throw .invalidArgument("a chunk cannot be appended from inside another chunk's fill") }
             let reserved: ChannelWriter.BatchReservation
             do throws(SegmentError) {
                 reserved = try writer.reserveInBatch(
                     length: UInt64(length), key: key, expiresAt: expiresIn.map(RealtimeClock.after) ?? 0)
             } catch {
+                if let part = writer.takeUnannouncedBatch() { publisher.announce(part) }
                 throw ShmBusError(error, context: "channel '\(publisher.channel)'")
             }
             if let part = reserved.committedFirst { publisher.announce(part) }
             // Queued while the writer is locked, as `publish` does.
             if let rotation = reserved.rotation, !publisher.registrar.enqueue(rotation) { writer.retire(rotation) }
+            tally.filling = true
             fill(reserved.buffer)
+            tally.filling = false
             tally.count += 1
             tally.last = writer.batchLastSequence
             if tally.first == nil { tally.first = tally.last }

@@ -5,12 +5,19 @@ import ShmBusProtocol
 
 /// What the keeper holds: one descriptor and record per segment, by name.
 actor KeptSegments {
-    private var kept: [String: KeptSegment] = [:] {
-        didSet { order = nil }
-    }
+    /// (The name order below is made again only when a name comes or goes: records
+    /// change with every departure.)
+    private var kept: [String: KeptSegment] = [:]
     /// The segments of each owner still connected, as the records name them: a
     /// departure the keeper sees itself (``departed(_:at:)``) touches only those.
     private var byOwner: [String: Set<String>] = [:]
+    /// The owners seen leaving lately, and when (µs since the epoch), oldest first: a
+    /// record that arrives after its owner left (a Keep still on its way, a registry
+    /// handing everything again from what it knew before the departure) is marked gone
+    /// as it comes. Bounded: the registry's OwnerLeft covers what falls out.
+    private var departedRecently: [String: UInt64] = [:]
+    private var departedOrder: [String] = []
+    static let departuresRemembered = 4_096
     /// The names in order, made again after a change: a registry takes everything
     /// back in batches, and sorting for each batch would make that quadratic.
     private var order: [String]?
@@ -47,6 +54,9 @@ actor KeptSegments {
             throw .quotaExceeded("the keeper holds \(kept.count) segments, its limit")
         }
         forgetOwner(of: name)
+        if kept[name] == nil { order = nil }
+        var segment = segment
+        if let owner = segment.record.owner, let at = departedRecently[owner] { Self.markGone(&segment.record, at: at) }
         kept[name] = segment
         if let owner = segment.record.owner, !owner.isEmpty { byOwner[owner, default: []].insert(name) }
         emptySince = nil
@@ -70,14 +80,23 @@ actor KeptSegments {
     /// again. Noted here from the bus itself, the ttl counts from the departure
     /// whatever happens to the registry.
     func departed(_ owner: String, at now: UInt64) {
+        if departedRecently.updateValue(now, forKey: owner) == nil { departedOrder.append(owner) }
+        if departedOrder.count > Self.departuresRemembered {
+            departedRecently[departedOrder.removeFirst()] = nil
+        }
         guard let names = byOwner.removeValue(forKey: owner) else { return }
         for name in names {
             guard var segment = kept[name], segment.record.owner == owner else { continue }
-            segment.record.owner = ""
-            if segment.record.expires == nil, let ttl = segment.record.ttl {
-                segment.record.expires = now + min(ttl, Keeper1.Record.maximumTTL) * 1_000_000
-            }
+            Self.markGone(&segment.record, at: now)
             kept[name] = segment
+        }
+    }
+
+    /// The owner left at `at`: the record says so, and its ttl runs from then.
+    private static func markGone(_ record: inout Keeper1.Record, at: UInt64) {
+        record.owner = ""
+        if record.expires == nil, let ttl = record.ttl {
+            record.expires = at + min(ttl, Keeper1.Record.maximumTTL) * 1_000_000
         }
     }
 
@@ -90,6 +109,7 @@ actor KeptSegments {
     func drop(_ name: String) {
         forgetOwner(of: name)
         guard kept.removeValue(forKey: name) != nil else { return }
+        order = nil
         logger.debug("dropped", metadata: ["segment": "\(name)"])
         if kept.isEmpty { emptySince = .now }
     }

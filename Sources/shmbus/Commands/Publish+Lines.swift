@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import Glibc
+import SharedSegments
 import ShmBus
 import ShmBusSystem
 
@@ -17,63 +19,39 @@ extension Publish {
     }
 
     func publishLines() async throws {
-        let input: UnixFileDescriptor
-        let name: String
-        if let file, file != "-" {
-            do { input = try UnixFileDescriptor.open(file, O_RDONLY | O_CLOEXEC) } catch {
-                throw FileFailure(.noInput, "cannot open \(file): \(error)")
-            }
-            name = file
-        } else {
-            do { input = try UnixFileDescriptor(duplicating: STDIN_FILENO) } catch {
-                throw FileFailure(.noInput, "cannot read stdin: \(error)")
-            }
-            name = "stdin"
-        }
+        let (input, name) = try Self.openLines(file)
         var options = Publisher.Options()
         if let capacity { options.capacity = capacity.bytes }
         options.persistent = persistent
         options.readers = ReadPolicy(grants: readers.flatMap(\.grants))
         options.hugePages = hugePages
         options.ttl = ttl.map { .seconds(Int64($0)) }
+        // The largest line a chunk can hold (with this key), checked while a line is
+        // still being read, so that input without newlines is refused, not buffered.
+        guard let longest = SegmentLayout.largestPayload(capacity: options.capacity, keyLength: key.utf8.count) else {
+            throw ShmBusError.invalidArgument("--capacity \(options.capacity) leaves no room for a chunk")
+        }
         let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)
-        let key = self.key
         var summary = PublishedLines(lines: 0, segment: publisher.currentSegment)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var carried: [UInt8] = []  // a line begun in an earlier read
-        while true {
-            let count: Int
-            do {
-                count = try buffer.withUnsafeMutableBytes { (bytes) throws(SystemError) in try input.read(into: bytes) }
-            } catch {
-                throw FileFailure(.readFailed, "cannot read \(name): \(error)")
-            }
-            let end = count == 0
-            let published = try buffer.withUnsafeBytes { (read: UnsafeRawBufferPointer) throws(ShmBusError) in
-                try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in
-                    var start = 0
-                    for index in 0..<count where read[index] == UInt8(ascii: "\n") {
-                        let line = UnsafeRawBufferPointer(rebasing: read[start..<index])
-                        if carried.isEmpty {
-                            try batch.append(line, key: key)
-                        } else {
-                            carried.append(contentsOf: line)
-                            try batch.append(carried, key: key)
-                            carried.removeAll(keepingCapacity: true)
-                        }
-                        start = index + 1
+        do {
+            var carried: [UInt8] = []  // a line begun in an earlier read
+            for try await read in Self.reads(of: input, name: name) {
+                let published = try read.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(ShmBusError) in
+                    try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in
+                        try Self.appendLines(bytes, carried: &carried, longest: longest, key: key, to: batch)
                     }
-                    carried.append(contentsOf: UnsafeRawBufferPointer(rebasing: read[start..<count]))
-                    // The last line may have no newline.
-                    if end, !carried.isEmpty { try batch.append(carried, key: key) }
                 }
+                summary.add(published)
             }
-            summary.lines += published.count
-            if let sequences = published.sequences {
-                summary.firstSequence = summary.firstSequence ?? sequences.lowerBound
-                summary.lastSequence = sequences.upperBound
+            if !carried.isEmpty {  // the last line may have no newline
+                summary.add(try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in try batch.append(carried, key: key) })
             }
-            if end { break }
+        } catch {
+            // What was published stays published: its registration and last signal go
+            // out before the failure is reported.
+            await publisher.flush()
+            await publisher.close()
+            throw error
         }
         await publisher.flush()
         summary.segment = publisher.currentSegment
@@ -84,5 +62,81 @@ extension Publish {
             try Output.write("published \(summary.lines) lines, \(range), segment \(summary.segment)")
         }
         await publisher.close()
+    }
+
+    /// Appends every line that `bytes` completes; the rest waits in `carried`.
+    private static func appendLines(
+        _ bytes: UnsafeRawBufferPointer, carried: inout [UInt8], longest: UInt64, key: String, to batch: borrowing Publisher.Batch
+    ) throws(ShmBusError) {
+        var start = 0
+        for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
+            let line = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+            if carried.isEmpty {
+                try batch.append(line, key: key)
+            } else {
+                carried.append(contentsOf: line)
+                try batch.append(carried, key: key)
+                carried.removeAll(keepingCapacity: true)
+            }
+            start = index + 1
+        }
+        carried.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...]))
+        guard UInt64(carried.count) <= longest else {
+            throw .invalidArgument("a line is longer than the largest chunk (\(longest) bytes); use a larger --capacity")
+        }
+    }
+
+    private static func openLines(_ file: String?) throws(FileFailure) -> (UnixFileDescriptor, String) {
+        if let file, file != "-" {
+            do { return (try UnixFileDescriptor.open(file, O_RDONLY | O_CLOEXEC), file) } catch {
+                throw FileFailure(.noInput, "cannot open \(file): \(error)")
+            }
+        }
+        do { return (try UnixFileDescriptor(duplicating: STDIN_FILENO), "stdin") } catch {
+            throw FileFailure(.noInput, "cannot read stdin: \(error)")
+        }
+    }
+
+    /// The input's reads (up to 1 MiB each), made on a thread of their own: a read may
+    /// block for hours (`tail -f`), and a thread of the concurrency pool blocked in it
+    /// would be one less for the publisher's own tasks (its coalesced signals, its
+    /// registrations), of which a one-core machine has one.
+    private static func reads(of input: UnixFileDescriptor, name: String) -> AsyncThrowingStream<[UInt8], any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingOldest(4))
+        let thread = Thread {
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let count: Int
+                do {
+                    count = try buffer.withUnsafeMutableBytes { (bytes) throws(SystemError) in try input.read(into: bytes) }
+                } catch {
+                    continuation.finish(throwing: FileFailure(.readFailed, "cannot read \(name): \(error)"))
+                    return
+                }
+                if count == 0 { break }
+                // Waits while four reads wait to be published: the input is read no
+                // faster than it is published.
+                var result = continuation.yield(Array(buffer[..<count]))
+                while case .dropped = result {
+                    usleep(1_000)
+                    result = continuation.yield(Array(buffer[..<count]))
+                }
+                // The publisher stopped (it failed): nothing more to read for.
+                if case .terminated = result { return }
+            }
+            continuation.finish()
+        }
+        thread.start()
+        return stream
+    }
+}
+
+extension Publish.PublishedLines {
+    mutating func add(_ published: Publisher.PublishedBatch) {
+        lines += published.count
+        if let sequences = published.sequences {
+            firstSequence = firstSequence ?? sequences.lowerBound
+            lastSequence = sequences.upperBound
+        }
     }
 }
