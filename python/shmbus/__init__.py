@@ -19,6 +19,7 @@ from .errors import (ShmBusError, SegmentError, NotSealed, BadHeader, Unsupporte
 from .segment import Segment, Chunk, LiveState, newest_chunk
 from .cursor import Gap
 from .subscriber import Subscriber, PublisherLeft
+from . import aio
 
 __version__ = "0.1.0"
 
