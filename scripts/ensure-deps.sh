@@ -16,6 +16,7 @@ need systemd           command -v busctl
 need libglib2.0-bin    command -v gdbus
 need python3-dbus      /usr/bin/python3 -c 'import dbus'
 need python3-gi        /usr/bin/python3 -c 'from gi.repository import GLib'
+need python3-venv      /usr/bin/python3 -c 'import ensurepip, venv'
 need util-linux        command -v setsid
 need bubblewrap        command -v bwrap
 
