@@ -107,3 +107,28 @@ def test_busctl_introspection_matches_the_signatures_the_client_uses(peers):
     assert members["OpenSegment"] == ("method", "s", "ha{sv}")
     assert members["ListChannels"] == ("method", "-", "a(sssttt)")
     assert members["ListSegments"] == ("method", "s", "a(ssottttsbt)")
+
+
+def test_channel_objects_are_found_at_the_path_the_registry_escapes(peers, channel):
+    """sd_bus_path_encode: a digit is escaped only at the very start of the name."""
+    import dbus
+    from shmbus.format import escape_path_component
+    assert escape_path_component("camera/0") == "camera_2f0"
+    assert escape_path_component("0a") == "_30a" and escape_path_component("a-b.c_d") == "a_2db_2ec_5fd"
+    name = channel + "/0/9x"
+    publish(peers, name, b"digits")
+    with Registry(peers.address) as registry:
+        assert registry.channel(name)["Name"] == name
+        objects = registry._object.GetManagedObjects(dbus_interface="org.freedesktop.DBus.ObjectManager")
+        paths = [str(p) for p, ifaces in objects.items() if "org.shmbus.Channel1" in ifaces
+                 and ifaces["org.shmbus.Channel1"]["Name"] == name]
+        assert paths == ["/org/shmbus/Registry1/channel/" + escape_path_component(name)]
+
+
+def test_channel_names_follow_the_documents_grammar():
+    from shmbus.format import channel_name_problem
+    valid = ["screenshots", "camera/0", "a", "a" * 200, "A-Z_0.9/x-y", ".", "a/./b", "...", "a..b", ".hidden/..x", "-/_/."]
+    invalid = ["", "a" * 201, "/a", "a/", "a//b", "/", "..", "../a", "a/../b", "a/..", "a b", "a:b", "a\\b", "é",
+               "camera/0?"]
+    assert [n for n in valid if channel_name_problem(n)] == []
+    assert [n for n in invalid if not channel_name_problem(n)] == []
