@@ -94,7 +94,7 @@ class Subscriber:
         self.poll_interval = poll_interval
         self.end_when_publisher_leaves = end_when_publisher_leaves
         self.statistics = {"signals": 0, "ignored_signals": 0, "segments_followed": 0, "successors_lost": 0,
-                           "futex_wakes": 0}
+                           "futex_wakes": 0, "from_publisher": 0}
         self._closed = False
         self._signalled = False
         self._signal_match = None
@@ -230,6 +230,7 @@ class Subscriber:
             os.close(fd)
         if segment.name != name or segment.channel != self.channel or segment.generation <= leaving:
             return None
+        self.statistics["from_publisher"] += 1
         return segment
 
     def _successor(self, successor):

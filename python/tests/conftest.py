@@ -110,33 +110,66 @@ def wait_for_name(address, name, timeout=60):
         connection.close()
 
 
+class PrivateBus:
+    """A dbus-daemon of its own on a private address, and the registry on it."""
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(prefix="pyshm-bus-")
+        config = os.path.join(self.directory, "bus.conf")
+        with open(config, "w") as f:
+            f.write(BUS_CONFIG.format(dir=self.directory))
+        self.daemon = subprocess.Popen(["dbus-daemon", "--config-file=" + config, "--nofork", "--print-address=1"],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=open(os.path.join(self.directory, "bus.log"), "w"))
+        self.registry = None
+        self.address = self.daemon.stdout.readline().decode().strip()
+        if not self.address:
+            self.stop()
+            raise RuntimeError("dbus-daemon printed no address (see %s/bus.log)" % self.directory)
+
+    def start_registry(self):
+        self.registry = subprocess.Popen([binary("shmbus"), "daemon", "--bus", self.address, "--log-level", "warning"],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=open(os.path.join(self.directory, "registry.log"), "a"))
+        wait_for_name(self.address, "org.shmbus.Registry1")
+
+    def kill_registry(self):
+        if self.registry is not None:
+            kill(self.registry)
+            self.registry = None
+
+    def stop(self):
+        self.kill_registry()
+        kill(self.daemon)
+        self.daemon.stdout.close()
+        # The keeper the registry started follows the bus: it exits when the bus goes.
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def bus():
-    """A private dbus-daemon and the real registry on it: (address, directory)."""
-    directory = tempfile.mkdtemp(prefix="pyshm-bus-")
-    config = os.path.join(directory, "bus.conf")
-    with open(config, "w") as f:
-        f.write(BUS_CONFIG.format(dir=directory))
-    daemon = subprocess.Popen(["dbus-daemon", "--config-file=" + config, "--nofork", "--print-address=1"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=open(os.path.join(directory, "bus.log"), "w"))
-    registry = None
+    """A private dbus-daemon and the real registry on it, shared by the tests (each
+    uses channels of its own): (address, directory)."""
+    private = PrivateBus()
     try:
-        address = daemon.stdout.readline().decode().strip()
-        if not address:
-            raise RuntimeError("dbus-daemon printed no address (see %s/bus.log)" % directory)
-        registry = subprocess.Popen([binary("shmbus"), "daemon", "--bus", address, "--log-level", "warning"],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=open(os.path.join(directory, "registry.log"), "w"))
-        wait_for_name(address, "org.shmbus.Registry1")
-        yield address, directory
+        private.start_registry()
+        yield private.address, private.directory
     finally:
-        if registry is not None:
-            kill(registry)
-        kill(daemon)
-        daemon.stdout.close()
-        # The keeper the registry started follows the bus: it exits when the bus goes.
-        shutil.rmtree(directory, ignore_errors=True)
+        private.stop()
+
+
+@pytest.fixture
+def own_bus():
+    """A bus and registry of this test's own, for tests that stop the registry."""
+    private = PrivateBus()
+    try:
+        private.start_registry()
+        peers = Peers(private.address, private.directory)
+        peers.private = private
+        yield peers
+        peers.cleanup()
+    finally:
+        private.stop()
 
 
 @pytest.fixture

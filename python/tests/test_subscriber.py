@@ -77,6 +77,7 @@ def test_a_paced_publisher_is_read_whole_through_collections(peers, channel, wai
         assert subscriber.statistics["segments_followed"] >= 5
         assert events[-1].segment.name != first_segment
         assert events[-1].segment.generation == 1 + subscriber.statistics["segments_followed"]
+        assert subscriber.statistics["from_publisher"] == 0      # the registry had them all
         if wait == "futex":
             assert subscriber.statistics["futex_wakes"] > 0
         if wait == "signal":
@@ -256,3 +257,49 @@ def test_asyncio_subscribe(peers, channel):
     events, ticks = asyncio.run(run())
     assert check_history(events, 1, count, size) == count
     assert ticks > 20, "the event loop kept running while the subscriber waited"
+
+
+def test_with_the_registry_gone_successors_come_from_the_publisher(own_bus, channel):
+    """PROTOCOL.md, "org.shmbus.Publisher1": a subscriber whose registry is away gets
+    the successors from the publisher's OpenSegment, checked, and loses nothing."""
+    count, size = 240, 1500
+    peer = own_bus.test_peer("paced", channel, count, size, 64 * 1024, 2000)
+    ready(peer)
+    subscriber = shmbus.Subscriber(channel, bus=own_bus.address, start="now")
+    try:
+        own_bus.private.kill_registry()
+        peer.stdin.write(b"go\n")
+        peer.stdin.flush()
+        events = collect(subscriber, count)
+        assert not [e for e in events if isinstance(e, Gap)]
+        assert check_history(events, 1, count, size) == count
+        assert subscriber.statistics["segments_followed"] >= 5
+        assert subscriber.statistics["from_publisher"] == subscriber.statistics["segments_followed"]
+    finally:
+        subscriber.close()
+
+
+def test_a_channel_continued_by_new_publishers_is_followed(peers, channel):
+    """Each `shmbus publish --persistent` continues the channel's history in a segment
+    of its own (generation + 1, replacing the departed one's, whose header still says
+    active): the subscriber moves there and delivers only the new chunk."""
+    def publish(data):
+        done = peers.shmbus("publish", "--channel", channel, "--key", "k", "--persistent", "-", input=data)
+        assert done.returncode == 0, done.stderr.decode()
+        return int(done.stdout.decode().split()[-1])
+
+    assert publish(b"one") == 1
+    subscriber = shmbus.Subscriber(channel, bus=peers.address, start="oldest")
+    try:
+        first = subscriber.next_event(timeout=5)
+        assert (first.sequence, bytes(first.payload)) == (1, b"one")
+        assert subscriber.next_event(timeout=5) == PublisherLeft("")     # persistent, its publisher gone
+        for n, data in [(2, b"two"), (3, b"three, longer")]:
+            assert publish(data) == n
+            event = subscriber.next_event(timeout=10)
+            while isinstance(event, PublisherLeft):
+                event = subscriber.next_event(timeout=10)
+            assert (event.sequence, bytes(event.payload), event.segment.generation) == (n, data, n)
+        assert subscriber.statistics["segments_followed"] == 2
+    finally:
+        subscriber.close()
