@@ -126,15 +126,20 @@ class Registry:
     """``org.shmbus.Registry1`` on one connection. `bus` as for :func:`connect`."""
 
     def __init__(self, bus=None, timeout=25.0):
+        # A connection passed in stays the caller's: close() leaves it open.
+        self._owns_connection = bus is None or isinstance(bus, str)
         self.connection = connect(bus)
         self.timeout = timeout
         self._object = self.connection.get_object(REGISTRY_NAME, REGISTRY_PATH, introspect=False)
         self._registry = dbus.Interface(self._object, REGISTRY_IFACE)
 
     def close(self):
+        """Closes the connection if this object opened it."""
+        if not self._owns_connection:
+            return
         try:
             self.connection.close()
-        except Exception:       # closing a shared or already closed connection
+        except Exception:       # an already closed connection
             pass
 
     def __enter__(self):

@@ -105,6 +105,8 @@ class Subscriber:
         self._read_since_departure = False
         self._last_tick = time.monotonic()
         self.registry = Registry(self._signal_bus(bus) if wait == "signal" else bus)
+        if wait == "signal" and (bus is None or isinstance(bus, str)):
+            self.registry._owns_connection = True     # made here for the signals: closed here
         try:
             if wait == "signal":
                 # Listen first, then look: nothing committed after this is missed.
@@ -131,12 +133,15 @@ class Subscriber:
         except ImportError:
             raise Unavailable("wait='signal' needs PyGObject (Debian: apt-get install python3-gi)") from None
         loop = dbus.mainloop.glib.DBusGMainLoop()
-        if bus is None or bus == "session":
-            return dbus.SessionBus(mainloop=loop, private=True)
-        if bus == "system":
-            return dbus.SystemBus(mainloop=loop, private=True)
-        if isinstance(bus, str):
-            return dbus.bus.BusConnection(bus, mainloop=loop)
+        try:
+            if bus is None or bus == "session":
+                return dbus.SessionBus(mainloop=loop, private=True)
+            if bus == "system":
+                return dbus.SystemBus(mainloop=loop, private=True)
+            if isinstance(bus, str):
+                return dbus.bus.BusConnection(bus, mainloop=loop)
+        except dbus.exceptions.DBusException as error:
+            raise Unavailable("cannot connect to the bus %r: %s" % (bus or "session", error)) from None
         return bus
 
     def _committed(self, *args, sender=None):
