@@ -19,11 +19,12 @@ from .errors import (ShmBusError, SegmentError, NotSealed, BadHeader, Unsupporte
 from .segment import Segment, Chunk, LiveState, newest_chunk
 from .cursor import Gap
 from .subscriber import Subscriber, PublisherLeft
+from .publisher import Publisher, Published
 from . import aio
 
 __version__ = "0.1.0"
 
-__all__ = ["latest", "Subscriber", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
+__all__ = ["latest", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
            "ShmBusError", "SegmentError", "NotSealed", "BadHeader", "UnsupportedVersion", "BadRecord",
            "BadDoorbell", "BusError", "NotFound", "AccessDenied", "InvalidArgument", "QuotaExceeded",
            "ChannelBusy", "Unavailable", "BadReply"]

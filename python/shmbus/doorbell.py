@@ -29,10 +29,12 @@ from .segment import check_memfd
 
 __all__ = ["Doorbell", "futex_available"]
 
-FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAKE_OP = 0, 1, 5
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAKE_OP, FUTEX_PRIVATE_FLAG = 0, 1, 5, 128
 # FUTEX_OP(FUTEX_OP_SET, 1, FUTEX_OP_CMP_EQ, 0): *uaddr2 = 1, wake uaddr2's waiters if
 # it was 0 (nr_wake2 is 0, so nobody).
 _OP_SET_ONE = (0 << 28) | (0 << 24) | (1 << 12) | 0
+# FUTEX_OP(FUTEX_OP_ADD, 1, FUTEX_OP_CMP_EQ, 0): *uaddr2 += 1.
+_OP_ADD_ONE = (1 << 28) | (0 << 24) | (1 << 12) | 0
 
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98, "i686": 240, "i386": 240,
               "armv7l": 240, "ppc64le": 221, "s390x": 238}.get(platform.machine())
@@ -60,6 +62,24 @@ _syscall = _load_syscall()
 def futex_available():
     """Whether this interpreter can make futex calls (else readers poll)."""
     return _syscall is not None
+
+
+_fence_word = None
+
+
+def full_fence():
+    """A full memory barrier from pure Python: the kernel's atomic exchange in
+    FUTEX_WAKE_OP (FUTEX_OP_SET) on a private word, waking nobody. Without futexes,
+    nothing (x86-64's stores are ordered anyway)."""
+    global _fence_word
+    if _syscall is None:
+        return
+    if _fence_word is None:
+        page = mmap.mmap(-1, mmap.PAGESIZE)
+        _fence_word = (page, ctypes.addressof(ctypes.c_char.from_buffer(page)))
+    address = ctypes.c_void_p(_fence_word[1])
+    _syscall(_SYS_FUTEX, address, ctypes.c_int(FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG), ctypes.c_int(0), None, address,
+             ctypes.c_int(_OP_SET_ONE))
 
 
 class _Pacing:
@@ -180,7 +200,51 @@ class Doorbell:
         self._pacing.waited(outcome, ready())
         return woke
 
+    # MARK: writer side
+
+    @classmethod
+    def create(cls):
+        """A new doorbell (writer side): a one-page memfd with the magic, sealed against
+        resizing only (readers must write it)."""
+        import fcntl
+        fd = os.memfd_create("shmbus-doorbell", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, F.DOORBELL_SIZE)
+            os.pwrite(fd, struct.pack("<Q", F.DOORBELL_MAGIC), 0)
+            fcntl.fcntl(fd, F.F_ADD_SEALS, F.DOORBELL_SEALS)
+            bell = cls(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        bell.fd = fd            # kept: it is registered with each segment
+        return bell
+
+    def ring(self, always=False):
+        """Writer, after a commit: full fence, load ``sleeping``; only if set (or
+        `always`, after retiring a segment), store 0 and add 1 to ``word`` and wake
+        every sleeper in one FUTEX_WAKE_OP. Returns how many woke."""
+        full_fence()
+        if not always and struct.unpack_from("<I", self._map, F.DOORBELL_SLEEPING)[0] == 0:
+            return 0
+        struct.pack_into("<I", self._map, F.DOORBELL_SLEEPING, 0)
+        if _syscall is None:
+            struct.pack_into("<I", self._map, F.DOORBELL_WORD, (self.word() + 1) & 0xFFFFFFFF)
+            return 0
+        woke, _ = self._futex(F.DOORBELL_WORD, FUTEX_WAKE_OP, 0x7FFFFFFF, None, F.DOORBELL_WORD, _OP_ADD_ONE)
+        return max(woke, 0)
+
+    def take_signal_expectation(self):
+        """Publisher: whether a bus reader said it waits for the next Committed (then
+        cleared, so that it is served once)."""
+        if struct.unpack_from("<I", self._map, F.DOORBELL_AWAITING_SIGNAL)[0] == 0:
+            return False
+        struct.pack_into("<I", self._map, F.DOORBELL_AWAITING_SIGNAL, 0)
+        return True
+
     def close(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+            self.fd = None
         if self._map is None:
             return
         del self._anchor

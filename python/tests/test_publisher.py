@@ -1,0 +1,126 @@
+"""shmbus.Publisher against the real registry (which validates every segment it is
+given: seals, header, channel) and Swift readers: `shmbus cat` and `shmbus subscribe
+--json --checksum` byte for byte, through garbage collections; the Python subscriber
+on the futex doorbell; a Swift history continued from Python."""
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import shmbus
+from shmbus import Gap, PublisherLeft
+from shmbus.format import mix64
+from shmbus.registry import Registry
+
+from conftest import binary
+from payloads import expected
+from test_examples import bus_names
+
+
+def test_shmbus_cat_reads_what_python_published(peers, channel, tmp):
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    with shmbus.Publisher(channel, bus=peers.address, capacity=8 << 20) as publisher:
+        first = publisher.publish(b"old", key="blob")
+        published = publisher.publish(data, key="blob")
+        publisher.flush()
+        out = os.path.join(tmp, "out")
+        cat = peers.shmbus("cat", "--channel", channel, "--key", "blob", "--output", out)
+        assert cat.returncode == 0, cat.stderr.decode()
+        with open(out, "rb") as f:
+            assert f.read() == data
+        with Registry(peers.address) as registry:
+            found = registry.lookup(channel, "blob")
+            assert (found.segment, found.offset, found.length, found.sequence) == (
+                published.segment, published.offset, len(data), 2)
+            (segment,) = registry.list_segments(channel)
+            assert segment.name == publisher.current_segment and segment.live_chunks == 1   # "old" is obsolete
+        assert bytes(shmbus.latest(channel, "blob", bus=peers.address).payload) == data
+    # Not persistent: gone with the publisher.
+    time.sleep(0.1)
+    with pytest.raises(shmbus.NotFound):
+        shmbus.latest(channel, "blob", bus=peers.address)
+
+
+def test_a_swift_subscriber_reads_python_chunks_through_collections(peers, channel):
+    count = 400
+    sizes = [16 + (i * 37) % 1500 for i in range(count)]
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=32 * 1024)
+    try:
+        before = bus_names(peers.address)
+        swift = peers.start([binary("shmbus"), "subscribe", "--channel", channel, "--from", "1", "--json",
+                             "--checksum", "--until-publisher-leaves", "--bus", peers.address], stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not (bus_names(peers.address) - before) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        generations = set()
+        for i in range(count):
+            published = publisher.publish(expected(i + 1, sizes[i]))
+            assert published.sequence == i + 1
+            generations.add(published.generation)
+            time.sleep(0.001)
+        publisher.flush()
+    finally:
+        publisher.close()
+    out, err = swift.communicate(timeout=60)
+    assert swift.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert events[-1]["event"] == "publisher-left", events[-1]
+    assert len(generations) >= 10, "the channel was collected many times"
+    next_sequence = 1
+    for event in events[:-1]:
+        if event["event"] == "gap":
+            assert event["after"] == next_sequence - 1
+            next_sequence += event["missed"]
+        else:
+            assert event["event"] == "chunk" and event["sequence"] == next_sequence, event
+            assert event["length"] == sizes[next_sequence - 1]
+            assert int(event["checksum"], 16) == mix64(expected(next_sequence, sizes[next_sequence - 1]), 0)
+            next_sequence += 1
+    assert next_sequence == count + 1
+    assert sum(e["event"] == "chunk" for e in events) >= count // 2
+
+
+def test_the_python_subscriber_wakes_on_the_python_publishers_doorbell(peers, channel):
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024)
+    subscriber = shmbus.Subscriber(channel, bus=peers.address, start="now", wait="futex")
+    try:
+        got = []
+        for i in range(1, 121):
+            # In place: a memoryview of the segment, filled, then committed.
+            view = publisher.reserve(900, key="k%d" % (i % 3))
+            view[:] = expected(i, 900)
+            view.release()
+            publisher.commit()
+            event = subscriber.next_event(timeout=10)
+            got.append(event)
+        assert [c.sequence for c in got] == list(range(1, 121))
+        assert all(c.payload == expected(c.sequence, 900) and c.key == "k%d" % (c.sequence % 3) for c in got)
+        assert subscriber.statistics["segments_followed"] >= 3
+        # Obsolete chunks: only the newest of each key is live.
+        with Registry(peers.address) as registry:
+            for k in range(3):
+                assert registry.lookup(channel, "k%d" % k).sequence == max(i for i in range(1, 121) if i % 3 == k)
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def test_python_continues_a_history_swift_left(peers, channel):
+    """A Swift persistent publish, then a Python publisher on the same channel: the
+    next generation, sequences after Swift's, the other key carried over."""
+    done = peers.shmbus("publish", "--channel", channel, "--key", "swift", "--persistent", "-", input=b"from swift")
+    assert done.returncode == 0, done.stderr.decode()
+    with shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024, persistent=True) as publisher:
+        assert publisher.writer.current.generation == 2 and publisher.writer.inherited == 1
+        published = publisher.publish(b"from python", key="python")
+        assert published.sequence == 2
+    for key, data in [("swift", b"from swift"), ("python", b"from python")]:
+        cat = peers.shmbus("cat", "--channel", channel, "--key", key)
+        assert cat.returncode == 0 and cat.stdout == data, cat.stderr.decode()
+    with Registry(peers.address) as registry:
+        states = sorted((s.generation, s.state) for s in registry.list_segments(channel))
+        assert states == [(1, "retired"), (2, "active")]
