@@ -13,19 +13,23 @@ A new publisher of a channel that still holds a departed publisher's persistent
 segments continues its history (next generation, sequences after the last, its live
 chunks carried over, ``replaces`` its current segment), as the Swift publisher does.
 
-What it does not do yet (no main loop in dbus-python's method-call use): answer
-``Publisher1.OpenSegment`` / ``CurrentSegment`` calls, re-register when a registry
-restarts, and send the coalesced last signal of a burst by timer (it goes with the next
-publish or :meth:`flush`; subscribers also look on their own every 500 ms). A reader
-waiting on the doorbell or asking with the awaiting-signal flag is served at once.
+With PyGObject (python3-gi) it serves ``Publisher1`` (``OpenSegment``, ``Channels``,
+``CurrentSegment``) and re-registers its current segment when a registry appears, from
+a GLib main loop on a thread of its own (:mod:`shmbus.service`); ``serve=False`` (or a
+connection passed as `bus`) does without. Not yet: a timer for the coalesced last
+signal of a burst (it goes with the next publish or :meth:`flush`; subscribers also
+look on their own every 500 ms, and one waiting with the awaiting-signal flag gets
+its signal at once).
 """
 import os
+import threading
 import time
 
 from . import format as F
+from . import service
 from .doorbell import Doorbell
-from .errors import BusError, InvalidArgument, NotFound, SegmentError
-from .registry import PUBLISHER_IFACE, PUBLISHER_PATH, REGISTRY_IFACE, Registry, _call, _segment_name
+from .errors import BusError, InvalidArgument, NotFound, SegmentError, Unavailable
+from .registry import PUBLISHER_IFACE, PUBLISHER_PATH, Registry, _segment_name
 from .segment import Segment
 from .writer import ChannelWriter, Lineage
 
@@ -54,7 +58,7 @@ class Publisher:
     `signal_interval`: the shortest time between two ``Committed`` signals."""
 
     def __init__(self, channel, bus=None, capacity=64 << 20, persistent=False, ttl=None, readers=(),
-                 signal_interval=0.001, replacing_keys=()):
+                 signal_interval=0.001, replacing_keys=(), serve=None):
         import dbus
         import dbus.lowlevel
         self._dbus = dbus
@@ -72,7 +76,17 @@ class Publisher:
         self._pending = None          # (segment, generation, start, end, first, last) not announced yet
         self._last_signal = 0.0
         self._closed = False
-        self.registry = Registry(bus)
+        self._lock = threading.RLock()     # the writer's state, shared with the serving thread
+        self._retired = []
+        self._service = None
+        if serve is None:
+            serve = service.available() and (bus is None or isinstance(bus, str))
+        if serve:
+            connection, self._main, self._thread = service.connect(bus)
+            self.registry = Registry(connection)
+            self.registry._owns_connection = True
+        else:
+            self.registry = Registry(bus)
         self.connection = self.registry.connection
         self.doorbell = None
         self.writer = None
@@ -81,6 +95,8 @@ class Publisher:
             lineage, replaces = self._lineage(set(replacing_keys))
             self.writer = ChannelWriter(channel, capacity, lineage=lineage)
             self._register(self.writer.current, replaces)
+            if serve:
+                self._service = service.serve(self)
             if self.writer.inherited:
                 seg = self.writer.current
                 self._announce(seg, F.HEADER_SIZE, seg.end, 1, seg.last_sequence, at_once=True)
@@ -126,11 +142,31 @@ class Publisher:
             options["replaces"] = dbus.String(replaces)
         if self.readers:
             options["readers"] = dbus.Array([str(r) for r in self.readers], signature="s")
-        reply = _call(self.registry._registry.RegisterSegment, "RegisterSegment(%r)" % self.channel,
-                      self.channel, dbus.types.UnixFd(segment.fd), options, timeout=self.registry.timeout)
+        reply = self.registry.call("RegisterSegment", "sha{sv}", self.channel, dbus.types.UnixFd(segment.fd), options,
+                                   context="RegisterSegment(%r)" % self.channel)
         name = _segment_name(reply[0], "RegisterSegment's segment")
         if name != segment.name:
             raise BusError("the registry registered segment %s as %s" % (segment.name, name))
+
+    def _servable(self, name):
+        """The segment Publisher1.OpenSegment may hand out: the current one, or one
+        not retired yet (called on the serving thread)."""
+        with self._lock:
+            current = self.writer.current if self.writer is not None else None
+            if current is not None and current.name == name and not self._closed:
+                return current
+        return None
+
+    def _reregister(self):
+        """A registry appeared (it restarted): register the current segment again (on
+        the serving thread). Best effort: a failure leaves readers the publisher."""
+        with self._lock:
+            if self._closed or self.writer is None:
+                return
+            try:
+                self._register(self.writer.current)
+            except BusError:
+                pass
 
     # MARK: signals
 
@@ -172,6 +208,10 @@ class Publisher:
         old, new = rotation
         try:
             self._register(new, replaces=old.name)
+        except Unavailable:
+            # No registry: readers follow through Publisher1.OpenSegment, and the
+            # current segment is registered when a registry appears.
+            pass
         finally:
             old.retire(new)
             self.doorbell.ring(always=True)
@@ -183,7 +223,6 @@ class Publisher:
                 self._pending = (new, new.generation, F.HEADER_SIZE, new.end, 1, new.last_sequence)
             # Readers may still be reading the replaced segments: their mappings are
             # their own, so this process keeps only the last two of its own.
-            self._retired = getattr(self, "_retired", [])
             self._retired.append(old)
             while len(self._retired) > 2:
                 self._retired.pop(0).close()
@@ -192,15 +231,17 @@ class Publisher:
         """A writable memoryview of `length` bytes inside the segment, for a chunk
         written in place; :meth:`commit` publishes it (nothing is visible before)."""
         self._check_open()
-        view, rotation = self.writer.reserve(length, key, expiry)
-        if rotation is not None:
-            self._rotated(rotation)
+        with self._lock:
+            view, rotation = self.writer.reserve(length, key, expiry)
+            if rotation is not None:
+                self._rotated(rotation)
         return view
 
     def commit(self):
         """Commits the chunk :meth:`reserve` opened; returns a :class:`Published`."""
         self._check_open()
-        segment, sequence, record_offset, payload_offset = self.writer.commit()
+        with self._lock:
+            segment, sequence, record_offset, payload_offset = self.writer.commit()
         self.doorbell.ring()
         self._announce(segment, record_offset, segment.end, sequence, sequence)
         payload_length = int.from_bytes(segment.map[record_offset + 40:record_offset + 48], "little")
@@ -233,15 +274,25 @@ class Publisher:
         non-persistent segments (persistent ones stay, as registered)."""
         if self._closed:
             return
-        self._closed = True
+        with self._lock:
+            self._closed = True
         try:
             if self.writer is not None:
                 self.flush()
         except Exception:
             pass
+        if self._service is not None:
+            try:
+                self._service[1].remove()
+                self._service[0].remove_from_connection()
+            except Exception:
+                pass
         self.registry._owns_connection = True
         self.registry.close()
-        for segment in getattr(self, "_retired", []):
+        if getattr(self, "_main", None) is not None:
+            self._main.quit()
+            self._thread.join(timeout=5)
+        for segment in self._retired:
             segment.close()
         if self.writer is not None:
             self.writer.close()

@@ -70,9 +70,12 @@ def _translate(error, context):
     return kind("%s: %s" % (context, message or name), name)
 
 
-def _call(method, context, *args, timeout=25.0):
+def _call(connection, destination, path, interface, method, signature, args, context, timeout=25.0):
+    """One method call, addressed to `destination` by name each time: a well-known
+    name reaches whoever owns it now (a restarted registry), which a dbus-python proxy,
+    bound to the owner it found when made, would not."""
     try:
-        return method(*args, timeout=timeout)
+        return connection.call_blocking(destination, path, interface, method, signature, args, timeout=timeout)
     except dbus.exceptions.DBusException as error:
         raise _translate(error, context) from None
 
@@ -130,8 +133,11 @@ class Registry:
         self._owns_connection = bus is None or isinstance(bus, str)
         self.connection = connect(bus)
         self.timeout = timeout
-        self._object = self.connection.get_object(REGISTRY_NAME, REGISTRY_PATH, introspect=False)
-        self._registry = dbus.Interface(self._object, REGISTRY_IFACE)
+
+    def call(self, method, signature="", *args, context=None):
+        """A call of org.shmbus.Registry1 `method`, errors typed."""
+        return _call(self.connection, REGISTRY_NAME, REGISTRY_PATH, REGISTRY_IFACE, method, signature, args,
+                     context or method, timeout=self.timeout)
 
     def close(self):
         """Closes the connection if this object opened it."""
@@ -150,7 +156,7 @@ class Registry:
 
     def list_channels(self):
         """``ListChannels()``: the channels this caller may read, as ChannelInfo."""
-        reply = _call(self._registry.ListChannels, "ListChannels", timeout=self.timeout)
+        reply = self.call("ListChannels")
         out = []
         for i, item in enumerate(reply):
             name, owner, current, generation, segments, size = _struct(item, 6, "ListChannels[%d]" % i)
@@ -163,7 +169,7 @@ class Registry:
         as SegmentInfo. An unknown channel raises NotFound."""
         if channel:
             _check_channel(channel)
-        reply = _call(self._registry.ListSegments, "ListSegments(%r)" % channel, channel, timeout=self.timeout)
+        reply = self.call("ListSegments", "s", channel, context="ListSegments(%r)" % channel)
         out = []
         for i, item in enumerate(reply):
             f = _struct(item, 10, "ListSegments[%d]" % i)
@@ -177,7 +183,7 @@ class Registry:
         """``Lookup(channel, key)``: where the newest live chunk of `key` is. NotFound
         when the channel or the key is unknown."""
         _check_channel(channel)
-        reply = _call(self._registry.Lookup, "Lookup(%r, %r)" % (channel, key), channel, key, timeout=self.timeout)
+        reply = self.call("Lookup", "ss", channel, key, context="Lookup(%r, %r)" % (channel, key))
         segment, offset, length, sequence = _struct(reply, 4, "Lookup's reply")
         return LookupResult(_segment_name(segment, "segment"), _uint(offset, "offset"), _uint(length, "length"),
                             _uint(sequence, "sequence"))
@@ -185,7 +191,7 @@ class Registry:
     def open_segment(self, segment):
         """``OpenSegment(segment)``: an OpenedSegment whose `fd` (and `doorbell`, if
         the writer registered one) the caller owns and must close."""
-        reply = _call(self._registry.OpenSegment, "OpenSegment(%s)" % segment, segment, timeout=self.timeout)
+        reply = self.call("OpenSegment", "s", segment, context="OpenSegment(%s)" % segment)
         fd_value, info_value = _struct(reply, 2, "OpenSegment's reply")
         fd = _take_fd(fd_value, "OpenSegment's fd")
         doorbell = None
@@ -221,9 +227,9 @@ class Registry:
         channel."""
         _check_channel(channel)
         path = "%s/channel/%s" % (REGISTRY_PATH, F.escape_path_component(channel))
-        proxy = self.connection.get_object(REGISTRY_NAME, path, introspect=False)
         try:
-            props = proxy.GetAll(CHANNEL_IFACE, dbus_interface=PROPERTIES_IFACE, timeout=self.timeout)
+            props = self.connection.call_blocking(REGISTRY_NAME, path, PROPERTIES_IFACE, "GetAll", "s", (CHANNEL_IFACE,),
+                                                  timeout=self.timeout)
         except dbus.exceptions.DBusException as error:
             if error.get_dbus_name() in ("org.freedesktop.DBus.Error.UnknownObject",
                                          "org.freedesktop.DBus.Error.UnknownInterface",
@@ -245,11 +251,8 @@ class Registry:
 
     def name_has_owner(self, name):
         """Whether `name` (a unique name such as ":1.5") is on the bus now."""
-        bus = self.connection.get_object("org.freedesktop.DBus", "/org/freedesktop/DBus", introspect=False)
-        try:
-            return bool(bus.NameHasOwner(name, dbus_interface="org.freedesktop.DBus", timeout=self.timeout))
-        except dbus.exceptions.DBusException as error:
-            raise _translate(error, "NameHasOwner(%s)" % name) from None
+        return bool(_call(self.connection, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                          "NameHasOwner", "s", (name,), "NameHasOwner(%s)" % name, timeout=self.timeout))
 
 
 class Publisher:
@@ -257,22 +260,17 @@ class Publisher:
     `connection`. For when the registry cannot help (PROTOCOL.md, "org.shmbus.Publisher1")."""
 
     def __init__(self, connection, owner, timeout=2.0):
+        self.connection = connection
         self.owner = owner
         self.timeout = timeout
-        self._object = connection.get_object(owner, PUBLISHER_PATH, introspect=False)
 
     def open_segment(self, segment):
         """``OpenSegment(segment)``: a read-only descriptor the caller owns."""
-        try:
-            reply = self._object.OpenSegment(segment, dbus_interface=PUBLISHER_IFACE, timeout=self.timeout)
-        except dbus.exceptions.DBusException as error:
-            raise _translate(error, "%s's OpenSegment(%s)" % (self.owner, segment)) from None
+        reply = _call(self.connection, self.owner, PUBLISHER_PATH, PUBLISHER_IFACE, "OpenSegment", "s", (segment,),
+                      "%s's OpenSegment(%s)" % (self.owner, segment), timeout=self.timeout)
         return _take_fd(reply, "Publisher1.OpenSegment's fd")
 
     def current_segment(self):
-        try:
-            value = self._object.Get(PUBLISHER_IFACE, "CurrentSegment", dbus_interface=PROPERTIES_IFACE,
-                                     timeout=self.timeout)
-        except dbus.exceptions.DBusException as error:
-            raise _translate(error, "%s's CurrentSegment" % self.owner) from None
+        value = _call(self.connection, self.owner, PUBLISHER_PATH, PROPERTIES_IFACE, "Get", "ss",
+                      (PUBLISHER_IFACE, "CurrentSegment"), "%s's CurrentSegment" % self.owner, timeout=self.timeout)
         return _segment_name(value, "CurrentSegment")

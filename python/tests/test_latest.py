@@ -122,7 +122,8 @@ def test_channel_objects_are_found_at_the_path_the_registry_escapes(peers, chann
     publish(peers, name, b"digits")
     with Registry(peers.address) as registry:
         assert registry.channel(name)["Name"] == name
-        objects = registry._object.GetManagedObjects(dbus_interface="org.freedesktop.DBus.ObjectManager")
+        objects = registry.connection.call_blocking("org.shmbus.Registry1", "/org/shmbus/Registry1",
+                                                    "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", "", ())
         paths = [str(p) for p, ifaces in objects.items() if "org.shmbus.Channel1" in ifaces
                  and ifaces["org.shmbus.Channel1"]["Name"] == name]
         assert paths == ["/org/shmbus/Registry1/channel/" + escape_path_component(name)]

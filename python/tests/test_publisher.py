@@ -17,7 +17,6 @@ from shmbus.registry import Registry
 
 from conftest import binary
 from payloads import expected
-from test_examples import bus_names
 
 
 def test_shmbus_cat_reads_what_python_published(peers, channel, tmp):
@@ -49,15 +48,14 @@ def test_a_swift_subscriber_reads_python_chunks_through_collections(peers, chann
     sizes = [16 + (i * 37) % 1500 for i in range(count)]
     publisher = shmbus.Publisher(channel, bus=peers.address, capacity=32 * 1024)
     try:
-        before = bus_names(peers.address)
         swift = peers.start([binary("shmbus"), "subscribe", "--channel", channel, "--from", "1", "--json",
                              "--checksum", "--until-publisher-leaves", "--bus", peers.address], stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not (bus_names(peers.address) - before) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)
+        # The first chunk, then the rest once the Swift subscriber has printed it.
+        publisher.publish(expected(1, sizes[0]))
+        publisher.flush()
+        first = swift.stdout.readline()
         generations = set()
-        for i in range(count):
+        for i in range(1, count):
             published = publisher.publish(expected(i + 1, sizes[i]))
             assert published.sequence == i + 1
             generations.add(published.generation)
@@ -67,7 +65,7 @@ def test_a_swift_subscriber_reads_python_chunks_through_collections(peers, chann
         publisher.close()
     out, err = swift.communicate(timeout=60)
     assert swift.returncode == 0, err.decode()
-    events = [json.loads(line) for line in out.decode().splitlines()]
+    events = [json.loads(line) for line in [first] + out.decode().splitlines()]
     assert events[-1]["event"] == "publisher-left", events[-1]
     assert len(generations) >= 10, "the channel was collected many times"
     next_sequence = 1
@@ -81,7 +79,7 @@ def test_a_swift_subscriber_reads_python_chunks_through_collections(peers, chann
             assert int(event["checksum"], 16) == mix64(expected(next_sequence, sizes[next_sequence - 1]), 0)
             next_sequence += 1
     assert next_sequence == count + 1
-    assert sum(e["event"] == "chunk" for e in events) >= count // 2
+    assert sum(e["event"] == "chunk" for e in events) >= count // 2, "a subscriber that keeps up loses little"
 
 
 def test_the_python_subscriber_wakes_on_the_python_publishers_doorbell(peers, channel):
@@ -124,3 +122,74 @@ def test_python_continues_a_history_swift_left(peers, channel):
     with Registry(peers.address) as registry:
         states = sorted((s.generation, s.state) for s in registry.list_segments(channel))
         assert states == [(1, "retired"), (2, "active")]
+
+
+def test_with_the_registry_gone_readers_follow_through_the_python_publisher(own_bus, channel):
+    """The Python publisher serves Publisher1.OpenSegment: with the registry killed,
+    the Swift subscriber (`shmbus subscribe`) and the Python one get every successor
+    from it, and lose nothing; a registry started again gets the current segment
+    registered again."""
+    count, size = 300, 1200
+    publisher = shmbus.Publisher(channel, bus=own_bus.address, capacity=32 * 1024)
+    assert publisher._service is not None, "python3-gi is needed to serve Publisher1"
+    try:
+        # What it serves: its current segment, read-only; nothing else.
+        import dbus
+        connection = dbus.bus.BusConnection(own_bus.address)
+        served = shmbus.registry.Publisher(connection, publisher.connection.get_unique_name())
+        assert served.current_segment() == publisher.current_segment
+        fd = served.open_segment(publisher.current_segment)
+        with pytest.raises(OSError):
+            os.write(fd, b"x")
+        assert shmbus.Segment(fd).name == publisher.current_segment
+        os.close(fd)
+        with pytest.raises(shmbus.NotFound):
+            served.open_segment("0" * 32)
+        connection.close()
+
+        swift = own_bus.start([binary("shmbus"), "subscribe", "--channel", channel, "--from", "1", "--json",
+                               "--checksum", "--count", str(count), "--bus", own_bus.address], stdin=subprocess.DEVNULL)
+        subscriber = shmbus.Subscriber(channel, bus=own_bus.address, start=1)
+        # The first chunk while the registry runs; the rest once both have read it.
+        publisher.publish(expected(1, size))
+        publisher.flush()
+        first = swift.stdout.readline()
+        ours = [subscriber.next_event(timeout=10)]
+        own_bus.private.kill_registry()
+        for i in range(2, count + 1):
+            publisher.publish(expected(i, size))
+            time.sleep(0.001)
+            event = subscriber.poll()
+            while event is not None:
+                ours.append(event)
+                event = subscriber.poll()
+        publisher.flush()
+        while sum(1 for e in ours if not isinstance(e, Gap)) + sum(e.missed for e in ours if isinstance(e, Gap)) < count:
+            event = subscriber.next_event(timeout=10)
+            assert event is not None
+            ours.append(event)
+        assert [e.sequence for e in ours] == list(range(1, count + 1)), "no gap"
+        assert all(e.payload == expected(e.sequence, size) for e in ours)
+        assert subscriber.statistics["from_publisher"] >= 10
+        subscriber.close()
+        out, err = swift.communicate(timeout=60)
+        assert swift.returncode == 0, err.decode()
+        theirs = [json.loads(line) for line in [first] + out.decode().splitlines()]
+        assert [e["sequence"] for e in theirs] == list(range(1, count + 1)), "no gap in Swift either"
+        assert all(int(e["checksum"], 16) == mix64(expected(e["sequence"], size), 0) for e in theirs)
+        # A registry again: the publisher registers its current segment with it.
+        own_bus.private.start_registry()
+        deadline = time.monotonic() + 20
+        with Registry(own_bus.address) as registry:
+            while time.monotonic() < deadline:
+                try:
+                    if registry.current_segment(channel) == (publisher.current_segment,
+                                                             publisher.connection.get_unique_name()):
+                        break
+                except shmbus.BusError:
+                    pass
+                time.sleep(0.05)
+            else:
+                pytest.fail("the publisher did not register again")
+    finally:
+        publisher.close()
