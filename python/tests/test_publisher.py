@@ -193,3 +193,39 @@ def test_with_the_registry_gone_readers_follow_through_the_python_publisher(own_
                 pytest.fail("the publisher did not register again")
     finally:
         publisher.close()
+
+
+def test_a_signal_subscriber_gets_the_python_publishers_signals_at_once(peers, channel):
+    """The publisher holds its signals back for 10 s after the first; only the
+    doorbell's awaiting-signal flag, which a wait="signal" subscriber sets before it
+    waits, makes it send each at once. (serve=False: the subscriber iterates GLib's
+    default context itself.)"""
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024, signal_interval=10.0, serve=False)
+    subscriber = shmbus.Subscriber(channel, bus=peers.address, start="now", wait="signal")
+    try:
+        assert subscriber.next_event(timeout=0.2) is None          # waiting: the flag is set
+        import threading
+        for i in range(1, 11):
+            # Published while the subscriber waits (its own look comes only every 0.5 s).
+            published_at = []
+            later = threading.Timer(0.05, lambda: (publisher.publish(expected(i, 100)),
+                                                   published_at.append(time.monotonic())))
+            later.start()
+            chunk = subscriber.next_event(timeout=5)
+            received_at = time.monotonic()
+            later.join()
+            assert chunk.sequence == i and chunk.payload == expected(i, 100)
+            took = received_at - published_at[0]
+            assert took < 0.2, "chunk %d took %.3f s: the signal was not sent at once" % (i, took)
+        assert subscriber.statistics["signals"] >= 10 and publisher.signals_sent >= 10
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def test_asyncio_latest(peers, channel):
+    import asyncio
+    with shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024) as publisher:
+        publisher.publish(b"async bytes", key="k")
+        chunk = asyncio.run(shmbus.aio.latest(channel, "k", bus=peers.address))
+        assert bytes(chunk.payload) == b"async bytes" and chunk.sequence == 1
