@@ -229,3 +229,32 @@ def test_asyncio_latest(peers, channel):
         publisher.publish(b"async bytes", key="k")
         chunk = asyncio.run(shmbus.aio.latest(channel, "k", bus=peers.address))
         assert bytes(chunk.payload) == b"async bytes" and chunk.sequence == 1
+
+
+def test_swift_futex_readers_are_woken_by_the_python_publishers_doorbell(peers, channel):
+    """`shmbus subscribe --wait futex` sleeps on the doorbell (no signals): between
+    chunks published 40 ms apart it sets `sleeping`, and the Python publisher rings
+    (FUTEX_WAKE_OP: sleeping cleared, word + 1, wake). (The latency bound is loose:
+    a Swift reader that misses wake-ups shortens its waits to 10 ms by itself.)"""
+    count = 25
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024)
+    try:
+        swift = peers.start([binary("shmbus"), "subscribe", "--channel", channel, "--from", "1", "--json",
+                             "--wait", "futex", "--count", str(count), "--bus", peers.address], stdin=subprocess.DEVNULL)
+        publisher.publish(expected(1, 64))
+        first = swift.stdout.readline()
+        for i in range(2, count + 1):
+            time.sleep(0.04)
+            publisher.publish(expected(i, 64))
+        out, err = swift.communicate(timeout=60)
+        assert swift.returncode == 0, err.decode()
+        # The word goes up only when the publisher rang for a reader that said it sleeps.
+        rings = publisher.doorbell.word()
+    finally:
+        publisher.close()
+    assert rings >= count // 2, "the reader slept before most chunks, so most commits rang: %d rings" % rings
+    events = [json.loads(line) for line in [first] + out.decode().splitlines()]
+    assert [e["sequence"] for e in events] == list(range(1, count + 1))
+    latencies = sorted(e["latencyMicroseconds"] for e in events[1:])
+    assert latencies[len(latencies) // 2] < 20000, "median %.0f us: the doorbell did not wake the reader" % (
+        latencies[len(latencies) // 2])
