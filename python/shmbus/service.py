@@ -52,7 +52,6 @@ def _caller_may_read(connection, sender, readers):
     """docs/SECURITY.md, "Who may read", for a publisher: root and the channel's own
     user (this process's), and the grants; a sandboxed caller only with an app grant.
     Returns None when allowed, else the reason."""
-    import dbus
     credentials = connection.call_blocking("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                            "GetConnectionCredentials", "s", (sender,))
     uid = int(credentials.get("UnixUserID", -1))

@@ -16,7 +16,6 @@ One writer per channel, one thread at a time.
 import mmap
 import os
 import struct
-import time
 import fcntl
 
 from . import format as F

@@ -114,7 +114,6 @@ def test_busctl_introspection_matches_the_signatures_the_client_uses(peers):
 
 def test_channel_objects_are_found_at_the_path_the_registry_escapes(peers, channel):
     """sd_bus_path_encode: a digit is escaped only at the very start of the name."""
-    import dbus
     from shmbus.format import escape_path_component
     assert escape_path_component("camera/0") == "camera_2f0"
     assert escape_path_component("0a") == "_30a" and escape_path_component("a-b.c_d") == "a_2db_2ec_5fd"

@@ -2,7 +2,6 @@
 given: seals, header, channel) and Swift readers: `shmbus cat` and `shmbus subscribe
 --json --checksum` byte for byte, through garbage collections; the Python subscriber
 on the futex doorbell; a Swift history continued from Python."""
-import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import shmbus
-from shmbus import Gap, PublisherLeft
+from shmbus import Gap
 from shmbus.format import mix64
 from shmbus.registry import Registry
 
@@ -22,7 +21,7 @@ from payloads import expected
 def test_shmbus_cat_reads_what_python_published(peers, channel, tmp):
     data = os.urandom(2 * 1024 * 1024 + 5)
     with shmbus.Publisher(channel, bus=peers.address, capacity=8 << 20) as publisher:
-        first = publisher.publish(b"old", key="blob")
+        assert publisher.publish(b"old", key="blob").sequence == 1
         published = publisher.publish(data, key="blob")
         publisher.flush()
         out = os.path.join(tmp, "out")

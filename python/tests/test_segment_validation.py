@@ -6,8 +6,6 @@ SegmentError, never a crash."""
 import os
 import random
 import struct
-import subprocess
-import sys
 
 import pytest
 

@@ -4,8 +4,6 @@ exact gaps when the reader falls behind, the same events as the Swift subscriber
 publisher's departure, and the waits (futex doorbell, commit-word polling, Committed
 signals with the doorbell's awaiting-signal flag)."""
 import json
-import subprocess
-import threading
 import time
 
 import pytest
