@@ -16,10 +16,10 @@ chunks carried over, ``replaces`` its current segment), as the Swift publisher d
 With PyGObject (python3-gi) it serves ``Publisher1`` (``OpenSegment``, ``Channels``,
 ``CurrentSegment``) and re-registers its current segment when a registry appears, from
 a GLib main loop on a thread of its own (:mod:`shmbus.service`); ``serve=False`` (or a
-connection passed as `bus`) does without. Not yet: a timer for the coalesced last
-signal of a burst (it goes with the next publish or :meth:`flush`; subscribers also
-look on their own every 500 ms, and one waiting with the awaiting-signal flag gets
-its signal at once).
+connection passed as `bus`) does without. That loop also sends a signal held back by
+coalescing once its interval is over; without it, the held-back signal goes with the
+next publish or :meth:`flush` (subscribers also look on their own every 500 ms, and
+one waiting with the awaiting-signal flag gets its signal at once).
 """
 import os
 import threading
@@ -79,6 +79,7 @@ class Publisher:
         self._lock = threading.RLock()     # the writer's state, shared with the serving thread
         self._retired = []
         self._service = None
+        self._timer = False
         if serve is None:
             serve = service.available() and (bus is None or isinstance(bus, str))
         if serve:
@@ -182,6 +183,23 @@ class Publisher:
         if at_once or expected or time.monotonic() - self._last_signal >= self.signal_interval:
             self._send(*self._pending)
             self._pending = None
+        elif self._service is not None and not self._timer:
+            # Held back: the serving thread's loop sends it when the interval is over,
+            # so the last chunk of a burst is announced within one interval.
+            from gi.repository import GLib
+            self._timer = True
+            wait = self.signal_interval - (time.monotonic() - self._last_signal)
+            GLib.timeout_add(max(int(wait * 1000) + 1, 1), self._timer_fired)
+
+    def _timer_fired(self):
+        """On the serving thread: the interval is over, send what is held back."""
+        with self._lock:
+            self._timer = False
+            if self._pending is not None and not self._closed:
+                self._send(*self._pending)
+                self._pending = None
+                self.connection.flush()
+        return False
 
     def _send(self, segment, generation, start, end, first, last):
         dbus = self._dbus
@@ -195,9 +213,10 @@ class Publisher:
     def flush(self):
         """Sends the Committed signal still held back by coalescing, and waits until
         the bus has everything sent so far."""
-        if self._pending is not None:
-            self._send(*self._pending)
-            self._pending = None
+        with self._lock:
+            if self._pending is not None:
+                self._send(*self._pending)
+                self._pending = None
         self.connection.flush()
 
     # MARK: publishing
@@ -242,8 +261,8 @@ class Publisher:
         self._check_open()
         with self._lock:
             segment, sequence, record_offset, payload_offset = self.writer.commit()
-        self.doorbell.ring()
-        self._announce(segment, record_offset, segment.end, sequence, sequence)
+            self.doorbell.ring()
+            self._announce(segment, record_offset, segment.end, sequence, sequence)
         payload_length = int.from_bytes(segment.map[record_offset + 40:record_offset + 48], "little")
         return Published(segment.name, segment.generation, sequence, payload_offset, payload_length)
 

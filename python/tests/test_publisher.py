@@ -257,3 +257,28 @@ def test_swift_futex_readers_are_woken_by_the_python_publishers_doorbell(peers, 
     latencies = sorted(e["latencyMicroseconds"] for e in events[1:])
     assert latencies[len(latencies) // 2] < 20000, "median %.0f us: the doorbell did not wake the reader" % (
         latencies[len(latencies) // 2])
+
+
+def test_a_held_back_committed_signal_is_sent_when_its_interval_is_over(peers, channel):
+    """Coalescing: the second of two quick commits is held back, and the serving
+    thread's loop sends it once the interval (0.3 s) is over, without a flush."""
+    monitor = peers.start(["dbus-monitor", "--address", peers.address, "--profile",
+                           "type='signal',interface='org.shmbus.Publisher1',member='Committed',arg0='%s'" % channel],
+                          stdin=subprocess.DEVNULL)
+    time.sleep(0.3)                        # the monitor is listening
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024, signal_interval=0.3)
+    try:
+        publisher.publish(b"one")          # sent at once (the first)
+        publisher.publish(b"two")          # held back
+        publisher.connection.flush()
+        time.sleep(0.1)
+        assert publisher.signals_sent == 1
+        time.sleep(0.5)
+        assert publisher.signals_sent == 2, "the held-back signal was not sent by the timer"
+    finally:
+        publisher.close()
+    time.sleep(0.2)
+    monitor.terminate()
+    out, _ = monitor.communicate(timeout=10)
+    committed = [l for l in out.decode().splitlines() if l.startswith("sig") and "Committed" in l]
+    assert len(committed) == 2, out.decode()
