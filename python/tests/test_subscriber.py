@@ -301,3 +301,29 @@ def test_a_channel_continued_by_new_publishers_is_followed(peers, channel):
         assert subscriber.statistics["segments_followed"] == 2
     finally:
         subscriber.close()
+
+
+def test_a_subscriber_outlives_a_registry_restart(own_bus, channel):
+    """The registry is addressed by its well-known name on every call (a dbus-python
+    proxy would stay bound to the unique name of the registry it first found): after
+    a restart, the subscriber's calls reach the new registry."""
+    count, size = 300, 1500
+    peer = own_bus.test_peer("paced", channel, count, size, 64 * 1024, 3000)
+    ready(peer)
+    subscriber = shmbus.Subscriber(channel, bus=own_bus.address, start="now")
+    try:
+        own_bus.private.kill_registry()
+        own_bus.private.start_registry()
+        # The Swift publisher registers its current segment with the new registry.
+        deadline = time.monotonic() + 20
+        while subscriber.registry.current_segment(channel) is None:
+            assert time.monotonic() < deadline, "the publisher did not register again"
+            time.sleep(0.05)
+        peer.stdin.write(b"go\n")
+        peer.stdin.flush()
+        events = collect(subscriber, count)
+        assert check_history(events, 1, count, size) == count
+        assert subscriber.statistics["segments_followed"] >= 5
+        assert subscriber.statistics["from_publisher"] < subscriber.statistics["segments_followed"]
+    finally:
+        subscriber.close()
