@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps generate demo test test-python test-asan test-tsan reliability build release install clean docs
+.PHONY: deps generate demo test test-python bench-python test-asan test-tsan reliability build release install clean docs
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -40,6 +40,13 @@ test-python: deps
 	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
 	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
 	cd python && ../$(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+## The Python subscriber beside the Swift one, with the Swift benchmark's publishers
+## (release build); docs/BENCHMARKS.md, "The Python subscriber".
+bench-python: release
+	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
+	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
+	SHMBUS_BUILD=$(CURDIR)/.build/release $(PYTHON_VENV)/bin/python python/benchmarks/bench.py
 
 ## Faults and hostile peers in their full form (docs/RELIABILITY.md); the quick form runs in `make test`.
 reliability: deps
