@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps generate demo test test-asan test-tsan reliability build release install clean docs bench-peers
+.PHONY: deps generate demo test test-python bench-python test-asan test-tsan reliability build release install clean docs bench-peers
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -27,6 +27,26 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(LOAD_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(LOAD_SUITES)' --no-parallel
+	$(MAKE) --no-print-directory test-python
+
+## The Python package (python/) against real peers: a private dbus-daemon, the registry
+## and Swift publishers from the debug build (built here if `test` has not built them).
+## Debian's /usr/bin/python3 on purpose: dbus-python is its python3-dbus, which a venv
+## sees only with --system-site-packages (the first python3 on PATH may be another one).
+PYTHON_VENV := .build/python-venv
+test-python: deps
+	$(SWIFT) build --product shmbus
+	$(SWIFT) build --product shmbus-test-peer
+	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
+	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
+	cd python && ../$(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+## The Python subscriber beside the Swift one, with the Swift benchmark's publishers
+## (release build); docs/BENCHMARKS.md, "The Python subscriber".
+bench-python: release
+	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
+	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
+	SHMBUS_BUILD=$(CURDIR)/.build/release $(PYTHON_VENV)/bin/python python/benchmarks/bench.py
 
 ## Faults and hostile peers in their full form (docs/RELIABILITY.md); the quick form runs in `make test`.
 reliability: deps

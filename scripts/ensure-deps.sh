@@ -14,11 +14,12 @@ need dbus-daemon       command -v dbus-daemon
 need dbus-bin          command -v dbus-send
 need systemd           command -v busctl
 need libglib2.0-bin    command -v gdbus
+need libglib2.0-dev    pkg-config --exists gio-2.0 gio-unix-2.0
 need python3-dbus      /usr/bin/python3 -c 'import dbus'
 need python3-gi        /usr/bin/python3 -c 'from gi.repository import GLib'
+need python3-venv      /usr/bin/python3 -c 'import ensurepip, venv'
 need util-linux        command -v setsid
 need bubblewrap        command -v bwrap
-need libglib2.0-dev    pkg-config --exists gio-2.0 gio-unix-2.0
 need gcc               command -v cc
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi

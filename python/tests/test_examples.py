@@ -1,0 +1,77 @@
+"""The examples in examples/python run by Debian's /usr/bin/python3 (which has
+python3-dbus, and not this package installed: they find it in the checkout) against a
+Swift publisher."""
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+from conftest import REPO
+from payloads import expected
+from shmbus.registry import Registry
+
+EXAMPLES = os.path.join(REPO, "examples", "python")
+
+
+def test_the_subscriber_example_prints_every_chunk_through_collections(peers, channel):
+    """`shmbus publish --lines` in 16 KiB segments, fed by the test: the first line, then,
+    once the example printed it, 199 more, 2 ms apart (collected every few dozen)."""
+    from conftest import binary
+    lines = [("line %d " % i).encode() + bytes([97 + i % 26]) * (i * 13 % 700) for i in range(200)]
+    publisher = peers.start([binary("shmbus"), "publish", "--channel", channel, "--lines", "--capacity", "16KiB",
+                             "--bus", peers.address])
+    publisher.stdin.write(lines[0] + b"\n")
+    publisher.stdin.flush()
+    example = peers.start(["/usr/bin/python3", os.path.join(EXAMPLES, "subscriber.py"), channel, "--bus", peers.address,
+                           "--from", "1", "--until-publisher-leaves"], stdin=subprocess.DEVNULL)
+    first = example.stdout.readline().decode()
+    for line in lines[1:]:
+        publisher.stdin.write(line + b"\n")
+        publisher.stdin.flush()
+        time.sleep(0.002)
+    publisher.stdin.close()             # the publisher leaves; the example then ends
+    assert publisher.wait(timeout=30) == 0
+    out, err = example.communicate(timeout=60)
+    assert example.returncode == 0, err.decode()
+    printed = [first.rstrip("\n")] + out.decode().splitlines()
+    assert printed[-1].startswith("publisher :"), printed[-3:]
+    # Every line printed is the line of that sequence; a gap (only if the example fell
+    # more than a collection behind on a loaded machine) says exactly what it missed.
+    next_sequence = 1
+    for out_line in printed[:-1]:
+        words = out_line.split()
+        if out_line.startswith("gap: "):
+            assert int(words[-1]) == next_sequence - 1
+            next_sequence += int(words[2])
+            continue
+        line = lines[next_sequence - 1]
+        assert out_line == "sequence %d key - length %d sha256 %s" % (next_sequence, len(line),
+                                                                      hashlib.sha256(line).hexdigest())
+        next_sequence += 1
+    assert next_sequence == len(lines) + 1
+    assert sum(l.startswith("sequence ") for l in printed) >= len(lines) // 2
+
+
+def test_the_segment_example_lists_a_swift_segment(peers, channel):
+    peer = peers.test_peer("publish", channel, 30, 200, 64 * 1024)
+    assert peer.stdout.readline().startswith(b"ready")
+    assert peer.stdout.readline().startswith(b"published 30")
+    with Registry(peers.address) as registry:
+        current, _ = registry.current_segment(channel)
+        opened = registry.open_segment(current)
+    try:
+        run = subprocess.run(["/usr/bin/python3", os.path.join(EXAMPLES, "shmbus_segment.py"), str(opened.fd)],
+                             pass_fds=[opened.fd], capture_output=True, timeout=60)
+    finally:
+        os.close(opened.fd)
+        if opened.doorbell is not None:
+            os.close(opened.doorbell)
+    assert run.returncode == 0, run.stderr.decode()
+    listed = json.loads(run.stdout)
+    assert listed["segment"] == current and listed["channel"] == channel
+    assert [r["sequence"] for r in listed["records"]] == list(range(1, 31))
+    assert all(r["sha256"] == hashlib.sha256(expected(r["sequence"], 200)).hexdigest() for r in listed["records"])
+    bad = subprocess.run(["/usr/bin/python3", os.path.join(EXAMPLES, "shmbus_segment.py"), "/etc/hostname"],
+                         capture_output=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.decode().startswith("shmbus_segment.py: NotSealed: ")
