@@ -13,6 +13,25 @@ extension Subscriber {
     /// wake-up either. Blocks the calling thread between events, so never call it from a task
     /// of the concurrency pool. With ``Wait/bus`` it looks every millisecond.
     public func readBlocking(_ body: (Event) throws -> Bool) throws {
+        do {
+            try readEvents { event in
+                do { return try body(event) } catch { throw BodyError(error: error) }
+            }
+        } catch let error as BodyError {
+            throw error.error
+        } catch {
+            // Ended by ``cancel()``: what failed was a call on the connection it closed.
+            if wakeIsFinished { return }
+            throw error
+        }
+    }
+
+    /// An error of the caller's body, told apart from the subscription's own.
+    private struct BodyError: Error {
+        let error: any Error
+    }
+
+    private func readEvents(_ body: (Event) throws -> Bool) throws {
         var readSinceDeparture = false
         while !wakeIsFinished {
             switch try read(upTo: 1) {

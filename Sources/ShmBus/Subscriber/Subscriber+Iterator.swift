@@ -29,6 +29,11 @@ extension Subscriber {
             } catch is CancellationError {
                 return nil
             } catch {
+                // After ``Subscriber/cancel()`` the iteration ends: a call that was on
+                // its way (following a segment, asking the registry) fails because
+                // cancel closed the connection under it, and that is no error of the
+                // subscription's.
+                if subscriber.wakeIsFinished { return nil }
                 throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "\(error)")
             }
         }
