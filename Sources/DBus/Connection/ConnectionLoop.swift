@@ -89,10 +89,23 @@ final class ConnectionLoop {
         // couple of them before it stops reading.
         dbus_connection_set_max_received_size(connection, 2 * DBusLimits.maximumMessageLength)
         dbus_connection_set_max_message_size(connection, DBusLimits.maximumMessageLength)
+        // And descriptors: received messages may hold what the scheduler lets waiting
+        // calls hold, plus one message's worth, before libdbus stops reading. Without
+        // this bound the loop, which reads on while the socket has data (`readOn`), took
+        // in a whole burst of descriptor-carrying calls at once (libdbus's own default is
+        // in the thousands); a process near its RLIMIT_NOFILE then failed to receive
+        // them, and libdbus dropped the connection to the bus (DescriptorLimitTests: a
+        // burst of 200 registrations with doorbells at a soft limit of 1,024 took the
+        // registry off the bus).
+        dbus_connection_set_max_received_unix_fds(connection, core.scheduler.limits.queuedUnixFDs + Self.oneMessageOfDescriptors)
         var socket: Int32 = -1
         self.socket = dbus_connection_get_socket(connection, &socket) != 0 ? socket : nil
         installCallbacks()
     }
+
+    /// The descriptors one received message is counted on for (the registry's
+    /// descriptor reserve counts the same; the system bus passes at most 16).
+    static let oneMessageOfDescriptors = 64
 
     private var unmanagedSelf: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
