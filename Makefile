@@ -46,7 +46,7 @@ test-python: deps
 bench-python: release
 	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
 	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
-	SHMBUS_BUILD=$(CURDIR)/.build/release $(PYTHON_VENV)/bin/python python/benchmarks/bench.py
+	SHMBUS_BUILD=$(CURDIR)/.build/release $(PYTHON_VENV)/bin/python python/benchmarks/bench.py $(PYTHON_BENCH_ARGS)
 
 ## Faults and hostile peers in their full form (docs/RELIABILITY.md); the quick form runs in `make test`.
 reliability: deps
@@ -112,6 +112,8 @@ PEERS_CC ?= $(shell command -v clang || echo cc)
 PEERS_ARGS ?=
 bench-peers: release $(PEERS_VENV)/installed .build/peers/libsum64.so .build/peers/pingpong
 	$(PEERS_VENV)/bin/python bench/peers/run.py --shmbus .build/release/shmbus --json .build/peers/last-run.json $(PEERS_ARGS)
+	@echo "ShmBus's own Python client (python/), beside the Swift subscriber, the same blob sizes:"
+	$(MAKE) --no-print-directory bench-python PYTHON_BENCH_ARGS='--sizes 4KiB,1MiB,16MiB,64MiB,256MiB'
 
 $(PEERS_VENV)/installed: bench/peers/requirements.txt
 	@PEERS_PYTHON=$(PEERS_PYTHON) bash scripts/ensure-peer-deps.sh
