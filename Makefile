@@ -115,15 +115,14 @@ bench-peers: release $(PEERS_VENV)/installed .build/peers/libsum64.so .build/pee
 	@echo "ShmBus's own Python client (python/), beside the Swift subscriber, the same blob sizes:"
 	$(MAKE) --no-print-directory bench-python PYTHON_BENCH_ARGS='--sizes 4KiB,1MiB,16MiB,64MiB,256MiB'
 
-$(PEERS_VENV)/installed: bench/peers/requirements.txt
-	@PEERS_PYTHON=$(PEERS_PYTHON) bash scripts/ensure-peer-deps.sh
+# python3-venv and a C compiler come with `make deps` (scripts/ensure-deps.sh).
+$(PEERS_VENV)/installed: bench/peers/requirements.txt | deps
 	test -x $(PEERS_VENV)/bin/python || $(PEERS_PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install -q -r bench/peers/requirements.txt
 	touch $@
 
 ## ShmBus's benchmark checksum, compiled as SwiftPM compiles it (clang -O2), for the peers' subscribers.
-.build/peers/libsum64.so: Sources/CShmBusBench/sum64.c Sources/CShmBusBench/include/CShmBusBench.h
-	@PEERS_PYTHON=$(PEERS_PYTHON) bash scripts/ensure-peer-deps.sh
+.build/peers/libsum64.so: Sources/CShmBusBench/sum64.c Sources/CShmBusBench/include/CShmBusBench.h | deps
 	@mkdir -p $(@D)
 	$(PEERS_CC) -O2 -shared -fPIC -I Sources/CShmBusBench/include -o $@ $<
 

@@ -12,6 +12,7 @@ in Python) runs the same C function over every byte it received, so the per-byte
 identical and only the per-message overhead differs.
 """
 
+import argparse
 import ctypes
 import os
 import sys
@@ -53,3 +54,18 @@ def percentile(values, p):
         return float("nan")
     rank = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
     return ordered[rank]
+
+
+def arguments(doc, roles, *where):
+    """The command line both peers take: a role of `roles`, what the peer needs to find
+    its service (`where`: option names, each required), and the sizes, count, rate and
+    seconds run.py passes for the part."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("role", choices=sorted(roles))
+    for option in where:
+        parser.add_argument(option, required=True)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    return parser.parse_args()

@@ -29,7 +29,6 @@ Roles (the same measurements as `shmbus bench`'s blob, latency and throughput pa
   flood-sub  reads every chunk's sequence number, counts gaps; ends at the sentinel.
 """
 
-import argparse
 import ctypes
 import json
 
@@ -240,14 +239,7 @@ ROLES = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("role", choices=sorted(ROLES))
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
+    args = common.arguments(__doc__, ROLES, "--service")
     iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
     node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
     ROLES[args.role](node, args)

@@ -27,7 +27,6 @@ Roles, as in iceoryx2_peer.py:
   flood-sub  reads every chunk's sequence number, counts gaps; ends at the sentinel.
 """
 
-import argparse
 import json
 
 import zenoh
@@ -195,15 +194,7 @@ ROLES = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("role", choices=sorted(ROLES))
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
+    args = common.arguments(__doc__, ROLES, "--endpoint", "--key")
     zenoh.init_log_from_env_or("error")
     ROLES[args.role](args)
 

@@ -56,17 +56,7 @@ extension ChannelWriter {
         guard reservation == nil else {
             throw SegmentError(.invalidArgument, "a reservation is open; commit or abandon it before a batch")
         }
-        let keyBytes = Array(key.utf8)
-        guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
-            throw SegmentError(.invalidArgument, "key is \(keyBytes.count) bytes; the limit is \(SegmentLayout.maximumKeyLength)")
-        }
-        guard let layout = RecordHeader.layout(keyLength: keyBytes.count, payloadLength: length),
-            layout.length <= capacity - UInt64(SegmentLayout.headerSize)
-        else {
-            throw SegmentError(
-                .capacityExceeded,
-                "a chunk of \(length) bytes does not fit a segment of \(capacity) bytes (at most \(maximumPayload) with an empty key); use a larger capacity")
-        }
+        let (keyBytes, layout) = try recordLayout(length: length, key: key)
         var committedFirst: CommittedBatch?
         if let open = batch, layout.length > current.capacity - open.end { committedFirst = commitBatch() }
         var rotation: Rotation?

@@ -144,17 +144,7 @@ public final class ChannelWriter {
         guard reservation == nil, batch == nil else {
             throw SegmentError(.invalidArgument, "a reservation or a batch is already open; commit or abandon it first")
         }
-        let keyBytes = Array(key.utf8)
-        guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
-            throw SegmentError(.invalidArgument, "key is \(keyBytes.count) bytes; the limit is \(SegmentLayout.maximumKeyLength)")
-        }
-        guard let layout = RecordHeader.layout(keyLength: keyBytes.count, payloadLength: length),
-            layout.length <= capacity - UInt64(SegmentLayout.headerSize)
-        else {
-            throw SegmentError(
-                .capacityExceeded,
-                "a chunk of \(length) bytes does not fit a segment of \(capacity) bytes (at most \(maximumPayload) with an empty key); use a larger capacity")
-        }
+        let (keyBytes, layout) = try recordLayout(length: length, key: key)
         var rotation: Rotation?
         let timestamp = RealtimeClock.now()
         if layout.length > current.freeBytes || shouldCollect(now: timestamp) {
@@ -174,6 +164,24 @@ public final class ChannelWriter {
             expiresAt
         )
         return Reservation(buffer: prepared.payload, token: token, rotation: rotation)
+    }
+
+    /// The key's bytes and the record's layout for a chunk of `length` bytes, checked
+    /// against the key limit and this writer's capacity (one or the other is refused
+    /// before anything is written).
+    func recordLayout(length: UInt64, key: String) throws(SegmentError) -> (key: [UInt8], layout: (payloadOffset: UInt64, length: UInt64)) {
+        let keyBytes = Array(key.utf8)
+        guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
+            throw SegmentError(.invalidArgument, "key is \(keyBytes.count) bytes; the limit is \(SegmentLayout.maximumKeyLength)")
+        }
+        guard let layout = RecordHeader.layout(keyLength: keyBytes.count, payloadLength: length),
+            layout.length <= capacity - UInt64(SegmentLayout.headerSize)
+        else {
+            throw SegmentError(
+                .capacityExceeded,
+                "a chunk of \(length) bytes does not fit a segment of \(capacity) bytes (at most \(maximumPayload) with an empty key); use a larger capacity")
+        }
+        return (keyBytes, layout)
     }
 
     /// Commits a reservation: the chunk becomes visible, an older chunk with the same
