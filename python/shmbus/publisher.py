@@ -300,6 +300,12 @@ class Publisher:
                 self.flush()
         except Exception:
             pass
+        # The GLib loop thread stops first: it dispatches on the connection, and a
+        # connection closed under a dispatch aborts the interpreter (libdbus asserts;
+        # seen in a fresh-clone CI run of test_publisher).
+        if getattr(self, "_main", None) is not None:
+            self._main.quit()
+            self._thread.join(timeout=5)
         if self._service is not None:
             try:
                 self._service[1].remove()
@@ -308,9 +314,6 @@ class Publisher:
                 pass
         self.registry._owns_connection = True
         self.registry.close()
-        if getattr(self, "_main", None) is not None:
-            self._main.quit()
-            self._thread.join(timeout=5)
         for segment in self._retired:
             segment.close()
         if self.writer is not None:
