@@ -57,6 +57,7 @@ public enum SegmentLayout {
     public static let recordPayloadLengthOffset = 40 // u64
     public static let recordPayloadOffsetOffset = 48 // u32, from the record's start
     public static let recordKeyLengthOffset = 52 // u16
+    public static let recordAttributesLengthOffset = 54 // u16, 0 = no attributes block
     public static let recordChecksumOffset = 56  // u64
     /// The key follows the record header.
     public static let recordKeyOffset = 64
