@@ -117,6 +117,8 @@ import Testing
             (A(["dtype": .string("float8_e4m3"), "shape": .integers([1000])]), 0),
             (A(["width": .integer(640), "height": .integer(480), "pixel-format": .string("NV12")]), 0),
             (A(["dtype": .string("float32"), "shape": .integers([0, 1_000_000])]), 0),
+            // Empty whatever the other dimensions: row-major strides would overflow.
+            (A(["dtype": .string("float64"), "shape": .integers([0, 1 << 40, 1 << 40])]), 0),
             (A(["dtype": .string("uint8"), "shape": .integers([])]), 1),
             (A(["width": .integer(2), "height": .integer(2), "pixel-format": .string("R8  "), "stride": .integer(64)]), 66),
         ]
@@ -139,6 +141,11 @@ import Testing
             (Self.block(Self.entry("n", type: 2, [1, 2, 3])), 0, "not 8"),
             (Self.block(Self.entry("shape", type: 1, Array("2".utf8))), 0, "must be an array"),
             (Self.block(Self.entry("dtype", type: 1, Array("uint16".utf8)) + Self.entry("shape", type: 3, Self.le(9))), 16, "spans 18 bytes"),
+            // A name once, whatever the types (a skipped entry's included), in either order.
+            (Self.block(Self.entry("x", type: 9, [1]) + good), 0, "appears twice"),
+            (Self.block(good + Self.entry("x", type: 9, [1])), 0, "appears twice"),
+            // A well-known name with a type its row does not give, even an unknown one.
+            (Self.block(Self.entry("dtype", type: 9, [1])), 0, "not its row's"),
         ]
         for (block, payload, why) in cases {
             let writer = try ChannelWriter(channel: "test/attributes/hostile", capacity: 8192)

@@ -11,6 +11,9 @@ extension ChunkAttributes {
     static let maximumIntegers = 64
     static let maximumDimensions = 32
 
+    /// FORMAT.md's "Well-known attributes".
+    static let wellKnownNames: Set<String> = ["content-type", "dtype", "shape", "strides", "width", "height", "stride", "pixel-format"]
+
     enum EntryType: UInt8 {
         case string = 1, integer = 2, integers = 3, double = 4
     }
@@ -61,6 +64,7 @@ extension ChunkAttributes {
             return .failure(BlockProblem("checksum mismatch (stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16)))"))
         }
         var attributes = ChunkAttributes()
+        var seen = Set<String>()  // skipped entries' names too: a name appears once
         var at = 8
         while at < block.count {
             guard block.count - at >= 4 else { return .failure(BlockProblem("entry at +\(at) is cut off")) }
@@ -71,11 +75,15 @@ extension ChunkAttributes {
             guard end <= block.count else { return .failure(BlockProblem("entry at +\(at) runs past the block")) }
             let nameBytes = UnsafeRawBufferPointer(rebasing: block[(at + 4)..<(at + 4 + nameLength)])
             guard let name = validName(nameBytes) else { return .failure(BlockProblem("entry at +\(at): invalid name")) }
-            guard attributes[name] == nil else { return .failure(BlockProblem("'\(name)' appears twice")) }
+            guard seen.insert(name).inserted else { return .failure(BlockProblem("'\(name)' appears twice")) }
             let value = UnsafeRawBufferPointer(rebasing: block[(at + 4 + nameLength)..<(at + 4 + nameLength + valueLength)])
             at = end
-            // An entry of a type this reader does not know is skipped (FORMAT.md).
-            guard let type = EntryType(rawValue: rawType) else { continue }
+            // An entry of a type this reader does not know is skipped (FORMAT.md), but a
+            // well-known name has the type its row says.
+            guard let type = EntryType(rawValue: rawType) else {
+                if wellKnownNames.contains(name) { return .failure(BlockProblem("'\(name)' has type \(rawType), not its row's")) }
+                continue
+            }
             switch decodeValue(type, value) {
             case .success(let decoded): attributes.entries.append((name, decoded))
             case .failure(let problem): return .failure(BlockProblem("'\(name)': \(problem.message)"))

@@ -62,8 +62,10 @@ extension ChunkAttributes {
         /// Bytes from the first element to the end of the last: 0 if a dimension is 0;
         /// nil when the element size is unknown or the sum overflows.
         public var extent: Int? {
-            guard let size = elementType.size, let strides = effectiveStrides, strides.count == shape.count else { return nil }
+            guard let size = elementType.size else { return nil }
+            // An empty array spans nothing, whatever its strides would be.
             if shape.contains(0) { return 0 }
+            guard let strides = effectiveStrides, strides.count == shape.count else { return nil }
             var end = size
             for (dimension, stride) in zip(shape, strides) {
                 let (span, o1) = (dimension - 1).multipliedReportingOverflow(by: stride)
