@@ -26,10 +26,19 @@ from . import aio
 
 __version__ = "0.1.0"
 
-__all__ = ["latest", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
+__all__ = ["latest", "lookup_chunk", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
            "Attributes", "ShmBusError", "SegmentError", "NotSealed", "BadHeader", "UnsupportedVersion", "BadRecord",
            "BadAttributes", "NotAnArray", "BadDoorbell", "BusError", "NotFound", "AccessDenied", "InvalidArgument", "QuotaExceeded",
            "ChannelBusy", "Unavailable", "BadReply"]
+
+
+def lookup_chunk(channel, key, bus=None):
+    """What the registry says of the newest live chunk of `key` (``LookupChunk``):
+    segment, payload offset, length, sequence and info (``timestamp``, ``expiry``,
+    ``attributes``), without mapping anything. :func:`latest` maps it."""
+    from .registry import Registry
+    with Registry(bus) as registry:
+        return registry.lookup_chunk(channel, key)
 
 
 def latest(channel, key, bus=None, registry=None):

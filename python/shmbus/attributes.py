@@ -234,6 +234,9 @@ def _array(v, offsets, payload_length):
             raise Problem("'strides' has %d elements and 'shape' %d" % (len(strides), len(shape)), offsets["strides"])
         if any(s < 0 for s in strides):
             raise Problem("'strides' %r: each >= 0" % (list(strides),), offsets["strides"])
+    if not dtype:
+        # FORMAT.md allows unknown dtypes, not none at all; the Swift reader refuses it too.
+        raise Problem("'dtype' is empty", offsets["dtype"])
     itemsize = DTYPES.get(dtype)
     if itemsize is None:
         return ArrayLayout(dtype, shape, strides, None, None)    # a layout this reader cannot check
@@ -241,7 +244,7 @@ def _array(v, offsets, payload_length):
         strides, step = [], itemsize
         for n in reversed(shape):
             strides.append(step)
-            step *= n
+            step *= max(n, 1)            # as numpy and the Swift reader do for a 0 dimension
         strides = tuple(reversed(strides))
     # Python integers do not overflow: an extent past any u64 is simply past the payload.
     extent = 0 if 0 in shape else itemsize + sum((n - 1) * s for n, s in zip(shape, strides))

@@ -103,6 +103,7 @@ WELL_KNOWN_CASES = [
     ("stride 0", chunk(*IMAGE, craft.int64("stride", 0)), "'stride' is 0 (at least 1)"),
     ("pixel-format of 3 characters", chunk(*IMAGE[:2], craft.string("pixel-format", "R8 ")), "is not a fourcc"),
     ("pixel-format not ASCII", chunk(*IMAGE[:2], craft.string("pixel-format", "ÄB24")), "is not a fourcc"),
+    ("dtype empty", chunk(craft.string("dtype", ""), craft.ints("shape", [1])), "'dtype' is empty"),
     ("dtype without shape", chunk(craft.string("dtype", "uint8")), "'dtype' without 'shape'"),
     ("shape without dtype", chunk(craft.ints("shape", [3])), "'shape' without 'dtype'"),
     ("strides alone", chunk(craft.ints("strides", [1])), "'strides' without 'dtype' and 'shape'"),
