@@ -47,7 +47,8 @@ struct RecordHeader {
     /// Writes a record header, key and attributes block at `offset` (writer).
     static func write(
         to mapping: MemoryMapping, at offset: Int, length: UInt64, sequence: UInt64, timestamp: UInt64, expiry: UInt64,
-        payloadLength: UInt64, payloadOffset: UInt64, key: UnsafeRawBufferPointer, attributes: UnsafeRawBufferPointer
+        payloadLength: UInt64, payloadOffset: UInt64, key: UnsafeRawBufferPointer,
+        attributes: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
     ) {
         let L = SegmentLayout.self
         let base = mapping.base.advanced(by: offset)
