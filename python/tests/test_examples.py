@@ -139,3 +139,31 @@ def test_the_camera_example_views_frames_from_their_attributes(peers, channel):
 
     figures = run_camera_example(peers, publish_frames)
     assert figures["fps"] > 5, figures
+
+
+def test_the_segment_example_lists_attributes_and_refuses_a_bad_block():
+    """A segment written by the package's writer: the attributes in FORMAT.md's JSON
+    form, in block order; a block damaged afterwards is a BadAttributes, exit 2."""
+    import struct
+    from shmbus.writer import ChannelWriter
+    writer = ChannelWriter("py/example-attributes", capacity=1 << 16)
+    try:
+        writer.append(b"plain", key="p")
+        writer.append(bytes(24), key="t", attributes={"dtype": "float32", "shape": [2, 3], "org.example.g": float("-inf")})
+        fd = writer.current.fd
+        run = subprocess.run(["/usr/bin/python3", os.path.join(EXAMPLES, "shmbus_segment.py"), str(fd)],
+                             pass_fds=[fd], capture_output=True, timeout=60)
+        assert run.returncode == 0, run.stderr.decode()
+        records = json.loads(run.stdout)["records"]
+        assert [r["attributes"] for r in records] == [{}, {"dtype": "float32", "shape": [2, 3], "org.example.g": "-inf"}]
+        assert list(records[1]["attributes"]) == ["dtype", "shape", "org.example.g"]
+        # The second record's block (key "t": at +72) given a wrong checksum.
+        second = records[1]["offset"]
+        struct.pack_into("<Q", writer.current.map, second + 72, 0)
+        bad = subprocess.run(["/usr/bin/python3", os.path.join(EXAMPLES, "shmbus_segment.py"), str(fd)],
+                             pass_fds=[fd], capture_output=True, timeout=60)
+        assert bad.returncode == 2, bad.stderr.decode()
+        assert bad.stderr.decode().startswith("shmbus_segment.py: BadAttributes: record at offset %d: attributes: "
+                                              "checksum mismatch" % second), bad.stderr.decode()
+    finally:
+        writer.close()
