@@ -9,6 +9,7 @@ InvalidArgument. Values come out as str, int, tuple of int and float, in the
 block's order, in a read-only :class:`Attributes` mapping.
 """
 import numbers
+import re
 import struct
 from collections import namedtuple
 from collections.abc import Mapping
@@ -39,8 +40,7 @@ DTYPES = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4,
 PIXEL_FORMATS = {"R8  ": 1, "R16 ": 2, "GR88": 2, "RG24": 3, "BG24": 3, "XR24": 4, "AR24": 4, "XB24": 4,
                  "AB24": 4, "RX24": 4, "RA24": 4, "BX24": 4, "BA24": 4, "YUYV": 2, "UYVY": 2}
 
-_NAME_FIRST = frozenset(b"abcdefghijklmnopqrstuvwxyz")
-_NAME_REST = _NAME_FIRST | frozenset(b"0123456789-_.")
+_NAME = re.compile(rb"[a-z][a-z0-9._-]*")           # bytes: no Unicode classes sneak in
 _ENTRY_HEAD = struct.Struct("<BBH")
 _INT64 = struct.Struct("<q")
 _FLOAT64 = struct.Struct("<d")
@@ -121,7 +121,7 @@ EMPTY = Attributes({})
 def _name(raw, where):
     if not 1 <= len(raw) <= MAX_NAME:
         raise Problem("a name of %d bytes (1-%d)" % (len(raw), MAX_NAME), where)
-    if raw[0] not in _NAME_FIRST or any(b not in _NAME_REST for b in raw[1:]):
+    if _NAME.fullmatch(raw) is None:
         raise Problem("name %r is not a lowercase letter then lowercase letters, digits, '-', '_' or '.'"
                       % raw.decode("ascii", "backslashreplace"), where)
     return raw.decode("ascii")
@@ -195,21 +195,23 @@ def parse(block, payload_length):
     return Attributes(entries, array, image)
 
 
+_TYPE_OF = {str: STRING, int: INT64, float: FLOAT64, tuple: INT64_ARRAY}     # what parse makes of each type
+
+
 def _typed(entries, offsets, name):
     value = entries.get(name)
     if value is None:
         return None
-    want = WELL_KNOWN[name]
-    ok = {STRING: isinstance(value, str), INT64: isinstance(value, int), FLOAT64: isinstance(value, float),
-          INT64_ARRAY: isinstance(value, tuple)}[want]
-    if not ok:
-        got = {str: STRING, int: INT64, float: FLOAT64, tuple: INT64_ARRAY}[type(value)]
+    want, got = WELL_KNOWN[name], _TYPE_OF[type(value)]
+    if got != want:
         raise Problem("%r is a %s, not a %s" % (name, TYPE_NAMES[got], TYPE_NAMES[want]), offsets[name])
     return value
 
 
 def _well_known(entries, offsets, payload_length):
     """The "Checks" on well-known names: types, ranges, parts, extents."""
+    if not any(name in entries for name in WELL_KNOWN):
+        return None, None                   # the application's own names only
     v = {name: _typed(entries, offsets, name) for name in WELL_KNOWN}
     content_type = v["content-type"]
     if content_type is not None and not (1 <= len(content_type) <= 255

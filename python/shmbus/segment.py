@@ -7,6 +7,9 @@ maps it PROT_READ / MAP_SHARED, validates the header, and validates every record
 reaches it. Each shared field is read once into a local copy and only the copy is
 checked and used, since the writer can still change its own segment.
 
+A record's attributes block (FORMAT.md, "Attributes") is copied and checked with the
+record (:mod:`shmbus.attributes`); one that fails makes the record a BadAttributes.
+
 Payloads are ``memoryview`` slices of the mapping: nothing is copied, and
 ``numpy.frombuffer(chunk.payload, ...)`` copies nothing either. A view keeps the
 mapping alive; closing the segment while views are in use leaves it mapped until they
@@ -295,9 +298,10 @@ class Segment:
         if payload_offset > length or payload_length > length - payload_offset:
             raise BadRecord(offset, "payload (%d bytes at +%d) runs past the record's %d bytes"
                             % (payload_length, payload_offset, length))
-        problem = A.placement_problem(key_length, attributes_length, payload_offset)
-        if problem:
-            raise BadAttributes(offset, problem)
+        if attributes_length:           # most records have none: keep their path as it was
+            problem = A.placement_problem(key_length, attributes_length, payload_offset)
+            if problem:
+                raise BadAttributes(offset, problem)
         key = bytes(self._map[offset + F.RECORD_HEADER:offset + F.RECORD_HEADER + key_length])
         computed = F.mix64(key, F.mix64(head[0:4] + b"\0\0\0\0" + head[8:56], F.RECORD_SEED))
         if computed != stored:
