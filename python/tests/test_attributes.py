@@ -88,6 +88,8 @@ def test_values_are_typed_by_their_python_type_and_kept_in_order():
         assert chunk.array_layout is None and chunk.image_layout is None and chunk.content_type is None
         with pytest.raises(NotAnArray, match="has neither array"):
             chunk.array()
+        with pytest.raises(NotAnArray, match="has neither array"):
+            numpy.from_dlpack(chunk)
     finally:
         writer.close()
 
