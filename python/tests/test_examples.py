@@ -167,3 +167,21 @@ def test_the_segment_example_lists_attributes_and_refuses_a_bad_block():
                                               "checksum mismatch" % second), bad.stderr.decode()
     finally:
         writer.close()
+
+
+def test_the_camera_example_views_the_swift_cameras_frames(own_bus):
+    """examples/camera-publisher (Swift: 640x480 AB24 at 30 frames/s, its attributes
+    saying so) and the Python example: shape and dtype from the attributes, the frame
+    numbers and pixels the Swift code rendered, nothing copied. On a bus of its own:
+    the camera's channel is camera/0, whoever runs it."""
+    from conftest import binary
+    own_bus.camera_channel = "camera/0"
+
+    def publish_frames(example):
+        camera = own_bus.start([binary("camera-publisher"), "--bus", own_bus.address, "300"], stdin=subprocess.DEVNULL)
+        example.wait(timeout=60)
+        camera.kill()
+        camera.wait(timeout=10)
+
+    figures = run_camera_example(own_bus, publish_frames, frames=30)
+    assert figures["fps"] > 5, figures
