@@ -341,5 +341,15 @@ def encode(attributes, payload_length=None):
         raise Problem("the attributes take %d bytes; a block holds at most %d" % (8 + len(body), MAX_BLOCK))
     block = struct.pack("<Q", F.mix64(bytes(body), SEED)) + bytes(body)
     # Read back as a reader will: duplicates, well-known types, parts and extents.
-    parse(block, (1 << 64) - 1 if payload_length is None else payload_length)
+    parsed = parse(block, (1 << 64) - 1 if payload_length is None else payload_length)
+    array = parsed.array
+    if array is not None and array.itemsize is not None and "strides" not in parsed:
+        # A zero dimension makes the extent 0 whatever the others are (FORMAT.md), but
+        # the Swift reader computes the row-major strides first, in Int64, and refuses
+        # a shape whose product overflows: never write what a reader refuses.
+        product = array.itemsize
+        for n in array.shape:
+            product *= max(n, 1)
+        if product > _INT64_MAX:
+            raise Problem("the row-major strides of %r overflow int64" % (list(array.shape),))
     return block

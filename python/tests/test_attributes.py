@@ -126,6 +126,7 @@ BAD_WRITES = [
     ({"dtype": "float32", "shape": [2, 3]}, "spans 24 bytes; the payload has 8"),
     ({"width": 4, "height": 4, "pixel-format": "AB24"}, "the payload has 8"),
     ({"org.x%d" % i: "y" * 4000 for i in range(17)}, "a block holds at most 65528"),
+    ({"dtype": "float64", "shape": [0, 1 << 40, 1 << 40]}, "row-major strides of [0, 1099511627776, 1099511627776] overflow"),
 ]
 
 
