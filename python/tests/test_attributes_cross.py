@@ -125,3 +125,29 @@ def test_the_swift_reader_refuses_what_the_python_reader_refuses(peers, channel)
             list(segment.reader().records())
         cat = peers.shmbus("cat", "--channel", channel, "--key", "t", "--info", "--json")
         assert cat.returncode != 0 and b"payload has 24" in cat.stderr, (cat.returncode, cat.stderr)
+
+
+def test_swift_reads_the_documents_record_as_the_python_writer_wrote_it(peers, channel, tmp):
+    """FORMAT.md's "A real record with attributes" (sequence 7, key "t", its timestamp),
+    written by the Python writer into a registered segment: the Swift reader (`shmbus
+    cat`, the registry's LookupChunk) reads the same record back."""
+    from test_attributes import VECTOR_ATTRIBUTES, document_vector
+    from shmbus.writer import attributes_block
+    payload = struct.pack("<6f", 1, 2, 3, 4, 5, 6)
+    with shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024) as publisher:
+        segment = publisher.writer.current
+        block = attributes_block(VECTOR_ATTRIBUTES, len(payload))
+        offset, length, payload_at = segment.write_record(7, b"t", len(payload), 1767225600000000000, 0, block)
+        segment.map[payload_at:payload_at + len(payload)] = payload
+        segment.commit(offset + length, 7, 1, length)
+        assert bytes(segment.map[offset:offset + 168]) == document_vector()
+        info = peers.shmbus("cat", "--channel", channel, "--key", "t", "--info", "--json")
+        assert info.returncode == 0, info.stderr.decode()
+        shown = json.loads(info.stdout)
+        assert (shown["sequence"], shown["timestamp"], shown["offset"], shown["length"]) == (
+            7, 1767225600000000000, payload_at, 24)
+        assert shown["attributes"] == {"content-type": "application/x-array", "dtype": "float32", "shape": [2, 3]}
+        cat = peers.shmbus("cat", "--channel", channel, "--key", "t")
+        assert cat.returncode == 0 and cat.stdout == payload, cat.stderr.decode()
+        found = shmbus.lookup_chunk(channel, "t", bus=peers.address)
+        assert found.sequence == 7 and found.info["attributes"]["shape"] == (2, 3)
