@@ -1,6 +1,6 @@
 """A chunk's attributes: docs/FORMAT.md, "Attributes" (version 1's compatible
 extension). Parses and checks a block exactly as its "Checks" say, and encodes one
-from a mapping. Standard library only; numpy is needed only by :func:`to_array`.
+from a mapping. Standard library only; numpy is needed only by :mod:`shmbus.arrays`.
 
 The block is untrusted shared memory: :func:`parse` takes a copy of its bytes (read
 once) and raises :class:`Problem` naming what is wrong and where (an offset in the

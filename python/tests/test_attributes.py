@@ -281,3 +281,30 @@ def test_array_and_from_dlpack_copy_nothing():
         assert imported[0, 1] == 1.0
     finally:
         writer.close()
+
+
+def test_the_tables_are_the_documents():
+    """The dtype, pixel-format and well-known tables of FORMAT.md's "Well-known
+    attributes", parsed from the document, are the ones the package uses."""
+    with open(os.path.join(REPO, "docs", "FORMAT.md")) as f:
+        text = f.read().split("### Well-known attributes", 1)[1].split("### A real record with attributes", 1)[0]
+    types = {"string": A.STRING, "int64": A.INT64, "int64 array": A.INT64_ARRAY, "float64": A.FLOAT64}
+    well_known, dtypes, formats = {}, {}, {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1] in types and cells[0].startswith("`"):
+            well_known[cells[0].strip("`")] = types[cells[1]]
+        elif len(cells) == 5 and cells[0].startswith("`"):            # dtype | bytes | | dtype | bytes
+            for name, size in ((cells[0], cells[1]), (cells[3], cells[4])):
+                if name:
+                    dtypes[name.strip("`")] = int(size)
+        elif len(cells) == 4 and cells[0].startswith("`") and cells[2].isdigit():
+            formats[cells[0][1:-1]] = int(cells[2])                     # keeps the fourcc's spaces
+    assert well_known == A.WELL_KNOWN
+    assert dtypes == A.DTYPES
+    assert formats == A.PIXEL_FORMATS
+    from shmbus.arrays import NUMPY_DTYPES, PIXEL_VIEWS
+    assert set(NUMPY_DTYPES) | {"bfloat16"} == set(A.DTYPES)
+    assert all(numpy.dtype(NUMPY_DTYPES[n]).itemsize == A.DTYPES[n] for n in NUMPY_DTYPES)
+    assert set(PIXEL_VIEWS) == set(A.PIXEL_FORMATS)
+    assert all(numpy.dtype(d).itemsize * (c or 1) == A.PIXEL_FORMATS[f] for f, (d, c) in PIXEL_VIEWS.items())
