@@ -39,10 +39,10 @@ def test_latest_and_the_subscriber_see_a_python_publishers_attributes(peers, cha
         assert shmbus.latest(channel, "frame", bus=peers.address).attributes["org.example.n"] == 29
 
 
-def test_a_swift_reader_that_predates_attributes_reads_the_payload(peers, channel, tmp):
-    """What `shmbus cat` of this tree makes of a chunk with attributes: until the Swift
-    side reads them, it must skip them by following payload_offset (FORMAT.md, the
-    compatible extension)."""
+def test_shmbus_cat_reads_the_payload_after_a_long_block(peers, channel, tmp):
+    """`shmbus cat` takes the payload at payload_offset, past a 384-byte block
+    (written before the Swift side read attributes, this showed the compatible
+    extension at work; the cross-language tests check what it now shows of them)."""
     data = os.urandom(100 * 1024 + 3)
     with shmbus.Publisher(channel, bus=peers.address, capacity=1 << 20) as publisher:
         published = publisher.publish(data, key="blob", attributes={"content-type": "application/octet-stream",
