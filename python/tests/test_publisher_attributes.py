@@ -40,7 +40,7 @@ def test_latest_and_the_subscriber_see_a_python_publishers_attributes(peers, cha
 
 
 def test_shmbus_cat_reads_the_payload_after_a_long_block(peers, channel, tmp):
-    """`shmbus cat` takes the payload at payload_offset, past a 384-byte block
+    """`shmbus cat` takes the payload at payload_offset, past a 368-byte block
     (written before the Swift side read attributes, this showed the compatible
     extension at work; the cross-language tests check what it now shows of them)."""
     data = os.urandom(100 * 1024 + 3)
