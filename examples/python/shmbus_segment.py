@@ -13,7 +13,7 @@ itself; pass every segment of a channel to read its lineage.
     shmbus_segment.py --mix64 SEED:HEX...
 
 Prints one JSON object per segment (header, live state, every record with its
-payload's SHA-256), or with --latest the newest live chunk of KEY over the segments
+payload's SHA-256 and its attributes), or with --latest the newest live chunk of KEY over the segments
 given, the first one being the channel's current segment (FORMAT.md, "The newest chunk
 of a key"). An invalid segment is reported as "shmbus_segment.py: <ErrorClass>: ..." on
 stderr with exit status 2.
@@ -37,13 +37,23 @@ from shmbus.segment import Segment, newest_chunk                            # no
 from shmbus.errors import SegmentError                                      # noqa: E402
 
 
+def _json_attributes(chunk):
+    """The attributes as FORMAT.md's JSON column has them: NaN and infinities as strings."""
+    out = {}
+    for name, value in chunk.attributes.items():
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            value = "nan" if value != value else ("inf" if value > 0 else "-inf")
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def _describe(segment, payloads=False):
     state = segment.live_state()
     now = time.clock_gettime_ns(time.CLOCK_REALTIME)
     records = [{
         "offset": r.offset, "sequence": r.sequence, "key": r.key, "length": len(r.payload),
         "sha256": hashlib.sha256(r.payload).hexdigest(), "timestamp": r.timestamp, "expiry": r.expiry,
-        "obsolete": r.obsolete, "expired": r.expired(now),
+        "obsolete": r.obsolete, "expired": r.expired(now), "attributes": _json_attributes(r),
         **({"payload": r.payload.hex()} if payloads else {}),
     } for r in segment.records()]
     return {
@@ -79,7 +89,7 @@ def main(argv=None):
             segment, chunk = newest_chunk(segments, args.latest, current=segments[0].name if segments else None)
             print(json.dumps(None if chunk is None else {
                 "segment": segment.name, "sequence": chunk.sequence, "key": chunk.key,
-                "sha256": hashlib.sha256(chunk.payload).hexdigest()}))
+                "sha256": hashlib.sha256(chunk.payload).hexdigest(), "attributes": _json_attributes(chunk)}))
         else:
             for segment in segments:
                 print(json.dumps(_describe(segment, args.payloads)))

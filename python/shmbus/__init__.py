@@ -7,16 +7,18 @@ sealed memfd segments, with zero copies (docs/FORMAT.md, docs/PROTOCOL.md).
         ...                                               # Chunk, Gap or PublisherLeft
 
 Modules: :mod:`shmbus.segment` (the format reader, standard library only),
+:mod:`shmbus.attributes` (what a chunk says it holds), :mod:`shmbus.arrays` (numpy views),
 :mod:`shmbus.registry` (the D-Bus client, dbus-python), :mod:`shmbus.cursor` (gaps and
 successors), :mod:`shmbus.doorbell` (futex waits), :mod:`shmbus.subscriber`,
 :mod:`shmbus.aio` (asyncio), :mod:`shmbus.errors`.
 """
 import os
 
-from .errors import (ShmBusError, SegmentError, NotSealed, BadHeader, UnsupportedVersion, BadRecord, BadDoorbell,
-                     BusError, NotFound, AccessDenied, InvalidArgument, QuotaExceeded, ChannelBusy, Unavailable,
+from .errors import (ShmBusError, SegmentError, NotSealed, BadHeader, UnsupportedVersion, BadRecord, BadAttributes,
+                     BadDoorbell, NotAnArray, BusError, NotFound, AccessDenied, InvalidArgument, QuotaExceeded, ChannelBusy, Unavailable,
                      BadReply)
 from .segment import Segment, Chunk, LiveState, newest_chunk
+from .attributes import Attributes
 from .cursor import Gap
 from .subscriber import Subscriber, PublisherLeft
 from .publisher import Publisher, Published
@@ -24,10 +26,19 @@ from . import aio
 
 __version__ = "0.1.0"
 
-__all__ = ["latest", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
-           "ShmBusError", "SegmentError", "NotSealed", "BadHeader", "UnsupportedVersion", "BadRecord",
-           "BadDoorbell", "BusError", "NotFound", "AccessDenied", "InvalidArgument", "QuotaExceeded",
+__all__ = ["latest", "lookup_chunk", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
+           "Attributes", "ShmBusError", "SegmentError", "NotSealed", "BadHeader", "UnsupportedVersion", "BadRecord",
+           "BadAttributes", "NotAnArray", "BadDoorbell", "BusError", "NotFound", "AccessDenied", "InvalidArgument", "QuotaExceeded",
            "ChannelBusy", "Unavailable", "BadReply"]
+
+
+def lookup_chunk(channel, key, bus=None):
+    """What the registry says of the newest live chunk of `key` (``LookupChunk``):
+    segment, payload offset, length, sequence and info (``timestamp``, ``expiry``,
+    ``attributes``), without mapping anything. :func:`latest` maps it."""
+    from .registry import Registry
+    with Registry(bus) as registry:
+        return registry.lookup_chunk(channel, key)
 
 
 def latest(channel, key, bus=None, registry=None):

@@ -10,6 +10,7 @@ or a bare struct.error / IndexError.
     │   ├── BadHeader         the header or the file size is invalid
     │   │   └── UnsupportedVersion
     │   ├── BadRecord         a record is invalid (``offset`` says where)
+    │   │   └── BadAttributes a record's attributes block fails FORMAT.md's "Checks"
     │   └── BadDoorbell       the doorbell descriptor cannot be used
     └── BusError              a D-Bus call failed (``dbus_name`` is the error name)
         ├── NotFound          org.shmbus.Error.NotFound (also a LookupError)
@@ -18,6 +19,7 @@ or a bare struct.error / IndexError.
         ├── QuotaExceeded, ChannelBusy, RegistryBadSegment, RegistryNotSealed
         ├── Unavailable       nobody owns the name, or it does not answer in time
         └── BadReply          a reply of the wrong shape or type
+    NotAnArray                ``Chunk.array()`` cannot view the payload (also a ValueError)
 """
 
 
@@ -47,6 +49,21 @@ class BadRecord(SegmentError):
     def __init__(self, offset, message):
         super().__init__("record at offset %d: %s" % (offset, message))
         self.offset = offset
+
+
+class BadAttributes(BadRecord):
+    """A record's attributes block fails docs/FORMAT.md's "Checks": as bad as a bad
+    key, so the record is refused. ``offset`` is the record's, ``where`` the byte in
+    the segment where the fault is (the block's start when it is the block's)."""
+
+    def __init__(self, offset, message, where=None):
+        super().__init__(offset, "attributes: %s%s" % (message, "" if where is None else " (at byte %d)" % where))
+        self.where = where
+
+
+class NotAnArray(ShmBusError, ValueError):
+    """``Chunk.array()`` cannot make a view: no array or image attributes, a dtype or
+    pixel format this reader does not know, bfloat16 without ml_dtypes, no numpy."""
 
 
 class BadDoorbell(SegmentError):

@@ -246,12 +246,15 @@ class Publisher:
             while len(self._retired) > 2:
                 self._retired.pop(0).close()
 
-    def reserve(self, length, key="", expiry=0):
+    def reserve(self, length, key="", expiry=0, attributes=None):
         """A writable memoryview of `length` bytes inside the segment, for a chunk
-        written in place; :meth:`commit` publishes it (nothing is visible before)."""
+        written in place; :meth:`commit` publishes it (nothing is visible before).
+        `attributes`: name -> str, int, list of ints or float, stored with the chunk
+        (docs/FORMAT.md, "Attributes"); checked as readers check them, InvalidArgument
+        if they would refuse the record."""
         self._check_open()
         with self._lock:
-            view, rotation = self.writer.reserve(length, key, expiry)
+            view, rotation = self.writer.reserve(length, key, expiry, attributes)
             if rotation is not None:
                 self._rotated(rotation)
         return view
@@ -266,10 +269,11 @@ class Publisher:
         payload_length = int.from_bytes(segment.map[record_offset + 40:record_offset + 48], "little")
         return Published(segment.name, segment.generation, sequence, payload_offset, payload_length)
 
-    def publish(self, payload, key="", expiry=0):
-        """Copies `payload` (any bytes-like object) into a new chunk and commits it."""
+    def publish(self, payload, key="", expiry=0, attributes=None):
+        """Copies `payload` (any bytes-like object) into a new chunk and commits it,
+        with `attributes` as :meth:`reserve` takes them."""
         payload = memoryview(payload).cast("B")
-        view = self.reserve(len(payload), key, expiry)
+        view = self.reserve(len(payload), key, expiry, attributes)
         try:
             view[:] = payload
         finally:

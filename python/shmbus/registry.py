@@ -13,6 +13,7 @@ exceptions of :mod:`shmbus.errors`. Descriptors received are owned by the caller
 import os
 from collections import namedtuple
 
+from . import attributes as A
 from . import format as F
 from .errors import BY_DBUS_NAME, BadReply, BusError, InvalidArgument, Unavailable
 
@@ -21,7 +22,7 @@ try:
 except ImportError:          # pragma: no cover - reported when a bus is asked for
     dbus = None
 
-__all__ = ["Registry", "Publisher", "connect", "ChannelInfo", "SegmentInfo", "LookupResult", "OpenedSegment",
+__all__ = ["Registry", "Publisher", "connect", "ChannelInfo", "SegmentInfo", "LookupResult", "LookupChunkResult", "OpenedSegment",
            "REGISTRY_NAME", "REGISTRY_PATH"]
 
 REGISTRY_NAME = "org.shmbus.Registry1"
@@ -40,6 +41,10 @@ SegmentInfo = namedtuple("SegmentInfo",
                          "name channel path generation capacity committed_bytes live_chunks state persistent created")
 #: Lookup: `offset` is the payload's byte offset in the segment.
 LookupResult = namedtuple("LookupResult", "segment offset length sequence")
+#: LookupChunk: Lookup's four, and `info` (plain Python values: ``timestamp`` and
+#: ``expiry`` ints, ``attributes`` an :class:`~shmbus.attributes.Attributes`, empty when
+#: the chunk has none; unknown keys kept as they came).
+LookupChunkResult = namedtuple("LookupChunkResult", "segment offset length sequence info")
 #: OpenSegment: a read-only segment descriptor, the info dictionary (plain Python
 #: values, unknown keys kept), and the doorbell descriptor or None.
 OpenedSegment = namedtuple("OpenedSegment", "fd info doorbell")
@@ -119,6 +124,33 @@ def _struct(value, arity, what):
     return value
 
 
+def _attribute_value(value):
+    """An a{sv} value as FORMAT.md's type table maps it (s, x, ax, d), or None."""
+    if isinstance(value, dbus.String):
+        return str(value)
+    if isinstance(value, dbus.Int64):
+        return int(value)
+    if isinstance(value, dbus.Double):
+        return float(value)
+    if isinstance(value, dbus.Array) and value.signature == "x":
+        return tuple(int(v) for v in value)
+    return None
+
+
+def _attributes(value, payload_length):
+    if not isinstance(value, dict):
+        raise BadReply("LookupChunk's attributes are not a dictionary")
+    entries = {}
+    for name in sorted(str(n) for n in value):
+        converted = _attribute_value(value[name])
+        if converted is not None:
+            entries[name] = converted
+    try:
+        return A.parse(A.encode(entries, payload_length), payload_length)
+    except A.Problem as problem:
+        raise BadReply("LookupChunk's attributes: %s" % problem.message) from None
+
+
 def _check_channel(channel):
     problem = F.channel_name_problem(channel) if isinstance(channel, str) else "not a string"
     if problem:
@@ -187,6 +219,32 @@ class Registry:
         segment, offset, length, sequence = _struct(reply, 4, "Lookup's reply")
         return LookupResult(_segment_name(segment, "segment"), _uint(offset, "offset"), _uint(length, "length"),
                             _uint(sequence, "sequence"))
+
+    def lookup_chunk(self, channel, key):
+        """``LookupChunk(channel, key)``: where the newest live chunk of `key` is, and
+        what it says it holds, before anything is mapped. The registry read the
+        attributes from the record; they are checked again here, as a reader checks a
+        block (BadReply if they fail), so that a client may decide on them. Values of a
+        D-Bus type the contract does not give attributes are skipped, as a reader skips
+        an entry of an unknown type. Names come back sorted: a{sv} keeps no order."""
+        _check_channel(channel)
+        reply = self.call("LookupChunk", "ss", channel, key, context="LookupChunk(%r, %r)" % (channel, key))
+        segment, offset, length, sequence, info_value = _struct(reply, 5, "LookupChunk's reply")
+        length = _uint(length, "length")
+        if not isinstance(info_value, dict):
+            raise BadReply("LookupChunk's info is not a dictionary")
+        info = {}
+        for name, value in info_value.items():
+            name = str(name)
+            if name in ("timestamp", "expiry"):
+                info[name] = _uint(value, "LookupChunk's %s" % name)
+            elif name == "attributes":
+                info[name] = _attributes(value, length)
+            else:
+                info[name] = value
+        info.setdefault("attributes", A.EMPTY)
+        return LookupChunkResult(_segment_name(segment, "segment"), _uint(offset, "offset"), length,
+                                 _uint(sequence, "sequence"), info)
 
     def open_segment(self, segment):
         """``OpenSegment(segment)``: an OpenedSegment whose `fd` (and `doorbell`, if

@@ -7,6 +7,9 @@ maps it PROT_READ / MAP_SHARED, validates the header, and validates every record
 reaches it. Each shared field is read once into a local copy and only the copy is
 checked and used, since the writer can still change its own segment.
 
+A record's attributes block (FORMAT.md, "Attributes") is copied and checked with the
+record (:mod:`shmbus.attributes`); one that fails makes the record a BadAttributes.
+
 Payloads are ``memoryview`` slices of the mapping: nothing is copied, and
 ``numpy.frombuffer(chunk.payload, ...)`` copies nothing either. A view keeps the
 mapping alive; closing the segment while views are in use leaves it mapped until they
@@ -23,8 +26,9 @@ import struct
 import time
 import fcntl
 
+from . import attributes as A
 from . import format as F
-from .errors import SegmentError, NotSealed, BadHeader, UnsupportedVersion, BadRecord
+from .errors import SegmentError, NotSealed, BadHeader, UnsupportedVersion, BadRecord, BadAttributes
 
 __all__ = ["Segment", "Chunk", "Record", "LiveState", "newest_chunk", "check_memfd", "now_ns"]
 
@@ -77,12 +81,16 @@ class LiveState:
 class Chunk:
     """One validated record. ``payload`` is a zero-copy, read-only memoryview into the
     mapping; ``bytes(chunk.payload)`` copies. ``segment`` is the Segment it lives in
-    (its ``name``, ``generation`` and ``channel`` say where)."""
+    (its ``name``, ``generation`` and ``channel`` say where). ``attributes`` is a
+    read-only ordered mapping (:class:`shmbus.attributes.Attributes`), empty when the
+    chunk has none; :meth:`array` views the payload as the numpy array they describe."""
 
     __slots__ = ("segment", "offset", "length", "sequence", "timestamp", "expiry", "key", "payload",
-                 "payload_offset")
+                 "payload_offset", "attributes")
 
-    def __init__(self, segment, offset, length, sequence, timestamp, expiry, key, payload, payload_offset):
+    def __init__(self, segment, offset, length, sequence, timestamp, expiry, key, payload, payload_offset,
+                 attributes=A.EMPTY):
+        self.attributes = attributes
         self.segment = segment
         self.payload_offset = payload_offset   # where the payload starts in the segment: Lookup's offset
         self.offset = offset            # the record's offset in the segment
@@ -113,6 +121,40 @@ class Chunk:
 
     def live(self, now=None):
         return not self.obsolete and not self.expired(now)
+
+    @property
+    def content_type(self):
+        """The ``content-type`` attribute, or None."""
+        return self.attributes.content_type
+
+    @property
+    def array_layout(self):
+        """The array the attributes describe (dtype, shape, strides...), or None."""
+        return self.attributes.array
+
+    @property
+    def image_layout(self):
+        """The image the attributes describe (width, height, stride, pixel format...), or None."""
+        return self.attributes.image
+
+    def array(self):
+        """A read-only numpy array over the payload, no copy: dtype, shape and strides
+        from the array attributes, else (h, w[, channels]) from the image's packed
+        pixel format. :class:`~shmbus.errors.NotAnArray` when neither is usable."""
+        from .arrays import to_array
+        return to_array(self)
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """DLPack export of :meth:`array` (CPU memory), so that ``numpy.from_dlpack(chunk)``
+        (and torch's, jax's...) view the payload without a copy. The array is read-only,
+        which only DLPack 1.0 can say: a consumer asking for the older unversioned form
+        gets numpy's BufferError rather than a writable alias of shared memory."""
+        options = {name: value for name, value in (("max_version", max_version), ("dl_device", dl_device),
+                                                   ("copy", copy)) if value is not None}
+        return self.array().__dlpack__(stream=stream, **options)
+
+    def __dlpack_device__(self):
+        return (1, 0)          # kDLCPU, device 0: a mapping in this process
 
     def __len__(self):
         return len(self.payload)
@@ -241,8 +283,8 @@ class Segment:
         if offset < F.HEADER_SIZE or offset + F.RECORD_HEADER > limit or limit > self.capacity:
             raise BadRecord(offset, "a record header does not fit below the committed end %d" % limit)
         head = bytes(self._map[offset:offset + F.RECORD_HEADER])     # read once, check the copy
-        magic, _flags, length, sequence, timestamp, expiry, payload_length, payload_offset, key_length, _reserved, stored = \
-            F.RECORD_STRUCT.unpack(head)
+        magic, _flags, length, sequence, timestamp, expiry, payload_length, payload_offset, key_length, \
+            attributes_length, stored = F.RECORD_STRUCT.unpack(head)
         if magic != F.RECORD_MAGIC:
             raise BadRecord(offset, "magic is 0x%x, not 0x%x (\"CHNK\")" % (magic, F.RECORD_MAGIC))
         if length < F.RECORD_HEADER or length % 64 or length > limit - offset:
@@ -256,6 +298,10 @@ class Segment:
         if payload_offset > length or payload_length > length - payload_offset:
             raise BadRecord(offset, "payload (%d bytes at +%d) runs past the record's %d bytes"
                             % (payload_length, payload_offset, length))
+        if attributes_length:           # most records have none: keep their path as it was
+            problem = A.placement_problem(key_length, attributes_length, payload_offset)
+            if problem:
+                raise BadAttributes(offset, problem)
         key = bytes(self._map[offset + F.RECORD_HEADER:offset + F.RECORD_HEADER + key_length])
         computed = F.mix64(key, F.mix64(head[0:4] + b"\0\0\0\0" + head[8:56], F.RECORD_SEED))
         if computed != stored:
@@ -264,9 +310,16 @@ class Segment:
             key = key.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRecord(offset, "key is not UTF-8") from None
+        attributes = A.EMPTY
+        if attributes_length:
+            at = offset + A.attributes_offset(key_length)
+            try:
+                attributes = A.parse(self._map[at:at + attributes_length], payload_length)   # a copy, read once
+            except A.Problem as fault:
+                raise BadAttributes(offset, fault.message, None if fault.where is None else at + fault.where) from None
         start = offset + payload_offset
         return Chunk(self, offset, length, sequence, timestamp, expiry, key,
-                     self._view[start:start + payload_length], start)
+                     self._view[start:start + payload_length], start, attributes)
 
     def records(self):
         """Every committed record in file order, obsolete and expired ones included.

@@ -18,6 +18,7 @@ import os
 import struct
 import fcntl
 
+from . import attributes as A
 from . import format as F
 from .doorbell import full_fence
 from .errors import InvalidArgument, SegmentError
@@ -26,9 +27,23 @@ from .segment import Segment, now_ns
 __all__ = ["SegmentWriter", "ChannelWriter", "Lineage"]
 
 
-def _record_layout(key_length, payload_length):
-    payload_offset = F.align64(F.RECORD_HEADER + key_length)
+def _record_layout(key_length, payload_length, attributes_length=0):
+    """(payload offset, record length): FORMAT.md, "Records"; with attributes the
+    block sits at align8(64 + key length) and the payload after it, 64-aligned."""
+    if attributes_length:
+        payload_offset = F.align64(A.attributes_offset(key_length) + attributes_length)
+    else:
+        payload_offset = F.align64(F.RECORD_HEADER + key_length)
     return payload_offset, F.align64(payload_offset + payload_length)
+
+
+def attributes_block(attributes, payload_length):
+    """The encoded block for `attributes` (b"" for none), checked as readers will
+    check it, against a payload of `payload_length` bytes: InvalidArgument if not."""
+    try:
+        return A.encode(attributes, payload_length)
+    except A.Problem as problem:
+        raise InvalidArgument("invalid attributes: %s" % problem.message) from None
 
 
 class SegmentWriter:
@@ -77,15 +92,16 @@ class SegmentWriter:
     def free(self):
         return self.capacity - self.end
 
-    def write_record(self, sequence, key, payload_length, timestamp, expiry):
-        """Writes a record's header and key past the committed end (not committed);
-        returns (record offset, record length, payload offset)."""
-        payload_offset, length = _record_layout(len(key), payload_length)
+    def write_record(self, sequence, key, payload_length, timestamp, expiry, attributes=b""):
+        """Writes a record's header, key and attributes block (encoded, see
+        :func:`attributes_block`) past the committed end (not committed); returns
+        (record offset, record length, payload offset)."""
+        payload_offset, length = _record_layout(len(key), payload_length, len(attributes))
         offset = self.end
         if length > self.capacity - offset:
             raise SegmentError("no room for %d bytes in segment %s" % (length, self.name))
         head = bytearray(F.RECORD_STRUCT.pack(F.RECORD_MAGIC, 0, length, sequence, timestamp, expiry, payload_length,
-                                              payload_offset, len(key), 0, 0))
+                                              payload_offset, len(key), len(attributes), 0))
         struct.pack_into("<Q", head, 56, F.mix64(key, F.mix64(bytes(head[:56]), F.RECORD_SEED)))
         m = self.map
         m[offset:offset + 64] = head
@@ -94,6 +110,11 @@ class SegmentWriter:
         # Zero padding: a reused area is never reused here (memfds start zeroed), but
         # copies by collection bring their own bytes, so write it anyway.
         pad_from = offset + 64 + len(key)
+        if attributes:
+            at = offset + A.attributes_offset(len(key))
+            m[pad_from:at] = bytes(at - pad_from)
+            m[at:at + len(attributes)] = attributes
+            pad_from = at + len(attributes)
         if pad_from < offset + payload_offset:
             m[pad_from:offset + payload_offset] = bytes(offset + payload_offset - pad_from)
         tail = offset + payload_offset + payload_length
@@ -244,10 +265,11 @@ class ChannelWriter:
     def max_payload(self):
         return self.capacity - F.HEADER_SIZE - F.RECORD_HEADER
 
-    def reserve(self, length, key="", expiry=0):
+    def reserve(self, length, key="", expiry=0, attributes=None):
         """Space for a chunk of `length` bytes: returns (writable memoryview, rotation or
         None). Fill the view, then :meth:`commit`. A rotation (old, new) means a
-        collection was needed first: register `new`, then :meth:`retire` `old`."""
+        collection was needed first: register `new`, then :meth:`retire` `old`.
+        `attributes`: a mapping written with the chunk (FORMAT.md, "Attributes")."""
         if self._reserved is not None:
             raise InvalidArgument("a reservation is already open; commit it first")
         key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
@@ -255,7 +277,8 @@ class ChannelWriter:
             raise InvalidArgument("key is %d bytes; the limit is %d" % (len(key), F.MAX_KEY))
         if not isinstance(length, int) or length < 0:
             raise InvalidArgument("length %r is not a byte count" % (length,))
-        _, record_length = _record_layout(len(key), length)
+        block = attributes_block(attributes, length)
+        _, record_length = _record_layout(len(key), length, len(block))
         if record_length > self.capacity - F.HEADER_SIZE:
             raise InvalidArgument("a chunk of %d bytes does not fit a segment of %d bytes (at most %d with an empty key)"
                                   % (length, self.capacity, self.max_payload))
@@ -264,7 +287,7 @@ class ChannelWriter:
         if record_length > self.current.free or self.current.dead_bytes >= self.dead_ratio * area:
             rotation = self.collect(record_length)
         sequence = self.last_sequence + 1
-        offset, record_length, payload_at = self.current.write_record(sequence, key, length, now_ns(), expiry)
+        offset, record_length, payload_at = self.current.write_record(sequence, key, length, now_ns(), expiry, block)
         self._reserved = (offset, record_length, sequence, key)
         view = memoryview(self.current.map)[payload_at:payload_at + length]
         return view, rotation
@@ -287,11 +310,11 @@ class ChannelWriter:
         payload_offset = struct.unpack_from("<I", segment.map, offset + 48)[0]
         return segment, sequence, offset, offset + payload_offset
 
-    def append(self, payload, key="", expiry=0):
+    def append(self, payload, key="", expiry=0, attributes=None):
         """Copies `payload` (bytes-like) into a new chunk and commits it. Returns
         (rotation or None, segment, sequence, payload offset)."""
         payload = memoryview(payload).cast("B")
-        view, rotation = self.reserve(len(payload), key, expiry)
+        view, rotation = self.reserve(len(payload), key, expiry, attributes)
         view[:] = payload
         view.release()
         segment, sequence, _, payload_offset = self.commit()
