@@ -12,6 +12,8 @@ import ShmBusProtocol
 public actor PeerDirectory {
     private let connection: DBusConnection
     private var known: [String: PeerIdentity] = [:]
+    /// The process IDs the bus gave with the identities (statistics only: never a rule).
+    private var processes: [String: UInt32] = [:]
     private var order: [String] = []
     /// Connections remembered at most; the oldest are looked up again if they call.
     static let capacity = 65_536
@@ -42,12 +44,22 @@ public actor PeerDirectory {
         }
         let identity = PeerIdentity(
             uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials, otherUsers: otherUsers))
+        processes[sender] = credentials.processID
         if known.updateValue(identity, forKey: sender) == nil {
             order.append(sender)
-            if order.count > Self.capacity { known[order.removeFirst()] = nil }
+            if order.count > Self.capacity {
+                let oldest = order.removeFirst()
+                known[oldest] = nil
+                processes[oldest] = nil
+            }
         }
         return identity
     }
+
+    /// The process ID the bus reported for `sender` when its identity was looked up,
+    /// for display (statistics); nil when unknown. Never used for a decision: a process
+    /// ID can be reused.
+    public func processID(of sender: String) -> UInt32? { processes[sender] }
 
     /// Whether the `ProcessID`s the bus reports name processes here. They do not when
     /// this process is in another PID namespace than the bus daemon (a publisher in a
@@ -71,6 +83,7 @@ public actor PeerDirectory {
 
     /// `name` left the bus: its identity is not needed again.
     public func forget(_ name: String) {
+        processes[name] = nil
         guard known.removeValue(forKey: name) != nil else { return }
         // Linear, but only for connections that called, and the order list is trimmed
         // in batches so that a departure storm stays cheap.

@@ -128,3 +128,33 @@ public enum SegmentState: String, Sendable, CaseIterable {
     /// Replaced after garbage collection; readers move to its successor.
     case retired
 }
+
+/// A connection that holds descriptors of a channel's segments (`ChannelReaders`).
+public struct ReaderInfo: DBusCodable, Hashable, Codable {
+    /// Its unique bus name.
+    public var connection: String
+    public var user: UInt32
+    public var process: UInt32
+    /// Descriptors `OpenSegment` handed it.
+    public var descriptors: UInt64
+
+    public init(connection: String, user: UInt32, process: UInt32, descriptors: UInt64) {
+        self.connection = connection
+        self.user = user
+        self.process = process
+        self.descriptors = descriptors
+    }
+
+    public static var dbusType: DBusType { .structure([.string, .uint32, .uint32, .uint64]) }
+
+    public var dbusValue: DBusValue {
+        .structure([.string(connection), .uint32(user), .uint32(process), .uint64(descriptors)])
+    }
+
+    public init(dbusValue: DBusValue) throws(DBusError) {
+        guard case .structure(let f) = dbusValue, f.count == 4 else { throw Self.typeMismatch(dbusValue) }
+        self.init(
+            connection: try String(dbusValue: f[0]), user: try UInt32(dbusValue: f[1]), process: try UInt32(dbusValue: f[2]),
+            descriptors: try UInt64(dbusValue: f[3]))
+    }
+}

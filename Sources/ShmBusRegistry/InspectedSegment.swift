@@ -88,16 +88,31 @@ final class InspectedSegment: Sendable {
         return false
     }
 
+    /// Record bytes a collection copied into this segment: the records at its start
+    /// whose sequences are at most its base sequence (copies come before any append,
+    /// FORMAT.md "Garbage collection"). Read when it is registered, for statistics.
+    func copiedBytes() -> UInt64 {
+        guard let limit = try? reader.liveState().committedEnd else { return 0 }
+        var offset = UInt64(SegmentLayout.headerSize)
+        while offset < limit, let chunk = try? reader.chunk(at: offset, limit: limit), chunk.sequence <= reader.header.baseSequence {
+            offset = chunk.recordEnd
+        }
+        return offset - UInt64(SegmentLayout.headerSize)
+    }
+
     struct LiveState {
         var committedBytes: UInt64 = 0
         var chunkCount: UInt64 = 0
         var lastSequence: UInt64 = 0
+        var liveBytes: UInt64 = 0
     }
 
     /// The segment's counters now; zeros if its header has become invalid.
     func liveState() -> LiveState {
         guard let state = try? reader.liveState() else { return LiveState() }
-        return LiveState(committedBytes: state.committedBytes, chunkCount: state.liveChunks, lastSequence: state.lastSequence)
+        return LiveState(
+            committedBytes: state.committedBytes, chunkCount: state.liveChunks, lastSequence: state.lastSequence,
+            liveBytes: state.liveBytes)
     }
 
     /// The newest live chunk with `key`, read from the segment (validated).

@@ -24,7 +24,8 @@ struct RegistryObject: Registry1.Implementation {
         async throws -> (segment: String, path: ObjectPath)
     {
         let identity = try await peers.identity(of: call.sender)
-        let request = try Self.registration(channel: channel, fd: fd, options: options, sender: call.sender, identity: identity)
+        var request = try Self.registration(channel: channel, fd: fd, options: options, sender: call.sender, identity: identity)
+        request.processID = await peers.processID(of: call.sender)
         await settleDeparture(ofOwnerOf: channel, before: call.sender)
         return try await registry.register(request)
     }
@@ -38,8 +39,9 @@ struct RegistryObject: Registry1.Implementation {
             throw ShmBusError.notFound("no segment '\(name)' in the registry")
         }
         // The descriptor, and the doorbell with it, go only to those who may read.
-        try AccessRules.checkRead(
-            try await peers.identity(of: call.sender), channel: segment.channel, owner: segment.holder, policy: segment.readers)
+        let identity = try await peers.identity(of: call.sender)
+        try AccessRules.checkRead(identity, channel: segment.channel, owner: segment.holder, policy: segment.readers)
+        await registry.noteReader(call.sender, channel: segment.channel, user: identity.uid, process: await peers.processID(of: call.sender))
         let info = Registry1.SegmentInfoDictionary(
             channel: segment.channel, generation: segment.file.generation, capacity: segment.file.capacity,
             owner: segment.owner ?? "", persistent: segment.persistent, state: segment.state.rawValue,
@@ -72,6 +74,20 @@ struct RegistryObject: Registry1.Implementation {
         return (segment, location.offset, location.length, location.sequence, info)
     }
 
+    func watchStatistics(call: DBusMethodCall) async throws {
+        await registry.watch(call.sender)
+    }
+
+    func unwatchStatistics(call: DBusMethodCall) async throws {
+        try await registry.unwatch(call.sender)
+    }
+
+    func channelReaders(channel: String, call: DBusMethodCall) async throws -> [ReaderInfo] {
+        try await registry.readers(of: channel, caller: try await peers.identity(of: call.sender))
+    }
+
+    var chunkRate: Double { get async { await registry.rootRates.chunks } }
+    var byteRate: Double { get async { await registry.rootRates.bytes } }
     var version: String { ShmBusProtocol.version }
     var channelCount: UInt32 { get async { UInt32(clamping: await registry.channels.count) } }
     var segmentCount: UInt32 { get async { UInt32(clamping: await registry.segments.count) } }

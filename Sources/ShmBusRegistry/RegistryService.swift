@@ -93,6 +93,15 @@ public final class RegistryService: Sendable {
                 await registry.sweep()
             }
         }
+        // Statistics are sampled once a second while someone watches, and not at all
+        // otherwise (the loop waits for a watcher, not on a timer).
+        service.spawn {
+            while !Task.isCancelled {
+                await registry.untilWatched()
+                try? await Task.sleep(for: SegmentRegistry.sampleInterval)
+                await registry.tickStatistics()
+            }
+        }
         if let interval = configuration.memoryTrimInterval {
             service.spawn {
                 while !Task.isCancelled {

@@ -93,7 +93,8 @@ extension SegmentRegistry {
             var segment = Segment(
                 name: file.name, channel: file.channel, owner: owner, holder: holder, readers: readers, file: file,
                 doorbell: owner == nil ? nil : doorbell, persistent: true, ttl: ttl,
-                createdMicroseconds: record.created ?? UInt64(now * 1_000_000), replaces: record.replaces ?? "")
+                createdMicroseconds: record.created ?? UInt64(now * 1_000_000),
+                committedAtRegistration: file.liveState().committedBytes, replaces: record.replaces ?? "")
             if let successor = successors[file.name] {
                 segment.state = .retired
                 segment.replacedBy = successor

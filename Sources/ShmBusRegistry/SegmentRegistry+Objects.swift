@@ -89,4 +89,18 @@ struct ChannelObject: Channel1.Implementation {
     var currentSegment: String { get async { await current?.current ?? "" } }
     var generation: UInt64 { get async { await registry.registry?.currentGeneration(of: name) ?? 0 } }
     var segments: [ObjectPath] { get async { (await current?.segments ?? []).map(ShmBusProtocol.segmentPath) } }
+
+    // Statistics (SegmentRegistry+Statistics.swift), each read fresh.
+    private var figures: SegmentRegistry.Figures { get async { await registry.registry?.figures(of: name) ?? .init() } }
+    var publishedChunks: UInt64 { get async { await figures.publishedChunks } }
+    var publishedBytes: UInt64 { get async { await figures.publishedBytes } }
+    var chunkRate: Double { get async { await figures.chunkRate } }
+    var byteRate: Double { get async { await figures.byteRate } }
+    var collections: UInt64 { get async { await figures.collections } }
+    var committedBytes: UInt64 { get async { await figures.committedBytes } }
+    var liveBytes: UInt64 { get async { await figures.liveBytes } }
+    var readerCount: UInt32 { get async { await figures.readerCount } }
+    var publisherUser: UInt32 { get async { await figures.publisherUser } }
+    var publisherProcess: UInt32 { get async { await figures.publisherProcess } }
+    var timeToLive: UInt64 { get async { await figures.timeToLive } }
 }

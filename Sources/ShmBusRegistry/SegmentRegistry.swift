@@ -29,6 +29,9 @@ actor SegmentRegistry {
         let ttl: Duration?
         let createdMicroseconds: UInt64
         var expiresAt: ContinuousClock.Instant?
+        /// Record bytes a collection copied into it (or, taken back from the keeper, all
+        /// it held then): not counted as published in it.
+        var committedAtRegistration: UInt64 = 0
         var expiresMicroseconds: UInt64 = 0
         let replaces: String
         var replacedBy = ""
@@ -50,6 +53,7 @@ actor SegmentRegistry {
         var segments: [String] = []
         var current: String?
         var export: DBusExport?
+        var statistics = ChannelStatistics()
 
         var path: ObjectPath { ShmBusProtocol.channelPath(name) }
     }
@@ -66,6 +70,12 @@ actor SegmentRegistry {
     var registryUsage = Usage()
     /// The segments and channels of each connected owner (SegmentRegistry+Holdings).
     var holdings: [String: Holdings] = [:]
+    /// The channels each connection was handed descriptors of (statistics' readers).
+    var readersByConnection: [String: Set<String>] = [:]
+    /// Connections that watch statistics, and the sampling loop waiting for the first.
+    var watchers: Set<String> = []
+    var watchWaiters: [CheckedContinuation<Void, Never>] = []
+    var rootRates = (chunks: 0.0, bytes: 0.0)
     /// The registry's own Unix user, which may use reserved channel names.
     let registryUser = getuid()
     /// Unique names seen leaving the bus. The bus never reuses a unique name, so a
@@ -185,6 +195,7 @@ actor SegmentRegistry {
         var ttl: Duration?
         var replaces = ""
         var doorbell: UnixFileDescriptor?
+        var processID: UInt32?
     }
 
     /// Adds a segment after checking ownership, quotas and `replaces`.
@@ -239,7 +250,8 @@ actor SegmentRegistry {
             name: name, channel: request.channel, owner: request.sender, holder: ChannelOwner(request.identity),
             readers: request.readers, file: request.file,
             doorbell: request.doorbell, persistent: request.persistent, ttl: request.ttl,
-            createdMicroseconds: UInt64(now.timeIntervalSince1970 * 1_000_000), replaces: request.replaces)
+            createdMicroseconds: UInt64(now.timeIntervalSince1970 * 1_000_000),
+            committedAtRegistration: request.file.copiedBytes(), replaces: request.replaces)
         segments[name] = segment
         account(segment, 1)
         let isNewChannel = channels[request.channel] == nil
@@ -250,6 +262,7 @@ actor SegmentRegistry {
         channel.segments.append(name)
         channel.current = name
         storeChannel(channel, as: request.channel)
+        noteRegistered(segment, replaced: replaced, processID: request.processID)
         var dropped: [Segment] = []
         if let replaced {
             segments[replaced.name]?.state = .retired
@@ -321,6 +334,8 @@ actor SegmentRegistry {
         var removed: [Segment] = []
         var orphaned: [String] = []
         accountDeparture(of: name)
+        forgetReader(name)
+        watchers.remove(name)
         // What it held, not every segment and channel: see SegmentRegistry+Holdings.
         let held = takeHoldings(of: name)
         for segment in held.segments.sorted().compactMap({ segments[$0] }) where segment.owner == name {

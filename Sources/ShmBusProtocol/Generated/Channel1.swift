@@ -3,7 +3,15 @@
 
 import DBus
 
-/// `org.shmbus.Channel1`: A named stream of chunks with one writer.
+/// `org.shmbus.Channel1`: A named stream of chunks with one writer. Statistics
+/// (docs/PROTOCOL.md, Statistics), read from the channel's segments: PublishedChunks and
+/// PublishedBytes (record bytes) since the registry first saw the channel; ChunkRate and
+/// ByteRate per second over the last sample (about a second while someone watches, see
+/// Registry1.WatchStatistics); Collections since then; CommittedBytes of its active segments;
+/// LiveBytes of its current one; ReaderCount, connections holding descriptors the registry
+/// handed out (who: Registry1.ChannelReaders); PublisherUser and PublisherProcess of the owner
+/// (4294967295 without one); TimeToLive, seconds until a persistent channel whose owner left is
+/// removed (0: not counting down). Statistics signal changes only while watched.
 public enum Channel1 {
     /// The interface name.
     public static let name = "org.shmbus.Channel1"
@@ -22,8 +30,19 @@ public enum Channel1 {
             DBusProperty("CurrentSegment", type: "s", access: .read, annotations: []),
             DBusProperty("Generation", type: "t", access: .read, annotations: []),
             DBusProperty("Segments", type: "ao", access: .read, annotations: []),
+            DBusProperty("PublishedChunks", type: "t", access: .read, annotations: []),
+            DBusProperty("PublishedBytes", type: "t", access: .read, annotations: []),
+            DBusProperty("ChunkRate", type: "d", access: .read, annotations: []),
+            DBusProperty("ByteRate", type: "d", access: .read, annotations: []),
+            DBusProperty("Collections", type: "t", access: .read, annotations: []),
+            DBusProperty("CommittedBytes", type: "t", access: .read, annotations: []),
+            DBusProperty("LiveBytes", type: "t", access: .read, annotations: []),
+            DBusProperty("ReaderCount", type: "u", access: .read, annotations: []),
+            DBusProperty("PublisherUser", type: "u", access: .read, annotations: []),
+            DBusProperty("PublisherProcess", type: "u", access: .read, annotations: []),
+            DBusProperty("TimeToLive", type: "t", access: .read, annotations: []),
         ],
-        annotations: [DBusAnnotation("org.shmbus.Doc", "A named stream of chunks with one writer.")]
+        annotations: [DBusAnnotation("org.shmbus.Doc", "A named stream of chunks with one writer. Statistics (docs/PROTOCOL.md, Statistics), read from the channel's segments: PublishedChunks and PublishedBytes (record bytes) since the registry first saw the channel; ChunkRate and ByteRate per second over the last sample (about a second while someone watches, see Registry1.WatchStatistics); Collections since then; CommittedBytes of its active segments; LiveBytes of its current one; ReaderCount, connections holding descriptors the registry handed out (who: Registry1.ChannelReaders); PublisherUser and PublisherProcess of the owner (4294967295 without one); TimeToLive, seconds until a persistent channel whose owner left is removed (0: not counting down). Statistics signal changes only while watched.")]
     )
 
     /// Members whose Swift type an annotation names: (member, the Swift type's D-Bus type,
@@ -39,6 +58,17 @@ extension Channel1 {
         case currentSegment = "CurrentSegment"
         case generation = "Generation"
         case segments = "Segments"
+        case publishedChunks = "PublishedChunks"
+        case publishedBytes = "PublishedBytes"
+        case chunkRate = "ChunkRate"
+        case byteRate = "ByteRate"
+        case collections = "Collections"
+        case committedBytes = "CommittedBytes"
+        case liveBytes = "LiveBytes"
+        case readerCount = "ReaderCount"
+        case publisherUser = "PublisherUser"
+        case publisherProcess = "PublisherProcess"
+        case timeToLive = "TimeToLive"
         public static var interfaceName: String { Channel1.name }
     }
 
@@ -49,6 +79,17 @@ extension Channel1 {
         public var currentSegment: String
         public var generation: UInt64
         public var segments: [ObjectPath]
+        public var publishedChunks: UInt64
+        public var publishedBytes: UInt64
+        public var chunkRate: Double
+        public var byteRate: Double
+        public var collections: UInt64
+        public var committedBytes: UInt64
+        public var liveBytes: UInt64
+        public var readerCount: UInt32
+        public var publisherUser: UInt32
+        public var publisherProcess: UInt32
+        public var timeToLive: UInt64
 
         /// Decodes `GetAll`'s reply; a missing or ill-typed property throws, properties
         /// this declaration does not know are ignored.
@@ -58,11 +99,22 @@ extension Channel1 {
             currentSegment = try values.property("CurrentSegment", as: String.self)
             generation = try values.property("Generation", as: UInt64.self)
             segments = try values.property("Segments", as: [ObjectPath].self)
+            publishedChunks = try values.property("PublishedChunks", as: UInt64.self)
+            publishedBytes = try values.property("PublishedBytes", as: UInt64.self)
+            chunkRate = try values.property("ChunkRate", as: Double.self)
+            byteRate = try values.property("ByteRate", as: Double.self)
+            collections = try values.property("Collections", as: UInt64.self)
+            committedBytes = try values.property("CommittedBytes", as: UInt64.self)
+            liveBytes = try values.property("LiveBytes", as: UInt64.self)
+            readerCount = try values.property("ReaderCount", as: UInt32.self)
+            publisherUser = try values.property("PublisherUser", as: UInt32.self)
+            publisherProcess = try values.property("PublisherProcess", as: UInt32.self)
+            timeToLive = try values.property("TimeToLive", as: UInt64.self)
         }
 
         /// Every property by its D-Bus name, in declaration order, for generic display.
         public var values: [(name: String, value: DBusValue)] {
-            [("Name", name.dbusValue), ("Owner", owner.dbusValue), ("CurrentSegment", currentSegment.dbusValue), ("Generation", generation.dbusValue), ("Segments", segments.dbusValue)]
+            [("Name", name.dbusValue), ("Owner", owner.dbusValue), ("CurrentSegment", currentSegment.dbusValue), ("Generation", generation.dbusValue), ("Segments", segments.dbusValue), ("PublishedChunks", publishedChunks.dbusValue), ("PublishedBytes", publishedBytes.dbusValue), ("ChunkRate", chunkRate.dbusValue), ("ByteRate", byteRate.dbusValue), ("Collections", collections.dbusValue), ("CommittedBytes", committedBytes.dbusValue), ("LiveBytes", liveBytes.dbusValue), ("ReaderCount", readerCount.dbusValue), ("PublisherUser", publisherUser.dbusValue), ("PublisherProcess", publisherProcess.dbusValue), ("TimeToLive", timeToLive.dbusValue)]
         }
     }
 }
@@ -76,6 +128,17 @@ extension Channel1 {
         var currentSegment: String { get async throws }
         var generation: UInt64 { get async throws }
         var segments: [ObjectPath] { get async throws }
+        var publishedChunks: UInt64 { get async throws }
+        var publishedBytes: UInt64 { get async throws }
+        var chunkRate: Double { get async throws }
+        var byteRate: Double { get async throws }
+        var collections: UInt64 { get async throws }
+        var committedBytes: UInt64 { get async throws }
+        var liveBytes: UInt64 { get async throws }
+        var readerCount: UInt32 { get async throws }
+        var publisherUser: UInt32 { get async throws }
+        var publisherProcess: UInt32 { get async throws }
+        var timeToLive: UInt64 { get async throws }
     }
 
     /// The declaration with `object`'s methods and property getters attached, ready to
@@ -88,6 +151,17 @@ extension Channel1 {
         interface.properties[2].get = { try await object.currentSegment.dbusValue }
         interface.properties[3].get = { try await object.generation.dbusValue }
         interface.properties[4].get = { try await object.segments.dbusValue }
+        interface.properties[5].get = { try await object.publishedChunks.dbusValue }
+        interface.properties[6].get = { try await object.publishedBytes.dbusValue }
+        interface.properties[7].get = { try await object.chunkRate.dbusValue }
+        interface.properties[8].get = { try await object.byteRate.dbusValue }
+        interface.properties[9].get = { try await object.collections.dbusValue }
+        interface.properties[10].get = { try await object.committedBytes.dbusValue }
+        interface.properties[11].get = { try await object.liveBytes.dbusValue }
+        interface.properties[12].get = { try await object.readerCount.dbusValue }
+        interface.properties[13].get = { try await object.publisherUser.dbusValue }
+        interface.properties[14].get = { try await object.publisherProcess.dbusValue }
+        interface.properties[15].get = { try await object.timeToLive.dbusValue }
         return interface
     }
 }
@@ -121,6 +195,50 @@ extension Channel1 {
 
         public var segments: [ObjectPath] {
             get async throws { try await base.property("Segments").decode(as: [ObjectPath].self) }
+        }
+
+        public var publishedChunks: UInt64 {
+            get async throws { try await base.property("PublishedChunks").decode(as: UInt64.self) }
+        }
+
+        public var publishedBytes: UInt64 {
+            get async throws { try await base.property("PublishedBytes").decode(as: UInt64.self) }
+        }
+
+        public var chunkRate: Double {
+            get async throws { try await base.property("ChunkRate").decode(as: Double.self) }
+        }
+
+        public var byteRate: Double {
+            get async throws { try await base.property("ByteRate").decode(as: Double.self) }
+        }
+
+        public var collections: UInt64 {
+            get async throws { try await base.property("Collections").decode(as: UInt64.self) }
+        }
+
+        public var committedBytes: UInt64 {
+            get async throws { try await base.property("CommittedBytes").decode(as: UInt64.self) }
+        }
+
+        public var liveBytes: UInt64 {
+            get async throws { try await base.property("LiveBytes").decode(as: UInt64.self) }
+        }
+
+        public var readerCount: UInt32 {
+            get async throws { try await base.property("ReaderCount").decode(as: UInt32.self) }
+        }
+
+        public var publisherUser: UInt32 {
+            get async throws { try await base.property("PublisherUser").decode(as: UInt32.self) }
+        }
+
+        public var publisherProcess: UInt32 {
+            get async throws { try await base.property("PublisherProcess").decode(as: UInt32.self) }
+        }
+
+        public var timeToLive: UInt64 {
+            get async throws { try await base.property("TimeToLive").decode(as: UInt64.self) }
         }
 
         /// Every property in one call (`GetAll`).

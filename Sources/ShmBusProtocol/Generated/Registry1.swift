@@ -93,6 +93,28 @@ public enum Registry1 {
                 ],
                 annotations: [DBusAnnotation("org.shmbus.Doc", "Lookup, plus what the chunk says it holds, so that a client can decide before it maps: the newest live chunk with this key in the channel (AccessDenied and NotFound as for Lookup), its segment, payload offset, length and sequence, and info. The attributes are the chunk's own (docs/FORMAT.md, Attributes), read and checked by the daemon: strings as s, integers as x, integer arrays as ax, floats as d; their order is not kept. Clients ignore info keys they do not know.")]
             ),
+            DBusMethod(
+                "WatchStatistics",
+                inputs: [],
+                outputs: [],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Asks for statistics: while at least one connection watches, the registry samples every channel once a second and emits PropertiesChanged for the statistics that changed (on each channel object and on this one), at most once a second. A watch ends with UnwatchStatistics or when the caller leaves the bus. Without watchers nothing is sampled or signalled; reading a statistic still works (the rates then cover the time since the previous read).")]
+            ),
+            DBusMethod(
+                "UnwatchStatistics",
+                inputs: [],
+                outputs: [],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Ends the caller's WatchStatistics (NotFound if it has none).")]
+            ),
+            DBusMethod(
+                "ChannelReaders",
+                inputs: [
+                    DBusArgument("channel", "s"),
+                ],
+                outputs: [
+                    DBusArgument("readers", "a(suut)", annotations: [DBusAnnotation("org.shmbus.Swift.Type", "[ReaderInfo]")]),
+                ],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Who was handed descriptors of the channel's segments by OpenSegment and is still on the bus, if the caller may read the channel (AccessDenied otherwise): unique bus name, Unix user, process ID, descriptors handed out. Descriptors a publisher hands out itself (Publisher1.OpenSegment) are not seen here.")]
+            ),
         ],
         signals: [
             DBusSignal(
@@ -132,6 +154,8 @@ public enum Registry1 {
             DBusProperty("TotalBytes", type: "t", access: .read, annotations: []),
             DBusProperty("MaxSegmentsPerConnection", type: "u", access: .read, annotations: [DBusAnnotation("org.freedesktop.DBus.Property.EmitsChangedSignal", "const")]),
             DBusProperty("MaxBytesPerConnection", type: "t", access: .read, annotations: [DBusAnnotation("org.freedesktop.DBus.Property.EmitsChangedSignal", "const")]),
+            DBusProperty("ChunkRate", type: "d", access: .read, annotations: []),
+            DBusProperty("ByteRate", type: "d", access: .read, annotations: []),
         ],
         annotations: [DBusAnnotation("org.shmbus.Doc", "The registry of shared-memory segments. Payloads live in sealed memfd segments; the registry hands out read-only descriptors and announces changes.")]
     )
@@ -144,6 +168,7 @@ public enum Registry1 {
         ("ListChannels.channels", [ChannelInfo].dbusType, "a(sssttt)"),
         ("ListSegments.segments", [SegmentInfo].dbusType, "a(ssottttsbt)"),
         ("LookupChunk.info", ChunkInfoDictionary.dbusType, "a{sv}"),
+        ("ChannelReaders.readers", [ReaderInfo].dbusType, "a(suut)"),
     ]
 }
 
@@ -156,6 +181,8 @@ extension Registry1 {
         case totalBytes = "TotalBytes"
         case maxSegmentsPerConnection = "MaxSegmentsPerConnection"
         case maxBytesPerConnection = "MaxBytesPerConnection"
+        case chunkRate = "ChunkRate"
+        case byteRate = "ByteRate"
         public static var interfaceName: String { Registry1.name }
     }
 
@@ -167,6 +194,8 @@ extension Registry1 {
         public var totalBytes: UInt64
         public var maxSegmentsPerConnection: UInt32
         public var maxBytesPerConnection: UInt64
+        public var chunkRate: Double
+        public var byteRate: Double
 
         /// Decodes `GetAll`'s reply; a missing or ill-typed property throws, properties
         /// this declaration does not know are ignored.
@@ -177,11 +206,13 @@ extension Registry1 {
             totalBytes = try values.property("TotalBytes", as: UInt64.self)
             maxSegmentsPerConnection = try values.property("MaxSegmentsPerConnection", as: UInt32.self)
             maxBytesPerConnection = try values.property("MaxBytesPerConnection", as: UInt64.self)
+            chunkRate = try values.property("ChunkRate", as: Double.self)
+            byteRate = try values.property("ByteRate", as: Double.self)
         }
 
         /// Every property by its D-Bus name, in declaration order, for generic display.
         public var values: [(name: String, value: DBusValue)] {
-            [("Version", version.dbusValue), ("ChannelCount", channelCount.dbusValue), ("SegmentCount", segmentCount.dbusValue), ("TotalBytes", totalBytes.dbusValue), ("MaxSegmentsPerConnection", maxSegmentsPerConnection.dbusValue), ("MaxBytesPerConnection", maxBytesPerConnection.dbusValue)]
+            [("Version", version.dbusValue), ("ChannelCount", channelCount.dbusValue), ("SegmentCount", segmentCount.dbusValue), ("TotalBytes", totalBytes.dbusValue), ("MaxSegmentsPerConnection", maxSegmentsPerConnection.dbusValue), ("MaxBytesPerConnection", maxBytesPerConnection.dbusValue), ("ChunkRate", chunkRate.dbusValue), ("ByteRate", byteRate.dbusValue)]
         }
     }
 }
@@ -227,12 +258,28 @@ extension Registry1 {
         /// daemon: strings as s, integers as x, integer arrays as ax, floats as d; their order
         /// is not kept. Clients ignore info keys they do not know.
         func lookupChunk(channel: String, key: String, call: DBusMethodCall) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64, info: ChunkInfoDictionary)
+        /// Asks for statistics: while at least one connection watches, the registry samples
+        /// every channel once a second and emits PropertiesChanged for the statistics that
+        /// changed (on each channel object and on this one), at most once a second. A watch
+        /// ends with UnwatchStatistics or when the caller leaves the bus. Without watchers
+        /// nothing is sampled or signalled; reading a statistic still works (the rates then
+        /// cover the time since the previous read).
+        func watchStatistics(call: DBusMethodCall) async throws
+        /// Ends the caller's WatchStatistics (NotFound if it has none).
+        func unwatchStatistics(call: DBusMethodCall) async throws
+        /// Who was handed descriptors of the channel's segments by OpenSegment and is still on
+        /// the bus, if the caller may read the channel (AccessDenied otherwise): unique bus
+        /// name, Unix user, process ID, descriptors handed out. Descriptors a publisher hands
+        /// out itself (Publisher1.OpenSegment) are not seen here.
+        func channelReaders(channel: String, call: DBusMethodCall) async throws -> [ReaderInfo]
         var version: String { get async throws }
         var channelCount: UInt32 { get async throws }
         var segmentCount: UInt32 { get async throws }
         var totalBytes: UInt64 { get async throws }
         var maxSegmentsPerConnection: UInt32 { get async throws }
         var maxBytesPerConnection: UInt64 { get async throws }
+        var chunkRate: Double { get async throws }
+        var byteRate: Double { get async throws }
     }
 
     /// The declaration with `object`'s methods and property getters attached, ready to
@@ -278,12 +325,27 @@ extension Registry1 {
             let reply = try await object.lookupChunk(channel: arguments.0, key: arguments.1, call: call)
             return [reply.segment.dbusValue, reply.offset.dbusValue, reply.length.dbusValue, reply.sequence.dbusValue, reply.info.dbusValue]
         }
+        interface.methods[7].handler = { call in
+            try await object.watchStatistics(call: call)
+            return []
+        }
+        interface.methods[8].handler = { call in
+            try await object.unwatchStatistics(call: call)
+            return []
+        }
+        interface.methods[9].handler = { call in
+            let arguments: String
+            do throws(DBusError) { arguments = try call.arguments.decode(String.self) } catch { throw object.invalidArguments(error) }
+            return [try await object.channelReaders(channel: arguments, call: call).dbusValue]
+        }
         interface.properties[0].get = { try await object.version.dbusValue }
         interface.properties[1].get = { try await object.channelCount.dbusValue }
         interface.properties[2].get = { try await object.segmentCount.dbusValue }
         interface.properties[3].get = { try await object.totalBytes.dbusValue }
         interface.properties[4].get = { try await object.maxSegmentsPerConnection.dbusValue }
         interface.properties[5].get = { try await object.maxBytesPerConnection.dbusValue }
+        interface.properties[6].get = { try await object.chunkRate.dbusValue }
+        interface.properties[7].get = { try await object.byteRate.dbusValue }
         return interface
     }
 }
@@ -365,6 +427,29 @@ extension Registry1 {
             return (segment: segment, offset: offset, length: length, sequence: sequence, info: info)
         }
 
+        /// Asks for statistics: while at least one connection watches, the registry samples
+        /// every channel once a second and emits PropertiesChanged for the statistics that
+        /// changed (on each channel object and on this one), at most once a second. A watch
+        /// ends with UnwatchStatistics or when the caller leaves the bus. Without watchers
+        /// nothing is sampled or signalled; reading a statistic still works (the rates then
+        /// cover the time since the previous read).
+        public func watchStatistics(timeout: Duration? = DBusConnection.defaultTimeout) async throws {
+            _ = try await base.call("WatchStatistics", [], timeout: timeout)
+        }
+
+        /// Ends the caller's WatchStatistics (NotFound if it has none).
+        public func unwatchStatistics(timeout: Duration? = DBusConnection.defaultTimeout) async throws {
+            _ = try await base.call("UnwatchStatistics", [], timeout: timeout)
+        }
+
+        /// Who was handed descriptors of the channel's segments by OpenSegment and is still on
+        /// the bus, if the caller may read the channel (AccessDenied otherwise): unique bus
+        /// name, Unix user, process ID, descriptors handed out. Descriptors a publisher hands
+        /// out itself (Publisher1.OpenSegment) are not seen here.
+        public func channelReaders(channel: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> [ReaderInfo] {
+            return try await base.call("ChannelReaders", [channel.dbusValue], timeout: timeout).decode([ReaderInfo].self)
+        }
+
         public var version: String {
             get async throws { try await base.property("Version").decode(as: String.self) }
         }
@@ -387,6 +472,14 @@ extension Registry1 {
 
         public var maxBytesPerConnection: UInt64 {
             get async throws { try await base.property("MaxBytesPerConnection").decode(as: UInt64.self) }
+        }
+
+        public var chunkRate: Double {
+            get async throws { try await base.property("ChunkRate").decode(as: Double.self) }
+        }
+
+        public var byteRate: Double {
+            get async throws { try await base.property("ByteRate").decode(as: Double.self) }
         }
 
         /// Every property in one call (`GetAll`).
