@@ -26,8 +26,8 @@ extension ChunkAttributes {
     /// (`invalidArgument` naming the rule otherwise).
     public init(dbusDictionary: [String: DBusVariant], payloadLength: UInt64) throws(ShmBusError) {
         self.init()
-        for name in dbusDictionary.keys.sorted() {
-            switch dbusDictionary[name]!.value {
+        for (name, variant) in dbusDictionary.sorted(by: { $0.key < $1.key }) {
+            switch variant.value {
             case .string(let s): self[name] = .string(s)
             case .int64(let i): self[name] = .integer(i)
             case .array(.int64, let values):
