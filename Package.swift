@@ -107,7 +107,7 @@ let package = Package(
         ),
         .target(
             name: "ShmBusTesting",
-            dependencies: ["DBus", "ShmBusSystem"]
+            dependencies: ["DBus", "ShmBus", "ShmBusSystem", "CShmBusLinux"]
         ),
         .executableTarget(
             name: "shmbus",
