@@ -8,6 +8,7 @@
 
 @_exported import ShmBusProtocol
 @_exported import struct SharedSegments.Chunk
+@_exported import struct SharedSegments.ChunkAttributes
 @_exported import struct SharedSegments.SegmentID
 @_exported import struct SharedSegments.SegmentError
 @_exported import struct SharedSegments.GarbageCollectionPolicy

@@ -104,7 +104,9 @@ final class InspectedSegment: Sendable {
     func latest(key: String) throws(ShmBusError) -> ChunkLocation? {
         do {
             guard let chunk = try reader.latest(key: key) else { return nil }
-            return ChunkLocation(offset: chunk.payloadOffset, length: UInt64(chunk.count), sequence: chunk.sequence)
+            return ChunkLocation(
+                offset: chunk.payloadOffset, length: UInt64(chunk.count), sequence: chunk.sequence, timestamp: chunk.timestamp,
+                expiry: chunk.expiry, attributes: chunk.attributes)
         } catch {
             throw Self.map(error)
         }

@@ -62,6 +62,16 @@ struct RegistryObject: Registry1.Implementation {
         return (segment, location.offset, location.length, location.sequence)
     }
 
+    func lookupChunk(channel: String, key: String, call: DBusMethodCall) async throws
+        -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64, info: Registry1.ChunkInfoDictionary)
+    {
+        let (segment, location) = try await registry.lookup(channel: channel, key: key, reader: try await peers.identity(of: call.sender))
+        let info = Registry1.ChunkInfoDictionary(
+            timestamp: location.timestamp, expiry: location.expiry,
+            attributes: location.attributes.isEmpty ? nil : location.attributes.dbusDictionary)
+        return (segment, location.offset, location.length, location.sequence, info)
+    }
+
     var version: String { ShmBusProtocol.version }
     var channelCount: UInt32 { get async { UInt32(clamping: await registry.channels.count) } }
     var segmentCount: UInt32 { get async { UInt32(clamping: await registry.segments.count) } }

@@ -462,9 +462,12 @@ actor SegmentRegistry {
     }
 }
 
-/// Where a chunk's payload lies in its segment.
+/// Where a chunk's payload lies in its segment, and what the chunk says of itself.
 struct ChunkLocation: Sendable {
     var offset: UInt64
     var length: UInt64
     var sequence: UInt64
+    var timestamp: UInt64
+    var expiry: UInt64
+    var attributes: ChunkAttributes
 }

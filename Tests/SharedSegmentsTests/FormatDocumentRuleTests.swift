@@ -316,7 +316,7 @@ extension FormatDocumentTests {
         Self.resumHeader(mapping)
         for chunk in before {
             let at = Int(chunk.recordOffset)
-            mapping.store(UInt16(0xA5A5), at: at + 54)   // reserved
+            mapping.store(UInt64.max, at: at + 96)   // the padding between key and payload
             mapping.store(UInt32(0xFFFF_FFFE), at: at + L.recordFlagsOffset)   // every flag but "obsolete"
             let sum = Array(chunk.key.utf8).withUnsafeBytes { RecordHeader.checksum(header: UnsafeRawPointer(mapping.base.advanced(by: at)), key: $0) }
             mapping.store(sum, at: at + L.recordChecksumOffset)
@@ -329,7 +329,8 @@ extension FormatDocumentTests {
         #expect(after.allSatisfy { !$0.isObsolete })
         #expect(try edited.liveState().isRetired == false)
         #expect(try edited.latest(key: "key2")?.bytes == [2])
-        // ...and the reserved field is covered by the record checksum, as documented.
+        // ...and attributes_length, reserved before attributes came, is covered by the
+        // record checksum, as documented.
         mapping.store(UInt16(0x0001), at: Int(before[0].recordOffset) + 54)
         #expect(throws: SegmentError.self) { try edited.chunk(at: before[0].recordOffset, limit: try edited.liveState().committedEnd) }
     }

@@ -34,7 +34,8 @@ import Testing
         var rows: [String: (Int, String)] = [:]
         for line in text.split(separator: "\n") where line.hasPrefix("|") {
             let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard cells.count > 5, let offset = Int(cells[3]), cells[2] != "—" else { continue }
+            // Field tables only: their constant column names an offset.
+            guard cells.count > 5, let offset = Int(cells[3]), cells[2].hasSuffix("Offset") else { continue }
             rows[cells[2]] = (offset, cells[4])
         }
         return rows

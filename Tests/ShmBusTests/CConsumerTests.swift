@@ -8,7 +8,8 @@ import Testing
 
 /// examples/c/shmbus-follow.c, a subscriber in plain C with GLib (no ShmBus code),
 /// compiled here with `pkg-config gio-2.0` and run against a Swift publisher through
-/// garbage collections, and against a publisher that scribbles over its own segment.
+/// garbage collections (chunks with attributes among them, which it does not read), and
+/// against a publisher that scribbles over its own segment.
 @Suite(.serialized) struct CConsumerTests {
     /// Compiles the example once per test into a directory of its own.
     static func compile() async throws -> String {
@@ -20,6 +21,13 @@ import Testing
             "/bin/sh", ["-c", "cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter -o \"$1\" \"$2\" $(pkg-config --cflags --libs gio-2.0 gio-unix-2.0)", "cc", binary, source])
         try #require(status == .exited(0), "the example compiles without a warning: \(err)")
         return binary
+    }
+
+    static func attributes(_ sequence: UInt64, count: Int) -> ChunkAttributes {
+        guard sequence % 3 != 0 else { return ChunkAttributes() }
+        var attributes = ChunkAttributes(["content-type": .string("application/x-test" + String(repeating: "+x", count: Int(sequence % 40)))])
+        attributes.array = .init(elementType: .uint8, shape: [count])
+        return attributes
     }
 
     static func payload(_ sequence: UInt64) -> [UInt8] {
@@ -51,7 +59,10 @@ import Testing
             let sequence = publisher.lastSequence + 1
             let bytes = Self.payload(sequence)
             expected[sequence] = bytes.withUnsafeBytes { shmbus_mix64($0.baseAddress, $0.count, 0) }
-            let published = try publisher.publish(bytes)
+            // Two chunks in three carry attributes of varying size: the C reader, which
+            // does not read them, follows payload_offset past them (FORMAT.md,
+            // "Attributes").
+            let published = try publisher.publish(bytes, attributes: Self.attributes(sequence, count: bytes.count))
             #expect(published.sequence == sequence)
             if sequence % 50 == 0 { try await Task.sleep(for: .milliseconds(2)) }
         }

@@ -11,15 +11,21 @@ struct RecordHeader {
     /// From the record's start.
     var payloadOffset: UInt64
     var keyLength: Int
+    /// Bytes of the attributes block at ``attributesOffset``; 0 = none.
+    var attributesLength: Int
     var checksum: UInt64
 
     var end: UInt64 { offset + length }
     var absolutePayloadOffset: UInt64 { offset + payloadOffset }
+    /// Where the attributes block starts, from the record's start.
+    var attributesOffset: Int { ChunkAttributes.blockOffset(keyLength: keyLength) }
 
-    /// The record's total length for a key and payload, or nil on overflow.
-    static func layout(keyLength: Int, payloadLength: UInt64) -> (payloadOffset: UInt64, length: UInt64)? {
+    /// The record's total length for a key, an attributes block and a payload, or nil
+    /// on overflow.
+    static func layout(keyLength: Int, attributesLength: Int = 0, payloadLength: UInt64) -> (payloadOffset: UInt64, length: UInt64)? {
         let L = SegmentLayout.self
-        guard let payloadOffset = L.alignUp(UInt64(L.recordKeyOffset + keyLength), L.alignment) else { return nil }
+        let prefix = attributesLength == 0 ? L.recordKeyOffset + keyLength : ChunkAttributes.blockOffset(keyLength: keyLength) + attributesLength
+        guard let payloadOffset = L.alignUp(UInt64(prefix), L.alignment) else { return nil }
         let (end, overflow) = payloadOffset.addingReportingOverflow(payloadLength)
         guard !overflow, let length = L.alignUp(end, L.alignment) else { return nil }
         return (payloadOffset, length)
@@ -38,10 +44,11 @@ struct RecordHeader {
         }
     }
 
-    /// Writes a record header and key at `offset` (writer).
+    /// Writes a record header, key and attributes block at `offset` (writer).
     static func write(
         to mapping: MemoryMapping, at offset: Int, length: UInt64, sequence: UInt64, timestamp: UInt64, expiry: UInt64,
-        payloadLength: UInt64, payloadOffset: UInt64, key: UnsafeRawBufferPointer
+        payloadLength: UInt64, payloadOffset: UInt64, key: UnsafeRawBufferPointer,
+        attributes: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
     ) {
         let L = SegmentLayout.self
         let base = mapping.base.advanced(by: offset)
@@ -54,9 +61,16 @@ struct RecordHeader {
         base.storeBytes(of: payloadLength, toByteOffset: L.recordPayloadLengthOffset, as: UInt64.self)
         base.storeBytes(of: UInt32(payloadOffset), toByteOffset: L.recordPayloadOffsetOffset, as: UInt32.self)
         base.storeBytes(of: UInt16(key.count), toByteOffset: L.recordKeyLengthOffset, as: UInt16.self)
-        base.storeBytes(of: UInt16(0), toByteOffset: L.recordKeyLengthOffset + 2, as: UInt16.self)
+        base.storeBytes(of: UInt16(attributes.count), toByteOffset: L.recordAttributesLengthOffset, as: UInt16.self)
         if !key.isEmpty {
             base.advanced(by: L.recordKeyOffset).copyMemory(from: key.baseAddress!, byteCount: key.count)
+        }
+        if !attributes.isEmpty {
+            // Zero between key and block (the padding rule), then the block itself.
+            let blockOffset = ChunkAttributes.blockOffset(keyLength: key.count)
+            let keyEnd = L.recordKeyOffset + key.count
+            base.advanced(by: keyEnd).initializeMemory(as: UInt8.self, repeating: 0, count: blockOffset - keyEnd)
+            base.advanced(by: blockOffset).copyMemory(from: attributes.baseAddress!, byteCount: attributes.count)
         }
         let sum = checksum(header: UnsafeRawPointer(base), key: key)
         base.storeBytes(of: sum, toByteOffset: L.recordChecksumOffset, as: UInt64.self)
@@ -97,6 +111,13 @@ struct RecordHeader {
             guard payloadOffset % UInt64(L.alignment) == 0, payloadOffset >= UInt64(L.recordKeyOffset + keyLength) else {
                 throw .badRecord(at: offset, "payload offset \(payloadOffset) overlaps the header or key, or is not 64-byte aligned")
             }
+            let attributesLength = Int(header.loadUnaligned(fromByteOffset: L.recordAttributesLengthOffset, as: UInt16.self))
+            if attributesLength != 0 {
+                let blockEnd = ChunkAttributes.blockOffset(keyLength: keyLength) + attributesLength
+                guard attributesLength % 8 == 0, UInt64(blockEnd) <= payloadOffset else {
+                    throw .badRecord(at: offset, "attributes (\(attributesLength) bytes) are not a multiple of 8 or run into the payload at +\(payloadOffset)")
+                }
+            }
             guard payloadOffset <= length, payloadLength <= length - payloadOffset else {
                 throw .badRecord(at: offset, "payload (\(payloadLength) bytes at +\(payloadOffset)) runs past the record's \(length) bytes")
             }
@@ -109,7 +130,7 @@ struct RecordHeader {
             let record = RecordHeader(
                 offset: offset, length: length, sequence: u64(L.recordSequenceOffset), timestamp: u64(L.recordTimestampOffset),
                 expiry: u64(L.recordExpiryOffset), payloadLength: payloadLength, payloadOffset: payloadOffset,
-                keyLength: keyLength, checksum: stored)
+                keyLength: keyLength, attributesLength: attributesLength, checksum: stored)
             return (record, key)
         }
     }

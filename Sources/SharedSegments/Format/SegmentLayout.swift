@@ -88,11 +88,12 @@ public enum SegmentLayout {
 }
 
 extension SegmentLayout {
-    /// The largest payload one chunk with a key of `keyLength` bytes can have in a
-    /// segment of `capacity` bytes (the inverse of ``capacity(forOneChunkOf:keyLength:)``);
-    /// nil when not even an empty one fits.
-    public static func largestPayload(capacity: UInt64, keyLength: Int) -> UInt64? {
-        guard let payloadOffset = alignUp(UInt64(recordKeyOffset + keyLength), alignment),
+    /// The largest payload one chunk with a key of `keyLength` bytes and an attributes
+    /// block of `attributesLength` bytes can have in a segment of `capacity` bytes (the
+    /// inverse of ``capacity(forOneChunkOf:keyLength:attributesLength:)``); nil when not
+    /// even an empty one fits.
+    public static func largestPayload(capacity: UInt64, keyLength: Int, attributesLength: Int = 0) -> UInt64? {
+        guard let payloadOffset = RecordHeader.layout(keyLength: keyLength, attributesLength: attributesLength, payloadLength: 0)?.payloadOffset,
             capacity >= UInt64(headerSize) + payloadOffset
         else { return nil }
         // The record area is a whole number of 64-byte units, so a payload that ends
@@ -101,10 +102,12 @@ extension SegmentLayout {
     }
 
     /// The smallest segment capacity (header included, whole pages) that holds one
-    /// chunk of `payloadLength` bytes with a key of `keyLength` bytes: what a one-shot
-    /// publish asks for, so that the memory held matches the data. Nil on overflow.
-    public static func capacity(forOneChunkOf payloadLength: UInt64, keyLength: Int) -> UInt64? {
-        guard let record = RecordHeader.layout(keyLength: keyLength, payloadLength: payloadLength) else { return nil }
+    /// chunk of `payloadLength` bytes with a key of `keyLength` bytes and an attributes
+    /// block of `attributesLength` bytes: what a one-shot publish asks for, so that the
+    /// memory held matches the data. Nil on overflow.
+    public static func capacity(forOneChunkOf payloadLength: UInt64, keyLength: Int, attributesLength: Int = 0) -> UInt64? {
+        guard let record = RecordHeader.layout(keyLength: keyLength, attributesLength: attributesLength, payloadLength: payloadLength)
+        else { return nil }
         let (total, overflow) = record.length.addingReportingOverflow(UInt64(headerSize))
         guard !overflow else { return nil }
         return alignUp(max(total, UInt64(headerSize + pageSize)), pageSize)

@@ -22,11 +22,16 @@ public struct Chunk: Sendable {
     /// The payload's byte offset in the segment.
     public let payloadOffset: UInt64
     public let count: Int
+    /// What the chunk says it holds (docs/FORMAT.md, "Attributes"); empty when it says
+    /// nothing. Checked when the record was read: an array or image of a known type
+    /// fits ``count``.
+    public let attributes: ChunkAttributes
     let mapping: MemoryMapping
 
-    init(record: RecordHeader, key: String, segment: SegmentID, generation: UInt64, mapping: MemoryMapping) {
+    init(record: RecordHeader, key: String, attributes: ChunkAttributes, segment: SegmentID, generation: UInt64, mapping: MemoryMapping) {
         sequence = record.sequence
         self.key = key
+        self.attributes = attributes
         timestamp = record.timestamp
         expiry = record.expiry
         self.segment = segment

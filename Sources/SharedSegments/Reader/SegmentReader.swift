@@ -87,7 +87,18 @@ public final class SegmentReader: Sendable {
         } else {
             throw .badRecord(at: offset, "key is not UTF-8")
         }
-        return Chunk(record: record, key: keyString, segment: header.id, generation: header.generation, mapping: mapping)
+        var attributes = ChunkAttributes()
+        if record.attributesLength > 0 {
+            // Decoded from a private copy: the writer may rewrite the block meanwhile.
+            let copy = Array(UnsafeRawBufferPointer(
+                start: mapping.base.advanced(by: Int(offset) + record.attributesOffset), count: record.attributesLength))
+            switch copy.withUnsafeBytes({ ChunkAttributes.decode(block: $0, payloadLength: record.payloadLength) }) {
+            case .success(let decoded): attributes = decoded
+            case .failure(let problem): throw .badRecord(at: offset, "attributes: \(problem.message)")
+            }
+        }
+        return Chunk(
+            record: record, key: keyString, attributes: attributes, segment: header.id, generation: header.generation, mapping: mapping)
     }
 
     /// Every committed chunk in order, obsolete and expired ones included (see

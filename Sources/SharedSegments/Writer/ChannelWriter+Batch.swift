@@ -51,12 +51,14 @@ extension ChannelWriter {
     /// in place; visible with the rest at ``commitBatch()``. When the chunk does not fit
     /// the current segment beside the batch so far, that part is committed first (see
     /// ``BatchReservation/committedFirst``) and the chunk starts a new batch, after a
-    /// collection if one is needed, exactly as ``reserve(length:key:expiresAt:)`` does.
-    public func reserveInBatch(length: UInt64, key: String = "", expiresAt: UInt64 = 0) throws(SegmentError) -> BatchReservation {
+    /// collection if one is needed, exactly as ``reserve(length:key:expiresAt:attributes:)`` does.
+    public func reserveInBatch(
+        length: UInt64, key: String = "", expiresAt: UInt64 = 0, attributes: ChunkAttributes = ChunkAttributes()
+    ) throws(SegmentError) -> BatchReservation {
         guard reservation == nil else {
             throw SegmentError(.invalidArgument, "a reservation is open; commit or abandon it before a batch")
         }
-        let (keyBytes, layout) = try recordLayout(length: length, key: key)
+        let (keyBytes, block, layout) = try recordLayout(length: length, key: key, attributes: attributes)
         var committedFirst: CommittedBatch?
         if let open = batch, layout.length > current.capacity - open.end { committedFirst = commitBatch() }
         var rotation: Rotation?
@@ -80,8 +82,11 @@ extension ChannelWriter {
         // retain and release its arrays for every chunk.
         let sequence = batch!.lastSequence + 1
         let prepared = keyBytes.withUnsafeBytes { key in
-            current.prepare(
-                at: batch!.end, sequence: sequence, key: key, payloadLength: length, timestamp: batch!.timestamp, expiry: expiresAt)
+            block.withUnsafeBytes { block in
+                current.prepare(
+                    at: batch!.end, sequence: sequence, key: key, attributes: block, payloadLength: length, timestamp: batch!.timestamp,
+                    expiry: expiresAt)
+            }
         }
         guard let prepared else {
             // Only a batch just opened can get here (an open one was committed above if
@@ -99,7 +104,7 @@ extension ChannelWriter {
         return BatchReservation(buffer: prepared.payload, rotation: rotation, committedFirst: committedFirst)
     }
 
-    /// The part of a batch that ``reserveInBatch(length:key:expiresAt:)`` committed
+    /// The part of a batch that ``reserveInBatch(length:key:expiresAt:attributes:)`` committed
     /// before it failed, once: the caller announces it as any commit.
     public func takeUnannouncedBatch() -> CommittedBatch? {
         defer { unannouncedBatch = nil }

@@ -120,9 +120,9 @@ public final class ChannelWriter {
     /// Copies `bytes` into a new chunk and commits it.
     @discardableResult
     public func append(
-        _ bytes: UnsafeRawBufferPointer, key: String = "", expiresAt: UInt64 = 0
+        _ bytes: UnsafeRawBufferPointer, key: String = "", expiresAt: UInt64 = 0, attributes: ChunkAttributes = ChunkAttributes()
     ) throws(SegmentError) -> Appended {
-        let reserved = try reserve(length: UInt64(bytes.count), key: key, expiresAt: expiresAt)
+        let reserved = try reserve(length: UInt64(bytes.count), key: key, expiresAt: expiresAt, attributes: attributes)
         if bytes.count > 0 { reserved.buffer.copyMemory(from: bytes) }
         return try commit(reserved)
     }
@@ -139,12 +139,15 @@ public final class ChannelWriter {
 
     /// Reserves a chunk of `length` bytes past the committed end; fill
     /// `reservation.buffer`, then ``commit(_:)``. Readers see nothing until then. One
-    /// reservation at a time.
-    public func reserve(length: UInt64, key: String = "", expiresAt: UInt64 = 0) throws(SegmentError) -> Reservation {
+    /// reservation at a time. `attributes` are checked as a reader checks them (an array
+    /// or image must fit `length`) and written with the record.
+    public func reserve(
+        length: UInt64, key: String = "", expiresAt: UInt64 = 0, attributes: ChunkAttributes = ChunkAttributes()
+    ) throws(SegmentError) -> Reservation {
         guard reservation == nil, batch == nil else {
             throw SegmentError(.invalidArgument, "a reservation or a batch is already open; commit or abandon it first")
         }
-        let (keyBytes, layout) = try recordLayout(length: length, key: key)
+        let (keyBytes, block, layout) = try recordLayout(length: length, key: key, attributes: attributes)
         var rotation: Rotation?
         let timestamp = RealtimeClock.now()
         if layout.length > current.freeBytes || shouldCollect(now: timestamp) {
@@ -152,7 +155,9 @@ public final class ChannelWriter {
         }
         let sequence = lastSequence + 1
         let prepared = keyBytes.withUnsafeBytes { key in
-            current.prepare(sequence: sequence, key: key, payloadLength: length, timestamp: timestamp, expiry: expiresAt)
+            block.withUnsafeBytes { block in
+                current.prepare(sequence: sequence, key: key, attributes: block, payloadLength: length, timestamp: timestamp, expiry: expiresAt)
+            }
         }
         guard let prepared else {
             throw SegmentError(.capacityExceeded, "no room for \(layout.length) bytes after garbage collection")
@@ -166,22 +171,25 @@ public final class ChannelWriter {
         return Reservation(buffer: prepared.payload, token: token, rotation: rotation)
     }
 
-    /// The key's bytes and the record's layout for a chunk of `length` bytes, checked
-    /// against the key limit and this writer's capacity (one or the other is refused
-    /// before anything is written).
-    func recordLayout(length: UInt64, key: String) throws(SegmentError) -> (key: [UInt8], layout: (payloadOffset: UInt64, length: UInt64)) {
+    /// The key's bytes, the attributes block and the record's layout for a chunk of
+    /// `length` bytes, checked against the key limit, the attributes' rules and this
+    /// writer's capacity (any of them is refused before anything is written).
+    func recordLayout(
+        length: UInt64, key: String, attributes: ChunkAttributes
+    ) throws(SegmentError) -> (key: [UInt8], block: [UInt8], layout: (payloadOffset: UInt64, length: UInt64)) {
         let keyBytes = Array(key.utf8)
         guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
             throw SegmentError(.invalidArgument, "key is \(keyBytes.count) bytes; the limit is \(SegmentLayout.maximumKeyLength)")
         }
-        guard let layout = RecordHeader.layout(keyLength: keyBytes.count, payloadLength: length),
+        let block = try attributes.encodedBlock(payloadLength: length)
+        guard let layout = RecordHeader.layout(keyLength: keyBytes.count, attributesLength: block.count, payloadLength: length),
             layout.length <= capacity - UInt64(SegmentLayout.headerSize)
         else {
             throw SegmentError(
                 .capacityExceeded,
                 "a chunk of \(length) bytes does not fit a segment of \(capacity) bytes (at most \(maximumPayload) with an empty key); use a larger capacity")
         }
-        return (keyBytes, layout)
+        return (keyBytes, block, layout)
     }
 
     /// Commits a reservation: the chunk becomes visible, an older chunk with the same

@@ -86,21 +86,23 @@ public final class SegmentWriter {
 
     // MARK: Writing
 
-    /// Writes a record header and key at `offset` (the committed end, unless records
-    /// prepared before it wait to be committed with it) and returns the payload's place;
-    /// nothing is visible to readers until ``commit(end:sequence:records:bytes:)``.
+    /// Writes a record header, key and attributes block (an encoded one, or empty) at
+    /// `offset` (the committed end, unless records prepared before it wait to be
+    /// committed with it) and returns the payload's place; nothing is visible to
+    /// readers until ``commit(end:sequence:records:bytes:)``.
     func prepare(
-        at offset: UInt64? = nil, sequence: UInt64, key: UnsafeRawBufferPointer, payloadLength: UInt64, timestamp: UInt64,
+        at offset: UInt64? = nil, sequence: UInt64, key: UnsafeRawBufferPointer,
+        attributes: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), payloadLength: UInt64, timestamp: UInt64,
         expiry: UInt64
     ) -> (recordOffset: UInt64, length: UInt64, payload: UnsafeMutableRawBufferPointer)? {
         let offset = offset ?? committedEnd
         guard offset >= committedEnd, offset <= header.capacity,
-            let layout = RecordHeader.layout(keyLength: key.count, payloadLength: payloadLength),
+            let layout = RecordHeader.layout(keyLength: key.count, attributesLength: attributes.count, payloadLength: payloadLength),
             layout.length <= header.capacity - offset
         else { return nil }
         RecordHeader.write(
             to: mapping, at: Int(offset), length: layout.length, sequence: sequence, timestamp: timestamp, expiry: expiry,
-            payloadLength: payloadLength, payloadOffset: layout.payloadOffset, key: key)
+            payloadLength: payloadLength, payloadOffset: layout.payloadOffset, key: key, attributes: attributes)
         let payload = UnsafeMutableRawBufferPointer(
             start: mapping.base.advanced(by: Int(offset + layout.payloadOffset)), count: Int(payloadLength))
         return (offset, layout.length, payload)

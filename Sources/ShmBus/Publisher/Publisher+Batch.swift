@@ -52,7 +52,8 @@ extension Publisher {
         /// Appends a chunk of `length` bytes written in place by `fill` (in the shared
         /// segment, zero-copy; it must write the whole buffer and not throw).
         public func append(
-            key: String = "", length: Int, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) -> Void
+            key: String = "", length: Int, expiresIn: Duration? = nil, attributes: ChunkAttributes = ChunkAttributes(),
+            _ fill: (UnsafeMutableRawBufferPointer) -> Void
         ) throws(ShmBusError) {
             guard length >= 0 else { throw .invalidArgument("a chunk's length cannot be negative (\(length))") }
             // A fill that appends to its own batch would have the chunk it fills committed
@@ -61,7 +62,7 @@ extension Publisher {
             let reserved: ChannelWriter.BatchReservation
             do throws(SegmentError) {
                 reserved = try writer.reserveInBatch(
-                    length: UInt64(length), key: key, expiresAt: expiresIn.map(RealtimeClock.after) ?? 0)
+                    length: UInt64(length), key: key, expiresAt: expiresIn.map(RealtimeClock.after) ?? 0, attributes: attributes)
             } catch {
                 if let part = writer.takeUnannouncedBatch() { publisher.announce(part) }
                 throw ShmBusError(error, context: "channel '\(publisher.channel)'")
@@ -78,11 +79,13 @@ extension Publisher {
         }
 
         /// Appends a copy of `bytes`.
-        public func append(_ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil) throws(ShmBusError) {
+        public func append(
+            _ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil, attributes: ChunkAttributes = ChunkAttributes()
+        ) throws(ShmBusError) {
             // `withUnsafeBytes` rethrows untyped errors: the typed one goes out in a Result.
             let result = bytes.withUnsafeBytes { (source: UnsafeRawBufferPointer) in
                 Result { () throws(ShmBusError) in
-                    try append(key: key, length: source.count, expiresIn: expiresIn) { target in
+                    try append(key: key, length: source.count, expiresIn: expiresIn, attributes: attributes) { target in
                         if source.count > 0 { target.copyMemory(from: source) }
                     }
                 }

@@ -166,13 +166,17 @@ public final class Publisher: Sendable {
     ///   - bytes: the payload, copied into the segment.
     ///   - key: publishing a key again makes the previous chunk with that key obsolete.
     ///   - expiresIn: readers skip the chunk after this long.
+    ///   - attributes: what the chunk holds (a content type, an array's or an image's
+    ///     layout), stored with it; refused with `invalidArgument` if they break
+    ///     docs/FORMAT.md's rules, such as an array that does not fit `bytes`.
     @discardableResult
-    public func publish(_ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil) throws(ShmBusError)
-        -> PublishedChunk
-    {
+    public func publish(
+        _ bytes: some ContiguousBytes, key: String = "", expiresIn: Duration? = nil, attributes: ChunkAttributes = ChunkAttributes()
+    ) throws(ShmBusError) -> PublishedChunk {
         let result = bytes.withUnsafeBytes { buffer in
             Result { () throws(PublishError<Never>) in
-                try publishInPlace(key: key, length: buffer.count, expiresIn: expiresIn) { (target: UnsafeMutableRawBufferPointer) in
+                try publishInPlace(key: key, length: buffer.count, expiresIn: expiresIn, attributes: attributes) {
+                    (target: UnsafeMutableRawBufferPointer) in
                     if buffer.count > 0 { target.copyMemory(from: buffer) }
                 }
             }
@@ -187,13 +191,14 @@ public final class Publisher: Sendable {
     /// Publishes a chunk of `length` bytes written in place: `fill` gets the chunk's
     /// memory in the shared segment (zero-copy). If `fill` throws, nothing is
     /// published and its error is rethrown as it is; every other failure is a
-    /// ``ShmBusError``.
+    /// ``ShmBusError``. `attributes` as for ``publish(_:key:expiresIn:attributes:)``.
     @discardableResult
     public func publish(
-        key: String = "", length: Int, expiresIn: Duration? = nil, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
+        key: String = "", length: Int, expiresIn: Duration? = nil, attributes: ChunkAttributes = ChunkAttributes(),
+        _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws -> PublishedChunk {
         do {
-            return try publishInPlace(key: key, length: length, expiresIn: expiresIn, fill)
+            return try publishInPlace(key: key, length: length, expiresIn: expiresIn, attributes: attributes, fill)
         } catch {
             switch error {
             case .fill(let error): throw error
@@ -204,14 +209,15 @@ public final class Publisher: Sendable {
 
     /// The publish path, with the two kinds of failure apart.
     private func publishInPlace<E: Error>(
-        key: String, length: Int, expiresIn: Duration?, _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Void
+        key: String, length: Int, expiresIn: Duration?, attributes: ChunkAttributes,
+        _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Void
     ) throws(PublishError<E>) -> PublishedChunk {
         guard length >= 0 else { throw .shmBus(.invalidArgument("a chunk's length cannot be negative (\(length))")) }
         let expiry = expiresIn.map(RealtimeClock.after) ?? 0
         let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>, ringOwed: Bool), PublishError<E>> in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
-                reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry)
+                reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry, attributes: attributes)
             } catch {
                 return .failure(.shmBus(ShmBusError(error, context: "channel '\(channel)'")))
             }

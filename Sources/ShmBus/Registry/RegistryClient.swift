@@ -49,6 +49,18 @@ public struct RegistryClient: Sendable {
         return LookupResult(segment: found.segment, offset: found.offset, length: found.length, sequence: found.sequence)
     }
 
+    /// The newest live chunk with `key` in `channel` and what it says it holds
+    /// (`LookupChunk`), without mapping anything. The attributes come from the daemon,
+    /// which read them from the segment; they are checked again here, as any value
+    /// from the bus.
+    public func lookupChunk(channel: String, key: String) async throws(ShmBusError) -> ChunkDescription {
+        let found = try await ShmBusError.rethrowing { try await registry.lookupChunk(channel: channel, key: key) }
+        let attributes = try ChunkAttributes(dbusDictionary: found.info.attributes ?? [:], payloadLength: found.length)
+        return ChunkDescription(
+            segment: found.segment, offset: found.offset, length: found.length, sequence: found.sequence,
+            timestamp: found.info.timestamp ?? 0, expiry: found.info.expiry ?? 0, attributes: attributes)
+    }
+
     /// A read-only descriptor of `segment` and what the registry knows of it
     /// (`OpenSegment`).
     public func openSegment(_ segment: String) async throws(ShmBusError) -> (

@@ -78,6 +78,21 @@ public enum Registry1 {
                 ],
                 annotations: [DBusAnnotation("org.shmbus.Doc", "The newest live chunk with this key in the channel, if the caller may read the segment that holds it (AccessDenied otherwise): its segment, the payload's byte offset in the segment, its length, and its sequence number. The daemon reads the segment itself, read-only.")]
             ),
+            DBusMethod(
+                "LookupChunk",
+                inputs: [
+                    DBusArgument("channel", "s"),
+                    DBusArgument("key", "s"),
+                ],
+                outputs: [
+                    DBusArgument("segment", "s"),
+                    DBusArgument("offset", "t"),
+                    DBusArgument("length", "t"),
+                    DBusArgument("sequence", "t"),
+                    DBusArgument("info", "a{sv}", annotations: [DBusAnnotation("org.shmbus.Swift.Dictionary", "ChunkInfoDictionary"), DBusAnnotation("org.shmbus.Key.timestamp", "t CLOCK_REALTIME nanoseconds when the writer reserved the chunk."), DBusAnnotation("org.shmbus.Key.expiry", "t CLOCK_REALTIME nanoseconds after which readers skip it; 0 = never."), DBusAnnotation("org.shmbus.Key.attributes", "a{sv} The chunk's attributes; absent when it has none.")]),
+                ],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Lookup, plus what the chunk says it holds, so that a client can decide before it maps: the newest live chunk with this key in the channel (AccessDenied and NotFound as for Lookup), its segment, payload offset, length and sequence, and info. The attributes are the chunk's own (docs/FORMAT.md, Attributes), read and checked by the daemon: strings as s, integers as x, integer arrays as ax, floats as d; their order is not kept. Clients ignore info keys they do not know.")]
+            ),
         ],
         signals: [
             DBusSignal(
@@ -128,6 +143,7 @@ public enum Registry1 {
         ("OpenSegment.info", SegmentInfoDictionary.dbusType, "a{sv}"),
         ("ListChannels.channels", [ChannelInfo].dbusType, "a(sssttt)"),
         ("ListSegments.segments", [SegmentInfo].dbusType, "a(ssottttsbt)"),
+        ("LookupChunk.info", ChunkInfoDictionary.dbusType, "a{sv}"),
     ]
 }
 
@@ -204,6 +220,13 @@ extension Registry1 {
         /// offset in the segment, its length, and its sequence number. The daemon reads the
         /// segment itself, read-only.
         func lookup(channel: String, key: String, call: DBusMethodCall) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64)
+        /// Lookup, plus what the chunk says it holds, so that a client can decide before it
+        /// maps: the newest live chunk with this key in the channel (AccessDenied and NotFound
+        /// as for Lookup), its segment, payload offset, length and sequence, and info. The
+        /// attributes are the chunk's own (docs/FORMAT.md, Attributes), read and checked by the
+        /// daemon: strings as s, integers as x, integer arrays as ax, floats as d; their order
+        /// is not kept. Clients ignore info keys they do not know.
+        func lookupChunk(channel: String, key: String, call: DBusMethodCall) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64, info: ChunkInfoDictionary)
         var version: String { get async throws }
         var channelCount: UInt32 { get async throws }
         var segmentCount: UInt32 { get async throws }
@@ -248,6 +271,12 @@ extension Registry1 {
             do throws(DBusError) { arguments = try call.arguments.decode(String.self, String.self) } catch { throw object.invalidArguments(error) }
             let reply = try await object.lookup(channel: arguments.0, key: arguments.1, call: call)
             return [reply.segment.dbusValue, reply.offset.dbusValue, reply.length.dbusValue, reply.sequence.dbusValue]
+        }
+        interface.methods[6].handler = { call in
+            let arguments: (String, String)
+            do throws(DBusError) { arguments = try call.arguments.decode(String.self, String.self) } catch { throw object.invalidArguments(error) }
+            let reply = try await object.lookupChunk(channel: arguments.0, key: arguments.1, call: call)
+            return [reply.segment.dbusValue, reply.offset.dbusValue, reply.length.dbusValue, reply.sequence.dbusValue, reply.info.dbusValue]
         }
         interface.properties[0].get = { try await object.version.dbusValue }
         interface.properties[1].get = { try await object.channelCount.dbusValue }
@@ -322,6 +351,18 @@ extension Registry1 {
             let (segment, offset, length, sequence) = try await base.call("Lookup", [channel.dbusValue, key.dbusValue], timeout: timeout)
                 .decode(String.self, UInt64.self, UInt64.self, UInt64.self)
             return (segment: segment, offset: offset, length: length, sequence: sequence)
+        }
+
+        /// Lookup, plus what the chunk says it holds, so that a client can decide before it
+        /// maps: the newest live chunk with this key in the channel (AccessDenied and NotFound
+        /// as for Lookup), its segment, payload offset, length and sequence, and info. The
+        /// attributes are the chunk's own (docs/FORMAT.md, Attributes), read and checked by the
+        /// daemon: strings as s, integers as x, integer arrays as ax, floats as d; their order
+        /// is not kept. Clients ignore info keys they do not know.
+        public func lookupChunk(channel: String, key: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> (segment: String, offset: UInt64, length: UInt64, sequence: UInt64, info: ChunkInfoDictionary) {
+            let (segment, offset, length, sequence, info) = try await base.call("LookupChunk", [channel.dbusValue, key.dbusValue], timeout: timeout)
+                .decode(String.self, UInt64.self, UInt64.self, UInt64.self, ChunkInfoDictionary.self)
+            return (segment: segment, offset: offset, length: length, sequence: sequence, info: info)
         }
 
         public var version: String {
@@ -554,6 +595,49 @@ extension Registry1 {
             if let replacedBy { out["replaced_by"] = DBusVariant(replacedBy) }
             if let doorbell { out["doorbell"] = DBusVariant(doorbell) }
             if let readers { out["readers"] = DBusVariant(readers) }
+            return out
+        }
+
+        public static var dbusType: DBusType { .dictionary(key: .string, value: .variant) }
+        public var dbusValue: DBusValue { dictionary.dbusValue }
+        public init(dbusValue: DBusValue) throws(DBusError) {
+            try self.init(dictionary: try [String: DBusVariant](dbusValue: dbusValue))
+        }
+    }
+}
+
+extension Registry1 {
+    /// The `a{sv}` of LookupChunk.info, typed. Absent keys are nil; a key of the wrong
+    /// type is rejected when decoding; keys a newer peer added are ignored.
+    public struct ChunkInfoDictionary: DBusCodable {
+        /// `timestamp` (`t`): CLOCK_REALTIME nanoseconds when the writer reserved the chunk.
+        public var timestamp: UInt64?
+        /// `expiry` (`t`): CLOCK_REALTIME nanoseconds after which readers skip it; 0 = never.
+        public var expiry: UInt64?
+        /// `attributes` (`a{sv}`): The chunk's attributes; absent when it has none.
+        public var attributes: [String: DBusVariant]?
+
+        /// The keys this declaration knows.
+        public static let keys = ["timestamp", "expiry", "attributes"]
+
+        public init(timestamp: UInt64? = nil, expiry: UInt64? = nil, attributes: [String: DBusVariant]? = nil) {
+            self.timestamp = timestamp
+            self.expiry = expiry
+            self.attributes = attributes
+        }
+
+        public init(dictionary: [String: DBusVariant]) throws(DBusError) {
+            timestamp = try dictionary.decode("timestamp", as: UInt64.self)
+            expiry = try dictionary.decode("expiry", as: UInt64.self)
+            attributes = try dictionary.decode("attributes", as: [String: DBusVariant].self)
+        }
+
+        /// The present keys as an `a{sv}` dictionary.
+        public var dictionary: [String: DBusVariant] {
+            var out: [String: DBusVariant] = [:]
+            if let timestamp { out["timestamp"] = DBusVariant(timestamp) }
+            if let expiry { out["expiry"] = DBusVariant(expiry) }
+            if let attributes { out["attributes"] = DBusVariant(attributes) }
             return out
         }
 

@@ -28,7 +28,12 @@ extension Publish {
         options.ttl = ttl.map { .seconds(Int64($0)) }
         // The largest line a chunk can hold (with this key), checked while a line is
         // still being read, so that input without newlines is refused, not buffered.
-        guard let longest = SegmentLayout.largestPayload(capacity: options.capacity, keyLength: key.utf8.count) else {
+        let attributes = AttributeOption.attributes(self.attributes)
+        // A string-only block's size does not depend on the line; one that describes an
+        // array or image is refused here unless it fits an empty line (and then, for any
+        // other line, by the publish).
+        let block = try Self.checked { () throws(SegmentError) in try attributes.encodedBlock(payloadLength: 0) }
+        guard let longest = SegmentLayout.largestPayload(capacity: options.capacity, keyLength: key.utf8.count, attributesLength: block.count) else {
             throw ShmBusError.invalidArgument("--capacity \(options.capacity) leaves no room for a chunk")
         }
         let publisher = try await Publisher.open(channel: channel, on: bus.resolved(), options: options)
@@ -38,13 +43,13 @@ extension Publish {
             for try await read in Self.reads(of: input, name: name) {
                 let published = try read.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(ShmBusError) in
                     try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in
-                        try Self.appendLines(bytes, carried: &carried, longest: longest, key: key, to: batch)
+                        try Self.appendLines(bytes, carried: &carried, longest: longest, key: key, attributes: attributes, to: batch)
                     }
                 }
                 summary.add(published)
             }
             if !carried.isEmpty {  // the last line may have no newline
-                summary.add(try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in try batch.append(carried, key: key) })
+                summary.add(try publisher.publishBatch { (batch: borrowing Publisher.Batch) throws(ShmBusError) in try batch.append(carried, key: key, attributes: attributes) })
             }
         } catch {
             // What was published stays published: its registration and last signal go
@@ -66,16 +71,17 @@ extension Publish {
 
     /// Appends every line that `bytes` completes; the rest waits in `carried`.
     private static func appendLines(
-        _ bytes: UnsafeRawBufferPointer, carried: inout [UInt8], longest: UInt64, key: String, to batch: borrowing Publisher.Batch
+        _ bytes: UnsafeRawBufferPointer, carried: inout [UInt8], longest: UInt64, key: String, attributes: ChunkAttributes,
+        to batch: borrowing Publisher.Batch
     ) throws(ShmBusError) {
         var start = 0
         for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
             let line = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
             if carried.isEmpty {
-                try batch.append(line, key: key)
+                try batch.append(line, key: key, attributes: attributes)
             } else {
                 carried.append(contentsOf: line)
-                try batch.append(carried, key: key)
+                try batch.append(carried, key: key, attributes: attributes)
                 carried.removeAll(keepingCapacity: true)
             }
             start = index + 1

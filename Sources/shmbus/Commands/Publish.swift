@@ -46,6 +46,14 @@ struct Publish: AsyncParsableCommand {
             discussion: "Without it, only your own Unix user and root may read (docs/SECURITY.md)."))
     var readers: [ReaderGrants] = []
 
+    @Option(
+        name: .customLong("attribute"),
+        help: ArgumentHelp(
+            "An attribute of the chunk: NAME=TEXT, NAME:int=N, NAME:ints=N,N,..., NAME:float=X; repeated for more.",
+            discussion: "E.g. --attribute content-type=image/png, or an array: --attribute dtype=float32 --attribute shape:ints=2,3 (docs/FORMAT.md, \"Attributes\").",
+            valueName: "attribute"))
+    var attributes: [AttributeOption] = []
+
     @Argument(help: "The file to publish; - or nothing for stdin.")
     var file: String?
 
@@ -67,9 +75,12 @@ struct Publish: AsyncParsableCommand {
             if lines { return try await publishLines() }
             let input = try InputFile(path: file)
             var options = Publisher.Options()
+            let attributes = AttributeOption.attributes(self.attributes)
+            // Checked before a segment is registered, and sized into it.
+            let block = try Self.checked { () throws(SegmentError) in try attributes.encodedBlock(payloadLength: input.size) }
             // A one-shot publish holds what it publishes, not a 64 MiB segment: the
             // registry's quotas and TotalBytes then count what is really there.
-            guard let needed = SegmentLayout.capacity(forOneChunkOf: input.size, keyLength: key.utf8.count) else {
+            guard let needed = SegmentLayout.capacity(forOneChunkOf: input.size, keyLength: key.utf8.count, attributesLength: block.count) else {
                 throw ShmBusError.invalidArgument("an input of \(input.size) bytes is too large for a segment")
             }
             options.capacity = capacity?.bytes ?? needed
@@ -88,7 +99,7 @@ struct Publish: AsyncParsableCommand {
             let published: PublishedChunk
             do {
                 var progress = ProgressBar(total: input.size, label: "publishing")
-                published = try publisher.publish(key: key, length: Int(input.size)) { buffer in
+                published = try publisher.publish(key: key, length: Int(input.size), attributes: attributes) { buffer in
                     try input.read(into: buffer) { progress.update($0) }
                 }
             } catch {
@@ -129,5 +140,11 @@ struct Publish: AsyncParsableCommand {
             }
         }
         await publisher.close()
+    }
+
+    /// A segment-level refusal (attributes that break FORMAT.md's rules) as the
+    /// command's invalid-argument failure.
+    static func checked<T>(_ body: () throws(SegmentError) -> T) throws(ShmBusError) -> T {
+        do { return try body() } catch { throw .invalidArgument(error.message) }
     }
 }

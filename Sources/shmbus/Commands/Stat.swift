@@ -18,14 +18,21 @@ struct Stat: AsyncParsableCommand {
         try await reportingFailures {
             let registry = try await RegistryClient.connect(to: bus.resolved())
             let properties = try await registry.segmentProperties(segment).values
+            // The segment's own contents only where the caller may read it: the
+            // registry's facts are shown either way.
+            let chunks = try? await Self.newestChunks(of: segment, registry: registry)
             if json {
                 var object: [String: JSONValue] = [:]
                 for (key, value) in properties { object[key] = JSONValue(value) }
-                try JSONOutput.print(object)
+                try JSONOutput.print(StatJSON(properties: object, chunks: chunks?.0.map(Self.keyedChunk), truncated: chunks?.truncated))
                 return
             }
             var table = TextTable("PROPERTY", "VALUE")
             for (key, value) in properties { table.add(key, Self.describe(key, value)) }
+            if let (list, truncated) = chunks {
+                for chunk in list { table.add("Key \(chunk.key.isEmpty ? "-" : "'\(chunk.key)'")", Self.describe(chunk)) }
+                if truncated { table.add("Keys", "more than shown (the first \(Self.scannedRecords) records, \(Self.listedKeys) keys)") }
+            }
             try Output.write(table.rendered.split(separator: "\n").dropFirst().joined(separator: "\n"))
         }
     }
@@ -41,6 +48,28 @@ struct Stat: AsyncParsableCommand {
         case (_, .uint64(let n)): return "\(n)"
         default: return "\(value)"
         }
+    }
+}
+
+/// `shmbus stat --json`: the segment's properties at the top level, as before, and
+/// `Chunks`, the newest live chunk of each key, when the caller may read the segment.
+struct StatJSON: Encodable {
+    var properties: [String: JSONValue]
+    var chunks: [Stat.KeyedChunk]?
+    var truncated: Bool?
+
+    private struct Name: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Name.self)
+        for (key, value) in properties { try container.encode(value, forKey: Name(stringValue: key)) }
+        try container.encodeIfPresent(chunks, forKey: Name(stringValue: "Chunks"))
+        if truncated == true { try container.encode(true, forKey: Name(stringValue: "ChunksTruncated")) }
     }
 }
 

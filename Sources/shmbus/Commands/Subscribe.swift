@@ -56,6 +56,8 @@ struct Subscribe: AsyncParsableCommand {
         var after: UInt64?
         var checksum: String?
         var owner: String?
+        /// The chunk's attributes; absent when it has none.
+        var attributes: [String: JSONValue]?
     }
 
     func validate() throws {
@@ -118,9 +120,13 @@ struct Subscribe: AsyncParsableCommand {
                         try file.finish()
                     }
                     if json {
-                        try JSONOutput.print(Line(event: "chunk", sequence: chunk.sequence, key: chunk.key, length: chunk.count, latencyMicroseconds: latency, checksum: sum))
+                        try JSONOutput.print(
+                            Line(
+                                event: "chunk", sequence: chunk.sequence, key: chunk.key, length: chunk.count, latencyMicroseconds: latency,
+                                checksum: sum, attributes: chunk.attributes.isEmpty ? nil : chunk.attributes.json))
                     } else {
-                        try Output.write("sequence \(chunk.sequence) key \(chunk.key.isEmpty ? "-" : chunk.key) length \(chunk.count) latency \(String(format: "%.1f", latency)) µs\(sum.map { " checksum \($0)" } ?? "")")
+                        let attributes = chunk.attributes.isEmpty ? "" : " " + chunk.attributes.commandLineText
+                        try Output.write("sequence \(chunk.sequence) key \(chunk.key.isEmpty ? "-" : chunk.key) length \(chunk.count) latency \(String(format: "%.1f", latency)) µs\(sum.map { " checksum \($0)" } ?? "")\(attributes)")
                     }
                     received += 1
                 case .gap(let missed, let after):
