@@ -27,9 +27,7 @@ public struct BlobEchoService: BlobEcho1.Implementation {
         inline: Bool, immutable: Bool, length: UInt64, checksum: UInt64, attributes: [String: DBusVariant]
     ) {
         let checksum = try blob.map().withUnsafeBytes { Self.checksum($0) }
-        var attributes: [String: DBusVariant] = [:]
-        for entry in blob.attributes.entries { attributes[entry.name] = entry.value }
-        return (blob.isInline, blob.isImmutable, UInt64(blob.length), checksum, attributes)
+        return (blob.isInline, blob.isImmutable, UInt64(blob.length), checksum, blob.attributes.dbusDictionary)
     }
 
     /// FORMAT.md's mix64 of `bytes` with seed 0: what `Inspect` reports.

@@ -1,4 +1,5 @@
 import Glibc
+import SharedSegments
 import ShmBusSystem
 
 /// Making blobs: from bytes, by writing in place, from a file. Each chooses the form by
@@ -7,7 +8,7 @@ import ShmBusSystem
 extension Blob {
     /// A blob of `bytes`: inline below `threshold`, else copied into a new sealed memfd
     /// (`memfd_create`, `write(2)`, `fcntl(F_ADD_SEALS)`).
-    public init(_ bytes: [UInt8], attributes: BlobAttributes = BlobAttributes(), threshold: Int = Blob.defaultThreshold) throws(BlobError) {
+    public init(_ bytes: [UInt8], attributes: ChunkAttributes = ChunkAttributes(), threshold: Int = Blob.defaultThreshold) throws(BlobError) {
         if bytes.count < Self.effectiveThreshold(threshold) {
             self.init(storage: .inline(bytes), attributes: attributes, isImmutable: true)
             return
@@ -24,7 +25,7 @@ extension Blob {
     /// with `F_SEAL_WRITE`. The buffer starts zeroed. Rethrows `body`'s error as it is
     /// (the blob is discarded); its own failures are ``BlobError``s.
     public init(
-        length: Int, attributes: BlobAttributes = BlobAttributes(), threshold: Int = Blob.defaultThreshold,
+        length: Int, attributes: ChunkAttributes = ChunkAttributes(), threshold: Int = Blob.defaultThreshold,
         writing body: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws {
         guard length >= 0 else { throw BlobError(.outOfBounds, "a blob's length cannot be \(length)") }
@@ -59,7 +60,7 @@ extension Blob {
     /// A blob of the file `path`'s bytes (all of them from `offset`, or `length`), copied
     /// in the kernel when it goes as a memfd; see ``init(copying:offset:length:attributes:threshold:)``.
     public init(
-        contentsOf path: String, offset: Int = 0, length: Int? = nil, attributes: BlobAttributes = BlobAttributes(),
+        contentsOf path: String, offset: Int = 0, length: Int? = nil, attributes: ChunkAttributes = ChunkAttributes(),
         threshold: Int = Blob.defaultThreshold
     ) throws(BlobError) {
         let file: UnixFileDescriptor
@@ -74,7 +75,7 @@ extension Blob {
     /// a memfd since Linux 5.19), or `read`/`write` as the last resort (a pipe). Inline
     /// ones are read (`pread`). A file shorter than asked is an `out-of-bounds` error.
     public init(
-        copying file: UnixFileDescriptor, offset: Int = 0, length: Int? = nil, attributes: BlobAttributes = BlobAttributes(),
+        copying file: UnixFileDescriptor, offset: Int = 0, length: Int? = nil, attributes: ChunkAttributes = ChunkAttributes(),
         threshold: Int = Blob.defaultThreshold
     ) throws(BlobError) {
         let count: Int

@@ -12,9 +12,9 @@ extension Blob: DBusCodable {
     public var dbusValue: DBusValue {
         switch storage {
         case .inline(let bytes):
-            .structure([attributes.dbusValue, .bytes(bytes), .array(.unixFD, []), .uint64(0), .uint64(UInt64(bytes.count))])
+            .structure([attributes.blobDBusValue, .bytes(bytes), .array(.unixFD, []), .uint64(0), .uint64(UInt64(bytes.count))])
         case .memfd(let fd, let offset, let length):
-            .structure([attributes.dbusValue, .bytes([]), .array(.unixFD, [.unixFD(fd)]), .uint64(UInt64(offset)), .uint64(UInt64(length))])
+            .structure([attributes.blobDBusValue, .bytes([]), .array(.unixFD, [.unixFD(fd)]), .uint64(UInt64(offset)), .uint64(UInt64(length))])
         }
     }
 
@@ -50,7 +50,7 @@ extension Blob: DBusCodable {
                 throw BlobError(.form, "an inline blob of \(inline.count) bytes says offset \(offset), length \(length)")
             }
             // 2. The attributes.
-            let attributes = try BlobAttributes(dbus: entries, payloadLength: inline.count)
+            let attributes = try ChunkAttributes(blobEntries: entries, payloadLength: inline.count)
             return Blob(storage: .inline(inline), attributes: attributes, isImmutable: true)
         }
         guard inline.isEmpty, length >= 1 else {
@@ -62,7 +62,7 @@ extension Blob: DBusCodable {
             throw BlobError(.outOfBounds, "offset \(offset) + length \(length) overflows")
         }
         // 2.
-        let attributes = try BlobAttributes(dbus: entries, payloadLength: Int(length))
+        let attributes = try ChunkAttributes(blobEntries: entries, payloadLength: Int(length))
         let immutable = try checkMemfd(fd, offset: Int(offset), length: Int(length))
         return Blob(storage: .memfd(fd, offset: Int(offset), length: Int(length)), attributes: attributes, isImmutable: immutable)
     }

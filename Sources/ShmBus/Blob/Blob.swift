@@ -1,4 +1,5 @@
 import DBus
+import SharedSegments
 import ShmBusSystem
 
 /// A payload of any size for a D-Bus argument or reply (docs/BLOBS.md): inline bytes
@@ -28,13 +29,13 @@ public struct Blob: Sendable {
 
     public let storage: Storage
     /// FORMAT.md's attributes of the payload (content type, array, image, own names).
-    public var attributes: BlobAttributes
+    public var attributes: ChunkAttributes
     /// Whether the bytes cannot change: inline, or a memfd sealed with `F_SEAL_WRITE`.
     /// A memfd sealed only with `F_SEAL_FUTURE_WRITE` may still be written through its
     /// sender's earlier mapping (docs/BLOBS.md, "Immutable or not").
     public let isImmutable: Bool
 
-    init(storage: Storage, attributes: BlobAttributes, isImmutable: Bool) {
+    init(storage: Storage, attributes: ChunkAttributes, isImmutable: Bool) {
         self.storage = storage
         self.attributes = attributes
         self.isImmutable = isImmutable

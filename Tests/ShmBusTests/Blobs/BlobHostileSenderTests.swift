@@ -57,6 +57,13 @@ import Testing
                 DBusDictEntry(key: .string("width"), value: .variant(.int64(1))),
                 DBusDictEntry(key: .string("width"), value: .variant(.int64(2))),
             ]), .attributes),
+            ("an image larger than the payload", blob([], inline: [UInt8](repeating: 0, count: 100), length: 100, attributes: [
+                DBusDictEntry(key: .string("width"), value: .variant(.int64(10))),
+                DBusDictEntry(key: .string("height"), value: .variant(.int64(10))),
+                DBusDictEntry(key: .string("pixel-format"), value: .variant(.string("AB24"))),
+            ]), .attributes),
+            ("a well-known name of the wrong type", blob([], inline: [1], length: 1,
+                attributes: [DBusDictEntry(key: .string("content-type"), value: .variant(.int64(3)))]), .attributes),
         ]
     }
 

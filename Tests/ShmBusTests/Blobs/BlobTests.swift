@@ -75,6 +75,33 @@ import Testing
         #expect(view.array == Array(contents[5000..<9000]))
     }
 
+    @Test func attributesOfTypesThisVersionDoesNotKnowAreSkippedAndTheRestKeepTheirOrder() throws {
+        let value = DBusValue.structure([
+            .dictionary(
+                key: .string, value: .variant,
+                [
+                    DBusDictEntry(key: .string("width"), value: .variant(.int64(2))),
+                    DBusDictEntry(key: .string("org.example.later"), value: .variant(.boolean(true))),
+                    DBusDictEntry(key: .string("pixel-format"), value: .variant(.string("AB24"))),
+                    DBusDictEntry(key: .string("height"), value: .variant(.int64(1))),
+                ]),
+            .bytes([1, 2, 3, 4, 5, 6, 7, 8]), .array(.unixFD, []), .uint64(0), .uint64(8),
+        ])
+        let blob = try Blob(dbusValue: value)
+        #expect(blob.attributes.names == ["width", "pixel-format", "height"])
+        #expect(blob.attributes.image?.width == 2 && blob.attributes.image?.height == 1)
+        #expect(blob.dbusValue == .structure([
+            .dictionary(
+                key: .string, value: .variant,
+                [
+                    DBusDictEntry(key: .string("width"), value: .variant(.int64(2))),
+                    DBusDictEntry(key: .string("pixel-format"), value: .variant(.string("AB24"))),
+                    DBusDictEntry(key: .string("height"), value: .variant(.int64(1))),
+                ]),
+            .bytes([1, 2, 3, 4, 5, 6, 7, 8]), .array(.unixFD, []), .uint64(0), .uint64(8),
+        ]))
+    }
+
     @Test func bothFormsGoThroughAGeneratedContractBothWaysWithAttributes() async throws {
         let server = try await TestBus.connect()
         let client = try await TestBus.connect()
@@ -85,9 +112,8 @@ import Testing
         let export = try await BlobEchoService.export(on: server)
         defer { withExtendedLifetime(export) {} }
         let proxy = BlobEcho1.Proxy(connection: client, destination: server.uniqueName, path: BlobEchoService.path)
-        var attributes = BlobAttributes()
-        attributes.set("content-type", DBusVariant("application/octet-stream"))
-        attributes.set("org.example.frame", DBusVariant(Int64(42)))
+        // Not in sorted order: a blob keeps the sender's.
+        let attributes = ChunkAttributes(["org.example.frame": .integer(42), "content-type": .string("application/octet-stream")])
         for size in [4096, 1 << 20, 20 << 20] {
             let sent = try Blob(Self.pattern(size, seed: UInt8(size & 0xFF)), attributes: attributes)
             let reply = try await proxy.echo(blob: sent)
