@@ -10,15 +10,19 @@ public struct BlobEchoService: BlobEcho1.Implementation {
 
     public init() {}
 
+    /// The blob as it came: its sealed memfd goes back as it is.
+    public func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob { blob }
+
     /// A new blob with the same bytes and attributes, in the argument's form: a memfd is
-    /// made and sealed here (a real service's reply is its own memory, not the caller's).
-    public func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob {
+    /// made and sealed here (a reply of the service's own memory).
+    public func copy(blob: Blob, call: DBusMethodCall) async throws -> Blob {
         let bytes = try blob.map()
-        return try Blob(length: bytes.count, attributes: blob.attributes, threshold: blob.isInline ? Blob.inlineLimit + 1 : 0) { buffer in
-            bytes.withUnsafeBytes { source in
-                if let base = source.baseAddress, source.count > 0 { buffer.baseAddress!.copyMemory(from: base, byteCount: source.count) }
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(BlobError) in
+                try Blob(copying: buffer, attributes: blob.attributes, threshold: blob.isInline ? Blob.inlineLimit + 1 : 0)
             }
         }
+        return try result.get()
     }
 
     public func echoBytes(bytes: [UInt8], call: DBusMethodCall) async throws -> [UInt8] { bytes }

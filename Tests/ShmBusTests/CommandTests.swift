@@ -68,7 +68,7 @@ import Testing
         #expect(calls.map { $0["size"] as? Int } == [4 << 10, 1 << 20])
         for call in calls {
             #expect(call["errors"] as? Int == 0, "every reply held the argument's bytes, in its form")
-            for path in ["blob", "memfd", "dbus"] { #expect(((call[path] as? [String: Any])?["count"] as? Int ?? 0) > 0, "\(path)") }
+            for path in ["echo", "copy", "memfd", "dbus"] { #expect(((call[path] as? [String: Any])?["count"] as? Int ?? 0) > 0, "\(path)") }
         }
         #expect(json["ratios"] != nil)
     }

@@ -19,6 +19,18 @@ extension Blob {
         self.init(storage: .memfd(try result.get(), offset: 0, length: bytes.count), attributes: attributes, isImmutable: true)
     }
 
+    /// A blob of the bytes `buffer` holds (any memory: another blob's view, a mapping),
+    /// copied as ``init(_:attributes:threshold:)`` copies an array, with no array between.
+    public init(copying buffer: UnsafeRawBufferPointer, attributes: ChunkAttributes = ChunkAttributes(), threshold: Int = Blob.defaultThreshold)
+        throws(BlobError)
+    {
+        if buffer.count < Self.effectiveThreshold(threshold) {
+            self.init(storage: .inline(Array(buffer)), attributes: attributes, isImmutable: true)
+            return
+        }
+        self.init(storage: .memfd(try Self.sealedMemfd(copying: buffer), offset: 0, length: buffer.count), attributes: attributes, isImmutable: true)
+    }
+
     /// A blob of `length` bytes that `body` writes in place: into an array when it goes
     /// inline, else straight into the memfd's shared mapping (`ftruncate`, `mmap(PROT_READ
     /// | PROT_WRITE, MAP_SHARED)`), which is unmapped (`munmap`) before the memfd is sealed
@@ -116,7 +128,10 @@ extension Blob {
         }
     }
 
-    /// A new memfd holding `buffer` (`write(2)` until done), sealed.
+    /// A new memfd holding `buffer` (`write(2)` until done), sealed. `write(2)` rather
+    /// than a mapping: shmem allocates each page as it copies into it, where a fresh
+    /// writable mapping takes a page fault per page first (64 MiB: 31 ms against 55 ms
+    /// on the benchmark machine, docs/BENCHMARKS.md, "Blob calls").
     static func sealedMemfd(copying buffer: UnsafeRawBufferPointer) throws(BlobError) -> UnixFileDescriptor {
         let fd = try newMemfd(size: 0)
         do throws(SystemError) {

@@ -57,7 +57,7 @@ public struct Blob: Sendable {
 
     /// Payloads of fewer bytes than this go inline, the others as a memfd: ShmBus's
     /// measured default (docs/BLOBS.md, "The threshold"; docs/BENCHMARKS.md, "Blob calls").
-    public static let defaultThreshold = 64 << 10
+    public static let defaultThreshold = 32 << 10
 
     /// The largest payload D-Bus carries inline: one array is at most 2^26 bytes. A
     /// threshold above it is lowered to it.

@@ -22,7 +22,17 @@ public enum BlobEcho1 {
                 outputs: [
                     DBusArgument("reply", "(a{sv}ayahtt)"),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns a new blob with the bytes and attributes of blob, in the same form (a memfd made and sealed by the service, or inline).")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns blob as it came, after checking it: a memfd goes back as the same sealed memfd, so no byte is copied (what a service that passes data on pays).")]
+            ),
+            DBusMethod(
+                "Copy",
+                inputs: [
+                    DBusArgument("blob", "(a{sv}ayahtt)"),
+                ],
+                outputs: [
+                    DBusArgument("reply", "(a{sv}ayahtt)"),
+                ],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns a new blob with the bytes and attributes of blob, in the same form: a memfd made, filled and sealed by the service (what a service that makes its reply pays).")]
             ),
             DBusMethod(
                 "EchoBytes",
@@ -65,9 +75,12 @@ extension BlobEcho1 {
     /// What an object serving `org.shmbus.testing.BlobEcho1` implements: one requirement per
     /// method (with the call, for the caller's identity) and per readable property.
     public protocol Implementation: DBusObjectImplementation {
-        /// Returns a new blob with the bytes and attributes of blob, in the same form (a memfd
-        /// made and sealed by the service, or inline).
+        /// Returns blob as it came, after checking it: a memfd goes back as the same sealed
+        /// memfd, so no byte is copied (what a service that passes data on pays).
         func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob
+        /// Returns a new blob with the bytes and attributes of blob, in the same form: a memfd
+        /// made, filled and sealed by the service (what a service that makes its reply pays).
+        func copy(blob: Blob, call: DBusMethodCall) async throws -> Blob
         /// Returns bytes as they came: the same call with ay, for comparison.
         func echoBytes(bytes: [UInt8], call: DBusMethodCall) async throws -> [UInt8]
         /// What the service received: the form, whether the bytes are sealed against writes,
@@ -86,11 +99,16 @@ extension BlobEcho1 {
             return [try await object.echo(blob: arguments, call: call).dbusValue]
         }
         interface.methods[1].handler = { call in
+            let arguments: Blob
+            do throws(DBusError) { arguments = try call.arguments.decode(Blob.self) } catch { throw object.invalidArguments(error) }
+            return [try await object.copy(blob: arguments, call: call).dbusValue]
+        }
+        interface.methods[2].handler = { call in
             let arguments: [UInt8]
             do throws(DBusError) { arguments = try call.arguments.decode([UInt8].self) } catch { throw object.invalidArguments(error) }
             return [try await object.echoBytes(bytes: arguments, call: call).dbusValue]
         }
-        interface.methods[2].handler = { call in
+        interface.methods[3].handler = { call in
             let arguments: Blob
             do throws(DBusError) { arguments = try call.arguments.decode(Blob.self) } catch { throw object.invalidArguments(error) }
             let reply = try await object.inspect(blob: arguments, call: call)
@@ -111,10 +129,16 @@ extension BlobEcho1 {
             base = declaration.proxy(on: connection, destination: destination, path: path)
         }
 
-        /// Returns a new blob with the bytes and attributes of blob, in the same form (a memfd
-        /// made and sealed by the service, or inline).
+        /// Returns blob as it came, after checking it: a memfd goes back as the same sealed
+        /// memfd, so no byte is copied (what a service that passes data on pays).
         public func echo(blob: Blob, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> Blob {
             return try await base.call("Echo", [blob.dbusValue], timeout: timeout).decode(Blob.self)
+        }
+
+        /// Returns a new blob with the bytes and attributes of blob, in the same form: a memfd
+        /// made, filled and sealed by the service (what a service that makes its reply pays).
+        public func copy(blob: Blob, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> Blob {
+            return try await base.call("Copy", [blob.dbusValue], timeout: timeout).decode(Blob.self)
         }
 
         /// Returns bytes as they came: the same call with ay, for comparison.

@@ -164,7 +164,8 @@ struct BenchResults: Encodable, Sendable {
         var bigViewOverSmallView: Double?
         var requestsBusOverDBus: Double?
         var requestsFutexOverDBus: Double?
-        var dbusOverBlobCallAt64MiB: Double?
+        var dbusOverBlobEchoAt64MiB: Double?
+        var dbusOverBlobCopyAt64MiB: Double?
     }
 
     var ratios: Ratios {
@@ -178,7 +179,8 @@ struct BenchResults: Encodable, Sendable {
             futexPathOverBareFutex: latency?.futexOverBareFutex, futexIteratorOverBareFutex: latency?.futexIteratorOverBareFutex,
             spinPathOverBareSpin: latency?.spinOverBareSpin, bigViewOverSmallView: views?.bigOverSmall,
             requestsBusOverDBus: requests?.busOverDBus, requestsFutexOverDBus: requests?.futexOverDBus,
-            dbusOverBlobCallAt64MiB: blobCalls.first { $0.size == 64 << 20 }?.dbusOverBlob)
+            dbusOverBlobEchoAt64MiB: blobCalls.first { $0.size == 64 << 20 }?.dbusOverEcho,
+            dbusOverBlobCopyAt64MiB: blobCalls.first { $0.size == 64 << 20 }?.dbusOverCopy)
     }
 
     func encode(to encoder: any Encoder) throws {

@@ -116,12 +116,21 @@ import Testing
         let attributes = ChunkAttributes(["org.example.frame": .integer(42), "content-type": .string("application/octet-stream")])
         for size in [4096, 1 << 20, 20 << 20] {
             let sent = try Blob(Self.pattern(size, seed: UInt8(size & 0xFF)), attributes: attributes)
-            let reply = try await proxy.echo(blob: sent)
-            #expect(reply.isInline == sent.isInline, "\(size)")
-            #expect(reply.attributes == attributes)
-            #expect(try reply.bytes() == Self.pattern(size, seed: UInt8(size & 0xFF)), "\(size)")
-            if case .memfd(let fd, _, _) = reply.storage {
-                #expect(try fd.seals().contains([.shrink, .grow, .write]), "the service sealed its reply")
+            let echoed = try await proxy.echo(blob: sent)
+            let copied = try await proxy.copy(blob: sent)
+            for reply in [echoed, copied] {
+                #expect(reply.isInline == sent.isInline, "\(size)")
+                #expect(reply.attributes == attributes)
+                #expect(try reply.bytes() == Self.pattern(size, seed: UInt8(size & 0xFF)), "\(size)")
+            }
+            if case .memfd(let sentFD, _, _) = sent.storage, case .memfd(let echoedFD, _, _) = echoed.storage,
+                case .memfd(let copiedFD, _, _) = copied.storage
+            {
+                // The echo is the same file, back through the bus; the copy is the service's own, sealed.
+                let same = try sentFD.status().st_ino == echoedFD.status().st_ino
+                let other = try sentFD.status().st_ino != copiedFD.status().st_ino
+                #expect(same && other)
+                #expect(try copiedFD.seals().contains([.shrink, .grow, .write]), "the service sealed its reply")
             }
             let seen = try await proxy.inspect(blob: sent)
             let expected = try sent.map().withUnsafeBytes { BlobEchoService.checksum($0) }
