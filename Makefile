@@ -140,8 +140,12 @@ install: release
 clean:
 	rm -rf .build .build-asan .build-tsan
 
-## Regenerates Sources/ShmBusProtocol/Generated from dbus/*.xml (ContractGenerationTests
+## Regenerates Sources/ShmBusProtocol/Generated from dbus/*.xml, and the blob test
+## service's contract in Sources/ShmBusTesting/Generated and the example thumbnailer's in
+## examples/thumbnailer/Protocol (ContractGenerationTests
 ## fail while the committed files differ from a fresh run).
 generate: deps
 	$(SWIFT) build --product shmbus-codegen
 	.build/debug/shmbus-codegen --output Sources/ShmBusProtocol/Generated dbus/org.shmbus.Registry1.xml dbus/org.shmbus.Publisher1.xml dbus/org.shmbus.Keeper1.xml
+	.build/debug/shmbus-codegen --output Sources/ShmBusTesting/Generated dbus/testing/org.shmbus.testing.BlobEcho1.xml
+	.build/debug/shmbus-codegen --output examples/thumbnailer/Protocol examples/thumbnailer/dbus/org.shmbus.examples.Thumbnailer1.xml

@@ -107,7 +107,7 @@ let package = Package(
         ),
         .target(
             name: "ShmBusTesting",
-            dependencies: ["DBus", "ShmBusSystem"]
+            dependencies: ["DBus", "ShmBus", "ShmBusSystem", "CShmBusLinux"]
         ),
         .executableTarget(
             name: "shmbus",
@@ -148,6 +148,14 @@ let package = Package(
         .executableTarget(name: "camera-publisher", dependencies: ["ShmBus", "DBus"], path: "examples/camera-publisher"),
         .executableTarget(
             name: "camera-viewer", dependencies: ["ShmBus", "DBus", "SharedSegments"], path: "examples/camera-viewer"),
+        // The example thumbnailer (examples/thumbnailer): its contract, generated from its
+        // XML, a service that takes and returns blobs, and a client.
+        .target(name: "ThumbnailerProtocol", dependencies: ["DBus", "ShmBus"], path: "examples/thumbnailer/Protocol"),
+        .executableTarget(
+            name: "thumbnailer-service", dependencies: ["ThumbnailerProtocol", "ShmBus", "DBus", "Locking"],
+            path: "examples/thumbnailer/Service"),
+        .executableTarget(
+            name: "thumbnailer-client", dependencies: ["ThumbnailerProtocol", "ShmBus", "DBus"], path: "examples/thumbnailer/Client"),
         .target(
             name: "TestSupport",
             dependencies: ["DBus", "SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux"],
@@ -168,6 +176,7 @@ let package = Package(
                 "ShmBus", "ShmBusPolicy", "ShmBusProtocol", "ShmBusRegistry", "SharedSegments", "DBus", "ShmBusSystem", "ShmBusTesting",
                 "CShmBusLinux", "Locking", "TestSupport", "shmbus", "shmbus-codegen",
                 "shmbus-test-peer", "screenshot-publisher", "screenshot-viewer", "camera-publisher", "camera-viewer",
+                "ThumbnailerProtocol", "thumbnailer-service", "thumbnailer-client",
             ]
         ),
         .testTarget(

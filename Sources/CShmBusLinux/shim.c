@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,25 @@ int shmbus_add_seals(int fd, int seals) {
 
 int shmbus_get_seals(int fd) {
     return fcntl(fd, F_GET_SEALS);
+}
+
+int shmbus_get_status_flags(int fd) {
+    return fcntl(fd, F_GETFL);
+}
+
+int64_t shmbus_copy_file_range(int in_fd, int64_t *in_offset, int out_fd, int64_t *out_offset, size_t length) {
+    loff_t in = (loff_t)*in_offset, out = (loff_t)*out_offset;
+    ssize_t n = copy_file_range(in_fd, &in, out_fd, &out, length, 0);
+    *in_offset = (int64_t)in;
+    *out_offset = (int64_t)out;
+    return (int64_t)n;
+}
+
+int64_t shmbus_sendfile(int out_fd, int in_fd, int64_t *in_offset, size_t length) {
+    off_t in = (off_t)*in_offset;
+    ssize_t n = sendfile(out_fd, in_fd, &in, length);
+    *in_offset = (int64_t)in;
+    return (int64_t)n;
 }
 
 int shmbus_futex_wait(const uint32_t *word, uint32_t expected, int64_t timeout_ns) {

@@ -16,6 +16,7 @@ struct Emitter {
         w.line("// Regenerate with `make generate`; ContractGenerationTests fail when this file is stale.")
         w.line()
         w.line("import DBus")
+        for module in SwiftNames.imports(for: try allMembers().map(\.swiftType)) { w.line("import \(module)") }
         w.line()
         let doc = InterfaceModel.doc(interface.annotations)
         w.doc("`\(interface.name)`" + (doc.isEmpty ? "." : ": " + doc))
@@ -87,18 +88,26 @@ struct Emitter {
             .joined(separator: ", ") + "]"
     }
 
+    /// Every argument and property of the interface, with the member it belongs to
+    /// (empty for properties).
+    private func ownedMembers() throws -> [(String, Member)] {
+        var members: [(String, Member)] = []
+        for method in interface.methods {
+            for member in try model.inputs(of: method) + model.outputs(of: method) { members.append((method.name, member)) }
+        }
+        for signal in interface.signals {
+            for member in try model.arguments(of: signal) { members.append((signal.name, member)) }
+        }
+        for property in interface.properties { members.append(("", try model.member(property))) }
+        return members
+    }
+
+    private func allMembers() throws -> [Member] { try ownedMembers().map(\.1) }
+
     /// Members whose Swift type comes from an annotation, with both types: a test
     /// proves they agree, since the compiler cannot.
     private func typeChecks(_ w: inout CodeWriter) throws {
-        var checks: [(String, Member)] = []
-        for method in interface.methods {
-            for member in try model.inputs(of: method) + model.outputs(of: method) { checks.append((method.name, member)) }
-        }
-        for signal in interface.signals {
-            for member in try model.arguments(of: signal) { checks.append((signal.name, member)) }
-        }
-        for property in interface.properties { checks.append(("", try model.member(property))) }
-        let annotated = checks.filter { $0.1.checked }
+        let annotated = try ownedMembers().filter { $0.1.checked }
         w.line()
         w.line("/// Members whose Swift type an annotation names: (member, the Swift type's D-Bus type,")
         w.line("/// the declared signature). ContractGenerationTests check that each pair agrees.")

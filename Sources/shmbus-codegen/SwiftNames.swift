@@ -78,7 +78,21 @@ enum SwiftNames {
         case .array(let element): swiftType(for: element).map { "[\($0)]" }
         case .dictionary(let key, let value):
             swiftType(for: key).flatMap { k in swiftType(for: value).map { "[\(k): \($0)]" } }
+        case .structure where type == blobType: "Blob"
         case .structure: nil
         }
+    }
+
+    /// docs/BLOBS.md's blob, `(a{sv}ayahtt)`: a type of its own wherever it appears, so
+    /// an interface declares a blob argument by its signature alone. Its Swift type,
+    /// `Blob`, lives in the `ShmBus` module, which a file that uses it imports.
+    static let blobType = DBusType.structure([
+        .dictionary(key: .string, value: .variant), .array(.byte), .array(.unixFD), .uint64, .uint64,
+    ])
+
+    /// The modules a generated file imports besides `DBus`, for the Swift types its
+    /// members use.
+    static func imports(for swiftTypes: [String]) -> [String] {
+        swiftTypes.contains { $0 == "Blob" || $0.contains("[Blob]") || $0.contains(": Blob]") } ? ["ShmBus"] : []
     }
 }

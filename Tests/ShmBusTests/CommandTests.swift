@@ -64,6 +64,12 @@ import Testing
         for path in ["shmbusBus", "shmbusFutex", "dbus"] {
             #expect(((requests[path] as? [String: Any])?["count"] as? Int ?? 0) > 0, "\(path)")
         }
+        let calls = try #require(json["blobCalls"] as? [[String: Any]])
+        #expect(calls.map { $0["size"] as? Int } == [4 << 10, 1 << 20])
+        for call in calls {
+            #expect(call["errors"] as? Int == 0, "every reply held the argument's bytes, in its form")
+            for path in ["echo", "copy", "memfd", "dbus"] { #expect(((call[path] as? [String: Any])?["count"] as? Int ?? 0) > 0, "\(path)") }
+        }
         #expect(json["ratios"] != nil)
     }
 
@@ -71,14 +77,14 @@ import Testing
         let shmbus = BuiltProducts.path("shmbus")
         let (refused, _, why) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "blob"])
         #expect(refused == .exited(64), "a usage error, not an empty table")
-        #expect(why.contains("'blob' is not one of blobs, latency, throughput, views, requests"), "\(why)")
+        #expect(why.contains("'blob' is not one of blobs, latency, throughput, views, requests, blob-calls"), "\(why)")
         let (empty, _, whyEmpty) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", ","])
         #expect(empty == .exited(64), "\(whyEmpty)")
 
         let (status, out, err) = try await BuiltProducts.run(shmbus, ["bench", "--quick", "--only", "views"])
         #expect(status == .exited(0), "\(err)")
         #expect(out.contains("4. Zero copy"))
-        for other in ["1. Blob transfer", "2. Notification latency", "3. Small-chunk throughput", "5. Request/response"] {
+        for other in ["1. Blob transfer", "2. Notification latency", "3. Small-chunk throughput", "5. Request/response", "6. Blob calls"] {
             #expect(!out.contains(other), "\(other) did not run and is not printed")
         }
     }

@@ -1,6 +1,7 @@
 import DBus
 import Foundation
 import ShmBusProtocol
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -26,6 +27,26 @@ import Testing
             let then = try String(contentsOf: committed.appendingPathComponent(name), encoding: .utf8)
             #expect(now == then, "Sources/ShmBusProtocol/Generated/\(name) is stale: run `make generate`")
         }
+    }
+
+    /// The blob test service's contract (dbus/testing/): a blob argument by its signature
+    /// alone becomes `Blob`, and the file imports ShmBus for it.
+    @Test func theCommittedBlobEchoContractIsWhatTheGeneratorMakesOfItsXML() async throws {
+        let root = BuiltProducts.repositoryRoot
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-codegen-blob-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let input = root.appendingPathComponent("dbus/testing/org.shmbus.testing.BlobEcho1.xml").path
+        let (status, _, err) = try await BuiltProducts.run(BuiltProducts.path("shmbus-codegen"), ["--output", output.path, input])
+        #expect(status == .exited(0), "\(err)")
+        let committed = root.appendingPathComponent("Sources/ShmBusTesting/Generated")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: committed.path).sorted() == ["BlobEcho1.swift"])
+        let now = try String(contentsOf: output.appendingPathComponent("BlobEcho1.swift"), encoding: .utf8)
+        let then = try String(contentsOf: committed.appendingPathComponent("BlobEcho1.swift"), encoding: .utf8)
+        #expect(now == then, "Sources/ShmBusTesting/Generated/BlobEcho1.swift is stale: run `make generate`")
+        #expect(now.contains("import ShmBus\n") && now.contains("func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob"))
+        let xml = try String(contentsOfFile: input, encoding: .utf8)
+        let parsed = try #require(try DBusIntrospection(xml: xml).interfaces.first)
+        #expect(BlobEcho1.declaration.introspectionXML() == parsed.introspectionXML())
     }
 
     @Test func theGeneratedDeclarationsAreTheXMLs() throws {

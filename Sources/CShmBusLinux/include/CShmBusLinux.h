@@ -34,6 +34,21 @@ int shmbus_add_seals(int fd, int seals);
  * (EINVAL when fd is not a file that supports sealing, e.g. not a memfd). */
 int shmbus_get_seals(int fd);
 
+/* fcntl(fd, F_GETFL): the descriptor's access mode and status flags, or -1 with
+ * errno set (fcntl is variadic: Swift cannot call it). */
+int shmbus_get_status_flags(int fd);
+
+/* copy_file_range(2) of length bytes from in_fd at *in_offset to out_fd at
+ * *out_offset (both advanced), flags 0: the kernel copies, no byte passes
+ * through user space. Returns the bytes copied (0 at in_fd's end) or -1 with
+ * errno set (EXDEV, EINVAL, EOPNOTSUPP where the file systems cannot). */
+int64_t shmbus_copy_file_range(int in_fd, int64_t *in_offset, int out_fd, int64_t *out_offset, size_t length);
+
+/* sendfile(2) of length bytes from in_fd at *in_offset (advanced) to out_fd at its
+ * file position: copy_file_range's fallback, also in the kernel. Returns the bytes
+ * copied or -1 with errno set. */
+int64_t shmbus_sendfile(int out_fd, int in_fd, int64_t *in_offset, size_t length);
+
 /* futex(2) FUTEX_WAIT on a word in shared memory (not FUTEX_PRIVATE: waiter
  * and waker may be different processes mapping the same memfd). Sleeps while
  * *word == expected, for at most timeout_ns nanoseconds (negative: forever).

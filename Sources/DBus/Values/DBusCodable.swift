@@ -197,16 +197,18 @@ extension Array: DBusCodable where Element: DBusCodable {
 
     public var dbusValue: DBusValue {
         // Test the element type, not the value: an empty array of any type casts to
-        // [UInt8], and would then go out as `ay`.
-        if Element.self == UInt8.self, let bytes = self as? [UInt8] { return .bytes(bytes) }
+        // [UInt8], and would then go out as `ay`. With the type known to be UInt8 the
+        // array is reinterpreted, not cast: `as?` between generic arrays checks element
+        // by element (8x the time of the whole D-Bus round trip of a 64 MiB `ay`).
+        if Element.self == UInt8.self { return .bytes(unsafeBitCast(self, to: [UInt8].self)) }
         return .array(Element.dbusType, map(\.dbusValue))
     }
 
     public init(dbusValue: DBusValue) throws(DBusError) {
         switch dbusValue {
         case .bytes(let bytes) where Element.self == UInt8.self:
-            // Element is UInt8 here, so the cast always succeeds.
-            self = bytes as? [Element] ?? []
+            // Element is UInt8 here: the same type, reinterpreted in O(1) (see dbusValue).
+            self = unsafeBitCast(bytes, to: [Element].self)
         case .bytes(let bytes) where Element.dbusType == .byte:
             var out: [Element] = []
             out.reserveCapacity(bytes.count)

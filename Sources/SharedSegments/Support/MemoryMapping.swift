@@ -18,12 +18,13 @@ public final class MemoryMapping: @unchecked Sendable {
     public let length: Int
     public let writable: Bool
 
-    /// Maps `length` bytes of `fd` shared (`mmap(MAP_SHARED)`), read-only unless
-    /// `writable`. The descriptor is only borrowed: the mapping outlives it.
-    public init(fd: UnixFileDescriptor, length: Int, writable: Bool) throws(SegmentError) {
+    /// Maps `length` bytes of `fd` from `fileOffset` (a multiple of the page size) shared
+    /// (`mmap(MAP_SHARED)`), read-only unless `writable`. The descriptor is only
+    /// borrowed: the mapping outlives it.
+    public init(fd: UnixFileDescriptor, fileOffset: Int = 0, length: Int, writable: Bool) throws(SegmentError) {
         guard length > 0 else { throw SegmentError(.invalidArgument, "cannot map 0 bytes") }
         let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        let address = fd.withRawValue { mmap(nil, length, protection, MAP_SHARED, $0, 0) }
+        let address = fd.withRawValue { mmap(nil, length, protection, MAP_SHARED, $0, off_t(fileOffset)) }
         guard let address, address != MAP_FAILED else {
             throw SegmentError.system("mmap(\(length) bytes, \(writable ? "PROT_READ|PROT_WRITE" : "PROT_READ"))", Errno(rawValue: errno))
         }

@@ -22,17 +22,22 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "A few seconds in all: small sizes, few repetitions (for tests; checks correctness, not speed).")
     var quick = false
 
-    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views, requests.")
+    @Option(help: "Blob-call sizes, comma separated (default 4KiB,1MiB,64MiB,1GiB).")
+    var callSizes: String?
+
+    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views, requests, blob-calls.")
     var only: String?
 
     /// The parts of a run, in the order they run and print.
     enum Part: String, CaseIterable {
         case blobs, latency, throughput, views, requests
+        case blobCalls = "blob-calls"
     }
 
     func validate() throws {
         _ = try parts()
         _ = try parseSizes()
+        _ = try parseCallSizes()
     }
 
     /// The parts `--only` names (all of them without it); an unknown name is an error,
@@ -83,6 +88,12 @@ struct Bench: AsyncParsableCommand {
                 progress("request/response")
                 results.requests = try await run.requests(size: 4 << 10, seconds: quick ? 0.3 : 2, rounds: quick ? 1 : 3)
             }
+            if parts.contains(.blobCalls) {
+                progress("blob calls")
+                for size in try parseCallSizes() {
+                    results.blobCalls.append(try await run.blobCalls(size: Int(size), repetitions: callRepetitions(for: size)))
+                }
+            }
             if json {
                 try JSONOutput.print(results)
             } else {
@@ -108,6 +119,26 @@ struct Bench: AsyncParsableCommand {
             }
         }
         return quick ? [4 << 10, 1 << 20, 16 << 20] : [4 << 10, 1 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30]
+    }
+
+    func parseCallSizes() throws -> [UInt64] {
+        guard let callSizes else { return quick ? [4 << 10, 1 << 20] : [4 << 10, 1 << 20, 64 << 20, 1 << 30] }
+        return try callSizes.split(separator: ",").map { text in
+            guard let size = ByteCount(argument: String(text)), size.bytes >= 1, size.bytes <= UInt64(Int.max) else {
+                throw ValidationError("--call-sizes: '\(text)' is not a size of at least 1 byte")
+            }
+            return size.bytes
+        }
+    }
+
+    func callRepetitions(for size: UInt64) -> Int {
+        if quick { return 3 }
+        switch size {
+        case ..<(256 << 10): return 300
+        case ..<(2 << 20): return 100
+        case ..<(128 << 20): return 12
+        default: return 4
+        }
     }
 
     func repetitions(for size: UInt64) -> Int {

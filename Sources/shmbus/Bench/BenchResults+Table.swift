@@ -13,6 +13,7 @@ extension BenchResults {
         if !throughput.isEmpty { parts.append(throughputTable) }
         if let views { parts.append(Self.viewTable(views)) }
         if let requests { parts.append(requests.table) }
+        if !blobCalls.isEmpty { parts.append(blobCallTable) }
         return parts.joined(separator: "\n\n")
     }
 

@@ -134,16 +134,18 @@ struct BenchResults: Encodable, Sendable {
     var views: ViewResult?
     /// nil when the part did not run (`--only`).
     var requests: RequestsResult?
+    var blobCalls: [BlobCallResult] = []
 
     /// Every transfer arrived intact, and no subscriber lost or reordered a chunk.
     var allCorrect: Bool {
         blobs.allSatisfy { $0.errors == 0 }
             && throughput.allSatisfy { $0.isComplete && $0.everyRoundComplete }
             && (requests?.errors ?? 0) == 0
+            && blobCalls.allSatisfy { $0.errors == 0 }
     }
 
     enum CodingKeys: String, CodingKey {
-        case machine, quick, blobs, latency, throughput, throughputFloor, views, requests, ratios
+        case machine, quick, blobs, latency, throughput, throughputFloor, views, requests, blobCalls, ratios
     }
 
     struct Ratios: Encodable {
@@ -162,6 +164,8 @@ struct BenchResults: Encodable, Sendable {
         var bigViewOverSmallView: Double?
         var requestsBusOverDBus: Double?
         var requestsFutexOverDBus: Double?
+        var dbusOverBlobEchoAt64MiB: Double?
+        var dbusOverBlobCopyAt64MiB: Double?
     }
 
     var ratios: Ratios {
@@ -174,7 +178,9 @@ struct BenchResults: Encodable, Sendable {
             futexPathOverBareSignal: latency?.futexOverBare,
             futexPathOverBareFutex: latency?.futexOverBareFutex, futexIteratorOverBareFutex: latency?.futexIteratorOverBareFutex,
             spinPathOverBareSpin: latency?.spinOverBareSpin, bigViewOverSmallView: views?.bigOverSmall,
-            requestsBusOverDBus: requests?.busOverDBus, requestsFutexOverDBus: requests?.futexOverDBus)
+            requestsBusOverDBus: requests?.busOverDBus, requestsFutexOverDBus: requests?.futexOverDBus,
+            dbusOverBlobEchoAt64MiB: blobCalls.first { $0.size == 64 << 20 }?.dbusOverEcho,
+            dbusOverBlobCopyAt64MiB: blobCalls.first { $0.size == 64 << 20 }?.dbusOverCopy)
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -187,6 +193,7 @@ struct BenchResults: Encodable, Sendable {
         try container.encode(throughputFloor, forKey: .throughputFloor)
         try container.encode(views, forKey: .views)
         try container.encode(requests, forKey: .requests)
+        try container.encode(blobCalls, forKey: .blobCalls)
         try container.encode(ratios, forKey: .ratios)
     }
 

@@ -31,6 +31,7 @@ struct BenchWorker: AsyncParsableCommand {
         case "blob-pub": try await blobPublisher(address)
         case "blob-sub": try await blobSubscriber(address)
         case "ay-server": try await byteArrayServer(address)
+        case "blob-server": try await blobServer(address)
         case "paced-pub": try await pacedPublisher(address)
         case "latency-sub": try await latencySubscriber(address)
         case "signal-send": try await signalSender(address)
