@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import ShmBusProtocol
 import ShmBusTesting
+import ThumbnailerProtocol
 import TestSupport
 import Testing
 
@@ -29,24 +30,39 @@ import Testing
         }
     }
 
-    /// The blob test service's contract (dbus/testing/): a blob argument by its signature
-    /// alone becomes `Blob`, and the file imports ShmBus for it.
-    @Test func theCommittedBlobEchoContractIsWhatTheGeneratorMakesOfItsXML() async throws {
+    /// The contracts that take blobs — the blob test service's (dbus/testing/) and the
+    /// example thumbnailer's: a blob argument by its signature alone becomes `Blob`, the
+    /// file imports ShmBus for it, and the committed file is what the generator makes.
+    @Test(arguments: [
+        ("dbus/testing/org.shmbus.testing.BlobEcho1.xml", "Sources/ShmBusTesting/Generated", "BlobEcho1.swift",
+         "func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob"),
+        ("examples/thumbnailer/dbus/org.shmbus.examples.Thumbnailer1.xml", "examples/thumbnailer/Protocol", "Thumbnailer1.swift",
+         "func thumbnail(image: Blob, maxSide: UInt32, call: DBusMethodCall) async throws -> Blob"),
+    ])
+    func theCommittedBlobContractIsWhatTheGeneratorMakesOfItsXML(xml: String, directory: String, file: String, requirement: String) async throws {
         let root = BuiltProducts.repositoryRoot
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-codegen-blob-\(getpid())")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-codegen-blob-\(getpid())-\(file)")
         defer { try? FileManager.default.removeItem(at: output) }
-        let input = root.appendingPathComponent("dbus/testing/org.shmbus.testing.BlobEcho1.xml").path
+        let input = root.appendingPathComponent(xml).path
         let (status, _, err) = try await BuiltProducts.run(BuiltProducts.path("shmbus-codegen"), ["--output", output.path, input])
         #expect(status == .exited(0), "\(err)")
-        let committed = root.appendingPathComponent("Sources/ShmBusTesting/Generated")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: committed.path).sorted() == ["BlobEcho1.swift"])
-        let now = try String(contentsOf: output.appendingPathComponent("BlobEcho1.swift"), encoding: .utf8)
-        let then = try String(contentsOf: committed.appendingPathComponent("BlobEcho1.swift"), encoding: .utf8)
-        #expect(now == then, "Sources/ShmBusTesting/Generated/BlobEcho1.swift is stale: run `make generate`")
-        #expect(now.contains("import ShmBus\n") && now.contains("func echo(blob: Blob, call: DBusMethodCall) async throws -> Blob"))
-        let xml = try String(contentsOfFile: input, encoding: .utf8)
-        let parsed = try #require(try DBusIntrospection(xml: xml).interfaces.first)
-        #expect(BlobEcho1.declaration.introspectionXML() == parsed.introspectionXML())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output.path) == [file])
+        let now = try String(contentsOf: output.appendingPathComponent(file), encoding: .utf8)
+        let then = try String(contentsOf: root.appendingPathComponent(directory).appendingPathComponent(file), encoding: .utf8)
+        #expect(now == then, "\(directory)/\(file) is stale: run `make generate`")
+        #expect(now.contains("import ShmBus\n") && now.contains(requirement))
+    }
+
+    @Test func theBlobContractsDeclareTheirXML() throws {
+        let root = BuiltProducts.repositoryRoot
+        for (xml, declaration) in [
+            ("dbus/testing/org.shmbus.testing.BlobEcho1.xml", BlobEcho1.declaration),
+            ("examples/thumbnailer/dbus/org.shmbus.examples.Thumbnailer1.xml", Thumbnailer1.declaration),
+        ] {
+            let text = try String(contentsOf: root.appendingPathComponent(xml), encoding: .utf8)
+            let parsed = try #require(try DBusIntrospection(xml: text).interfaces.first)
+            #expect(declaration.introspectionXML() == parsed.introspectionXML(), "\(xml)")
+        }
     }
 
     @Test func theGeneratedDeclarationsAreTheXMLs() throws {

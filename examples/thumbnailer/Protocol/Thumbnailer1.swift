@@ -23,7 +23,7 @@ public enum Thumbnailer1 {
                 outputs: [
                     DBusArgument("thumbnail", "(a{sv}ayahtt)"),
                 ],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns image scaled down by a whole factor so that neither side is longer than max_side (an image already small enough comes back at its size). image is raw pixels whose attributes say width, height, stride and pixel-format; the pixel format must be AB24 (R, G, B, A in memory). The thumbnail is AB24 with its own width, height and stride. org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no image attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Returns image scaled down by the smallest whole factor f for which neither side is longer than max_side (an image already small enough comes back at its size): each pixel of the thumbnail is the image's pixel at the centre of its f × f box, clipped at the right and bottom edges. image is raw pixels whose attributes say width, height, stride and pixel-format; the pixel format must be AB24 (R, G, B, A in memory). The thumbnail is AB24 with its own width, height and stride. org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no image attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.")]
             ),
         ],
         signals: [
@@ -42,12 +42,14 @@ extension Thumbnailer1 {
     /// What an object serving `org.shmbus.examples.Thumbnailer1` implements: one requirement per
     /// method (with the call, for the caller's identity) and per readable property.
     public protocol Implementation: DBusObjectImplementation {
-        /// Returns image scaled down by a whole factor so that neither side is longer than
-        /// max_side (an image already small enough comes back at its size). image is raw pixels
-        /// whose attributes say width, height, stride and pixel-format; the pixel format must
-        /// be AB24 (R, G, B, A in memory). The thumbnail is AB24 with its own width, height and
-        /// stride. org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no
-        /// image attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.
+        /// Returns image scaled down by the smallest whole factor f for which neither side is
+        /// longer than max_side (an image already small enough comes back at its size): each
+        /// pixel of the thumbnail is the image's pixel at the centre of its f × f box, clipped
+        /// at the right and bottom edges. image is raw pixels whose attributes say width,
+        /// height, stride and pixel-format; the pixel format must be AB24 (R, G, B, A in
+        /// memory). The thumbnail is AB24 with its own width, height and stride.
+        /// org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no image
+        /// attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.
         func thumbnail(image: Blob, maxSide: UInt32, call: DBusMethodCall) async throws -> Blob
     }
 
@@ -76,12 +78,14 @@ extension Thumbnailer1 {
             base = declaration.proxy(on: connection, destination: destination, path: path)
         }
 
-        /// Returns image scaled down by a whole factor so that neither side is longer than
-        /// max_side (an image already small enough comes back at its size). image is raw pixels
-        /// whose attributes say width, height, stride and pixel-format; the pixel format must
-        /// be AB24 (R, G, B, A in memory). The thumbnail is AB24 with its own width, height and
-        /// stride. org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no
-        /// image attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.
+        /// Returns image scaled down by the smallest whole factor f for which neither side is
+        /// longer than max_side (an image already small enough comes back at its size): each
+        /// pixel of the thumbnail is the image's pixel at the centre of its f × f box, clipped
+        /// at the right and bottom edges. image is raw pixels whose attributes say width,
+        /// height, stride and pixel-format; the pixel format must be AB24 (R, G, B, A in
+        /// memory). The thumbnail is AB24 with its own width, height and stride.
+        /// org.shmbus.examples.Thumbnailer1.Error.Unsupported for another format or no image
+        /// attributes, org.shmbus.Error.InvalidBlob for a blob that breaks docs/BLOBS.md.
         public func thumbnail(image: Blob, maxSide: UInt32, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> Blob {
             return try await base.call("Thumbnail", [image.dbusValue, maxSide.dbusValue], timeout: timeout).decode(Blob.self)
         }

@@ -1,6 +1,6 @@
 // The example thumbnailer: serves org.shmbus.examples.Thumbnailer1 (dbus/, generated
 // into Protocol/) on the bus that activated it, or the one --bus names, until it has
-// been idle for --idle-exit seconds (default 30; 0: never).
+// been idle for --idle-exit seconds (default 30; 0: never) or its bus has gone.
 //
 //   swift run thumbnailer-service [--bus ADDRESS] [--idle-exit SECONDS]
 import DBus
@@ -29,7 +29,8 @@ do {
         throw DBusError.failed("\(Thumbnailer1.busName) is already owned on the \(bus)")
     }
     FileHandle.standardError.write(Data("thumbnailer-service: serving \(Thumbnailer1.busName) on the \(bus)\n".utf8))
-    while idleExit == 0 || lastCall.withLock({ $0 }).duration(to: .now) < .seconds(idleExit) {
+    // Until idle for long enough, or the bus is gone (nothing could call us any more).
+    while connection.isConnected, idleExit == 0 || lastCall.withLock({ $0 }).duration(to: .now) < .seconds(idleExit) {
         try await Task.sleep(for: .milliseconds(500))
     }
     withExtendedLifetime(export) {}
