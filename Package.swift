@@ -11,6 +11,9 @@ let package = Package(
         // built on the libraries; not needed to use them.
         .library(name: "ShmBusTesting", targets: ["ShmBusTesting"]),
         .executable(name: "shmbus", targets: ["shmbus"]),
+        // The contract generator: interface XML in, a typed proxy and service protocol out
+        // (blob arguments become `Blob`).
+        .executable(name: "shmbus-codegen", targets: ["shmbus-codegen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -12,7 +12,7 @@ extension ChunkAttributes {
     static let maximumDimensions = 32
 
     /// FORMAT.md's "Well-known attributes".
-    static let wellKnownNames: Set<String> = ["content-type", "dtype", "shape", "strides", "width", "height", "stride", "pixel-format"]
+    public static let wellKnownNames: Set<String> = ["content-type", "dtype", "shape", "strides", "width", "height", "stride", "pixel-format"]
 
     enum EntryType: UInt8 {
         case string = 1, integer = 2, integers = 3, double = 4

@@ -25,13 +25,17 @@ extension ChunkAttributes {
     /// A received blob's attributes, checked for a payload of `payloadLength` bytes
     /// (docs/BLOBS.md, "Attributes"): FORMAT.md's checks and its block's size, by
     /// encoding them as a block would be. Values of other D-Bus types are skipped, as
-    /// FORMAT.md's readers skip entries of types they do not know.
+    /// FORMAT.md's readers skip entries of types they do not know, and by the same rules:
+    /// a name still appears once counting them, and a well-known name must have its
+    /// row's type.
     init(blobEntries: [DBusDictEntry], payloadLength: Int) throws(BlobError) {
         self.init()
+        var names = Set<String>()
         for entry in blobEntries {
             guard case .string(let name) = entry.key, case .variant(let value) = entry.value else {
                 throw BlobError(.form, "attributes must be a{sv}")
             }
+            guard names.insert(name).inserted else { throw BlobError(.attributes, "attribute '\(name.prefix(64))' appears twice") }
             let known: Value? =
                 switch value {
                 case .string(let s): .string(s)
@@ -40,8 +44,12 @@ extension ChunkAttributes {
                 case .double(let d): .double(d)
                 default: nil
                 }
-            guard let known else { continue }
-            guard self[name] == nil else { throw BlobError(.attributes, "attribute '\(name.prefix(64))' appears twice") }
+            guard let known else {
+                if Self.wellKnownNames.contains(name) {
+                    throw BlobError(.attributes, "'\(name)' is a '\(value.type)', not its row's type")
+                }
+                continue
+            }
             self[name] = known
         }
         do throws(SegmentError) {

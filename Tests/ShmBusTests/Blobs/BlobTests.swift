@@ -75,6 +75,21 @@ import Testing
         #expect(view.array == Array(contents[5000..<9000]))
     }
 
+    /// FORMAT.md's rules for entries of unknown types hold for a blob's: a name appears
+    /// once counting them, and a well-known name has its row's type or the blob is refused.
+    @Test(arguments: [
+        [("org.example.later", DBusValue.boolean(true)), ("org.example.later", .int64(1))],
+        [("width", .int32(2)), ("height", .int64(1)), ("pixel-format", .string("AB24"))],
+    ])
+    func anUnknownTypeHidesNoRepeatedNameAndNoWellKnownOne(entries: [(String, DBusValue)]) throws {
+        let value = DBusValue.structure([
+            .dictionary(key: .string, value: .variant, entries.map { DBusDictEntry(key: .string($0.0), value: .variant($0.1)) }),
+            .bytes([1, 2, 3, 4, 5, 6, 7, 8]), .array(.unixFD, []), .uint64(0), .uint64(8),
+        ])
+        let error = #expect(throws: DBusError.self) { try Blob(dbusValue: value) }
+        #expect(error?.name == BlobError.invalidBlobName && error?.message.hasPrefix("attributes: ") == true, "\(String(describing: error))")
+    }
+
     @Test func attributesOfTypesThisVersionDoesNotKnowAreSkippedAndTheRestKeepTheirOrder() throws {
         let value = DBusValue.structure([
             .dictionary(

@@ -138,8 +138,8 @@ import ThumbnailerProtocol
         let (status, out, err) = try await BuiltProducts.run(
             BuiltProducts.path("thumbnailer-client"), ["--bus", bus.address, "--max-side", "256", input.path, "\(width)", "\(height)", output.path])
         #expect(status == .exited(0), "\(err)")
-        // 10240 / 40 = 256, 7680 / 40 = 192: a thumbnail under the threshold comes back inline.
-        #expect(out.contains("256x192 AB24, \(256 * 192 * 4) bytes"), "\(out)")
+        // 10240 / 40 = 256, 7680 / 40 = 192; 192 KiB come back as a memfd too.
+        #expect(out.contains("256x192 AB24, \(256 * 192 * 4) bytes (memfd)"), "\(out)")
         let thumbnail = try Blob([UInt8](Data(contentsOf: output)), threshold: Int.max)
         Self.expectThumbnail(
             try thumbnail.map(), layout: .init(width: 256, height: 192, stride: 1024, pixelFormat: .abgr8888), width: width, height: height,
