@@ -20,6 +20,7 @@ or a bare struct.error / IndexError.
         ├── Unavailable       nobody owns the name, or it does not answer in time
         └── BadReply          a reply of the wrong shape or type
     NotAnArray                ``Chunk.array()`` cannot view the payload (also a ValueError)
+    InvalidBlob               a received blob breaks docs/BLOBS.md (shmbus.blob; also a ValueError)
 """
 
 
