@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // The library's counters (swift-metrics) and the daemon's /metrics (swift-prometheus).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // `make docs`: builds the ShmBus DocC catalogue (`swift package generate-documentation`).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -84,6 +87,7 @@ let package = Package(
                 "SharedSegments",
                 "ShmBusPolicy",
                 "ShmBusProtocol",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -102,6 +106,7 @@ let package = Package(
                 "ShmBusSystem",
                 "SharedSegments",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -133,7 +138,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "shmbus-test-peer",
-            dependencies: ["ShmBus", "DBus", "ShmBusSystem", "SharedSegments", "CShmBusLinux", "TestSupport"]
+            dependencies: [
+                "ShmBus", "DBus", "ShmBusSystem", "SharedSegments", "CShmBusLinux", "TestSupport",
+                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .executableTarget(
             name: "segment-pipe-example",
