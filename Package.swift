@@ -129,7 +129,10 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.embedInCode("Resources/org.shmbus.Registry1.service"), .embedInCode("Resources/org.shmbus.Keeper1.service")]
+            resources: [
+                .embedInCode("Resources/org.shmbus.Registry1.service"), .embedInCode("Resources/org.shmbus.Keeper1.service"),
+                .embedInCode("Resources/shmbus-registry.service"), .embedInCode("Resources/shmbus-keeper.service"),
+            ]
         ),
         .executableTarget(name: "shmbus-codegen", dependencies: ["DBus"]),
         .executableTarget(
