@@ -22,8 +22,8 @@ import Testing
         let fixture = try await RegistryFixture()
         let name = "topjson\(TestBus.uniqueSuffix())/frames"
         let publisher = try await Publisher.open(channel: name, on: .address(fixture.address))
-        let feeding = Task { while !Task.isCancelled { _ = try? publisher.publish([UInt8](repeating: 7, count: 100)); try? await Task.sleep(for: .milliseconds(10)) } }
-        defer { feeding.cancel() }
+        let feeding = Feeder(every: .milliseconds(10)) { _ = try? publisher.publish([UInt8](repeating: 7, count: 100)) }
+        defer { feeding.stop() }
         let reader = try await fixture.client()
         _ = try await reader.openSegment(publisher.currentSegment)
 
@@ -66,8 +66,8 @@ import Testing
         let busy = try await Publisher.open(channel: "\(prefix)/b", on: .address(fixture.address))
         let quiet = try await Publisher.open(channel: "\(prefix)/a", on: .address(fixture.address))
         try quiet.publish([UInt8](repeating: 1, count: 10))
-        let feeding = Task { while !Task.isCancelled { _ = try? busy.publish([UInt8](repeating: 7, count: 100)); try? await Task.sleep(for: .milliseconds(10)) } }
-        defer { feeding.cancel() }
+        let feeding = Feeder(every: .milliseconds(10)) { _ = try? busy.publish([UInt8](repeating: 7, count: 100)) }
+        defer { feeding.stop() }
 
         let top = try ChildProcess(fixture.shmbus, ["top", "--json", "--sort", "name", "--prefix", prefix, "--bus", fixture.address], stdout: .pipe, stderr: .inherit)
         defer { top.signal(SIGKILL) }

@@ -14,7 +14,7 @@ import Testing
     final class Channels: Sendable {
         let prefix: String
         let publishers: [Publisher]
-        let tasks: [Task<Void, Never>]
+        let feeders: [Feeder]
 
         init(_ fixture: RegistryFixture) async throws {
             let prefix = "top\(TestBus.uniqueSuffix())"
@@ -24,9 +24,9 @@ import Testing
             for name in names { publishers.append(try await Publisher.open(channel: name, on: .address(fixture.address))) }
             try publishers[0].publish([UInt8](repeating: 1, count: 64))
             let (slow, busy) = (publishers[1], publishers[2])
-            tasks = [
-                Task { while !Task.isCancelled { _ = try? slow.publish([UInt8](repeating: 2, count: 10_000)); try? await Task.sleep(for: .milliseconds(100)) } },
-                Task { while !Task.isCancelled { _ = try? busy.publish([UInt8](repeating: 3, count: 64)); try? await Task.sleep(for: .milliseconds(5)) } },
+            feeders = [
+                Feeder(every: .milliseconds(100)) { _ = try? slow.publish([UInt8](repeating: 2, count: 10_000)) },
+                Feeder(every: .milliseconds(5)) { _ = try? busy.publish([UInt8](repeating: 3, count: 64)) },
             ]
             self.publishers = publishers
         }
@@ -34,7 +34,7 @@ import Testing
         func name(_ short: String) -> String { "\(prefix)/\(short)" }
 
         func close() async {
-            for task in tasks { task.cancel() }
+            for feeder in feeders { feeder.stop() }
             for publisher in publishers { await publisher.close() }
         }
     }

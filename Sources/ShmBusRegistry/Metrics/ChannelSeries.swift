@@ -8,7 +8,7 @@ struct ChannelSeries {
     private let publishedChunks: Counter
     private let publishedBytes: Counter
     private let collections: Counter
-    private let gauges: [(Gauge, (SegmentRegistry.ChannelSample) -> Double)]
+    private let gauges: [(Gauge, Figure)]
     /// What the counters were brought to at the last scrape: a counter only goes up by
     /// what the registry's count went up since.
     private var counted: (chunks: UInt64, bytes: UInt64, collections: UInt64) = (0, 0, 0)
@@ -24,19 +24,7 @@ struct ChannelSeries {
         publishedChunks = counter("published_chunks", "Chunks committed since the registry first saw the channel.")
         publishedBytes = counter("published_bytes", "Record bytes committed since the registry first saw the channel.")
         collections = counter("collections", "Generations replaced since the registry first saw the channel.")
-        gauges = [
-            (gauge("chunks_per_second", "", "ChunkRate: chunks per second over the registry's last sample."), { $0.figures.chunkRate }),
-            (gauge("bytes_per_second", "", "ByteRate: record bytes per second over the registry's last sample."), { $0.figures.byteRate }),
-            (gauge("committed", "bytes", "Committed record bytes of the active segments."), { Double($0.figures.committedBytes) }),
-            (gauge("live", "bytes", "The current segment's live bytes."), { Double($0.figures.liveBytes) }),
-            (gauge("capacity", "bytes", "Capacity of the channel's segments, headers included."), { Double($0.capacity) }),
-            (gauge("segments", "", "Segments the channel holds."), { Double($0.segments) }),
-            (gauge("generation", "", "The current segment's generation."), { Double($0.generation) }),
-            (gauge("readers", "", "Connections handed descriptors by OpenSegment, still on the bus."), { Double($0.figures.readerCount) }),
-            (gauge("time_to_live", "seconds", "Seconds until a persistent channel whose owner left is removed; 0 when not counting down."), {
-                Double($0.figures.timeToLive)
-            }),
-        ]
+        gauges = Figure.allCases.map { (gauge($0.metric, $0.unit, $0.help), $0) }
     }
 
     mutating func update(_ sample: SegmentRegistry.ChannelSample) {
@@ -45,7 +33,7 @@ struct ChannelSeries {
         Self.advance(publishedBytes, from: counted.bytes, to: figures.publishedBytes)
         Self.advance(collections, from: counted.collections, to: figures.collections)
         counted = (figures.publishedChunks, figures.publishedBytes, figures.collections)
-        for (gauge, value) in gauges { gauge.set(value(sample)) }
+        for (gauge, figure) in gauges { gauge.set(figure.value(in: sample)) }
     }
 
     /// A count that went back (the registry counts a channel taken back from the keeper
@@ -58,5 +46,60 @@ struct ChannelSeries {
     func unregister(from collectors: PrometheusCollectorRegistry) {
         for counter in [publishedChunks, publishedBytes, collections] { collectors.unregisterCounter(counter) }
         for (gauge, _) in gauges { collectors.unregisterGauge(gauge) }
+    }
+
+    /// The gauges of a channel: name, unit, help, and where the value comes from.
+    enum Figure: CaseIterable {
+        case chunkRate, byteRate, committed, live, capacity, segments, generation, readers, timeToLive
+
+        var metric: String {
+            switch self {
+            case .chunkRate: "chunks_per_second"
+            case .byteRate: "bytes_per_second"
+            case .committed: "committed"
+            case .live: "live"
+            case .capacity: "capacity"
+            case .segments: "segments"
+            case .generation: "generation"
+            case .readers: "readers"
+            case .timeToLive: "time_to_live"
+            }
+        }
+
+        var unit: String {
+            switch self {
+            case .committed, .live, .capacity: "bytes"
+            case .timeToLive: "seconds"
+            default: ""
+            }
+        }
+
+        var help: String {
+            switch self {
+            case .chunkRate: "ChunkRate: chunks per second over the registry's last sample."
+            case .byteRate: "ByteRate: record bytes per second over the registry's last sample."
+            case .committed: "Committed record bytes of the active segments."
+            case .live: "The current segment's live bytes."
+            case .capacity: "Capacity of the channel's segments, headers included."
+            case .segments: "Segments the channel holds."
+            case .generation: "The current segment's generation."
+            case .readers: "Connections handed descriptors by OpenSegment, still on the bus."
+            case .timeToLive: "Seconds until a persistent channel whose owner left is removed; 0 when not counting down."
+            }
+        }
+
+        func value(in sample: SegmentRegistry.ChannelSample) -> Double {
+            switch self {
+            case .chunkRate: sample.figures.chunkRate
+            case .byteRate: sample.figures.byteRate
+            case .committed: Double(sample.figures.committedBytes)
+            case .live: Double(sample.figures.liveBytes)
+            case .capacity: Double(sample.capacity)
+            case .segments: Double(sample.segments)
+            case .generation: Double(sample.generation)
+            case .readers: Double(sample.figures.readerCount)
+            case .timeToLive: Double(sample.figures.timeToLive)
+            }
+        }
     }
 }
