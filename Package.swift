@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // The library's counters (swift-metrics) and the daemon's /metrics (swift-prometheus).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // `make docs`: builds the ShmBus DocC catalogue (`swift package generate-documentation`).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -87,6 +90,7 @@ let package = Package(
                 "SharedSegments",
                 "ShmBusPolicy",
                 "ShmBusProtocol",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -105,6 +109,7 @@ let package = Package(
                 "ShmBusSystem",
                 "SharedSegments",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -127,7 +132,10 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.embedInCode("Resources/org.shmbus.Registry1.service"), .embedInCode("Resources/org.shmbus.Keeper1.service")]
+            resources: [
+                .embedInCode("Resources/org.shmbus.Registry1.service"), .embedInCode("Resources/org.shmbus.Keeper1.service"),
+                .embedInCode("Resources/shmbus-registry.service"), .embedInCode("Resources/shmbus-keeper.service"),
+            ]
         ),
         .executableTarget(name: "shmbus-codegen", dependencies: ["DBus"]),
         .executableTarget(
@@ -136,7 +144,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "shmbus-test-peer",
-            dependencies: ["ShmBus", "DBus", "ShmBusSystem", "SharedSegments", "CShmBusLinux", "TestSupport"]
+            dependencies: [
+                "ShmBus", "DBus", "ShmBusSystem", "SharedSegments", "CShmBusLinux", "TestSupport",
+                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .executableTarget(
             name: "segment-pipe-example",

@@ -21,6 +21,8 @@ need python3-venv      /usr/bin/python3 -c 'import ensurepip, venv'
 need util-linux        command -v setsid
 need bubblewrap        command -v bwrap
 need gcc               command -v cc
+need tmux              command -v tmux
+need curl              command -v curl
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 

@@ -29,6 +29,9 @@ final class DescriptorBudget: Sendable {
 
     private let state = Lock(State())
 
+    /// The descriptors segments and doorbells hold now (the metrics' figure).
+    var held: Int { state.withLock { $0.held } }
+
     /// Sets the budget from the soft limit and what the rest of the process needs.
     /// Returns the descriptors left for segments.
     @discardableResult

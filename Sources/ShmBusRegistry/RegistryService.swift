@@ -19,6 +19,8 @@ import ShmBusSystem
 public final class RegistryService: Sendable {
     public let connection: DBusConnection
     let registry: SegmentRegistry
+    /// Calls and errors counted as they happen; the rest read at each ``metricsText()``.
+    let metrics: RegistryMetrics
     private let root: DBusExport
     private let keeper: KeeperLink?
     private let background: Lock<[Task<Void, Never>]>
@@ -26,9 +28,13 @@ public final class RegistryService: Sendable {
     private let finish: AsyncStream<Void>.Continuation
     let logger: Logger
 
-    private init(connection: DBusConnection, registry: SegmentRegistry, root: DBusExport, keeper: KeeperLink?, logger: Logger) {
+    private init(
+        connection: DBusConnection, registry: SegmentRegistry, metrics: RegistryMetrics, root: DBusExport, keeper: KeeperLink?,
+        logger: Logger
+    ) {
         self.connection = connection
         self.registry = registry
+        self.metrics = metrics
         self.root = root
         self.keeper = keeper
         self.logger = logger
@@ -61,13 +67,15 @@ public final class RegistryService: Sendable {
         let registry = SegmentRegistry(configuration: configuration, logger: logger)
         let peers = PeerDirectory(connection: connection)
         let object = RegistryObject(registry: registry, configuration: configuration, connection: connection, peers: peers)
+        let metrics = RegistryMetrics()
         let root = try await connection.export(
-            [Registry1.interface(implementedBy: object)], at: ShmBusProtocol.registryPath, objectManager: true)
+            [metrics.counting(Registry1.interface(implementedBy: object))], at: ShmBusProtocol.registryPath, objectManager: true)
         let keeper = configuration.keepsPersistentSegments
             ? KeeperLink(connection: connection, command: configuration.keeperCommand, logger: logger) { await registry.keptSegments() }
             : nil
         await registry.attach(connection: connection, root: root, keeper: keeper)
-        let service = RegistryService(connection: connection, registry: registry, root: root, keeper: keeper, logger: logger)
+        let service = RegistryService(
+            connection: connection, registry: registry, metrics: metrics, root: root, keeper: keeper, logger: logger)
 
         // Follow departures before taking anything back or taking the name, so none is
         // missed.
@@ -146,6 +154,13 @@ public final class RegistryService: Sendable {
     private func spawn(_ body: @escaping @Sendable () async -> Void) {
         let task = Task { await body() }
         background.withLock { $0.append(task) }
+    }
+
+    /// The registry's metrics as Prometheus text (docs/OBSERVABILITY.md, "Metrics"), for
+    /// `shmbus daemon --metrics`. Reading them samples each channel's rates as a read of
+    /// its properties does.
+    public func metricsText() async -> String {
+        metrics.render(await registry.metricsSample())
     }
 
     /// Waits until ``stop()`` is called or the bus connection ends.

@@ -10,6 +10,7 @@
 //   shmbus-test-peer futex-subscribe ADDRESS CHANNEL COUNT [blocking] [spin]
 //   shmbus-test-peer paced ADDRESS CHANNEL COUNT SIZE CAPACITY INTERVAL_US
 //   shmbus-test-peer register ADDRESS PREFIX
+//   shmbus-test-peer metrics ADDRESS CHANNEL COUNT SIZE CAPACITY
 //
 // `publish` publishes COUNT chunks of SIZE bytes (payload: sequence, checksum of the
 // rest, pseudo-random bytes), prints "published COUNT signals N", then holds the
@@ -48,6 +49,9 @@
 // and prints what that took.
 //
 // `register` registers rounds of segments on request and holds them (RegisterPeer.swift).
+//
+// `metrics` bootstraps a swift-metrics backend and prints the library's counters after
+// publishing and reading a channel (MetricsPeer.swift).
 import CShmBusLinux
 import DBus
 import Foundation
@@ -67,7 +71,7 @@ func fill(_ buffer: UnsafeMutableRawBufferPointer, sequence: UInt64) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander|register ADDRESS CHANNEL …") }
+guard args.count >= 4 else { fail("usage: shmbus-test-peer publish|loop|scribble|torn|doorbell|futex-subscribe|paced|flood|bystander|register|metrics ADDRESS CHANNEL …") }
 let (mode, address, channel) = (args[1], args[2], args[3])
 
 /// xorshift64: the peers' pseudo-random numbers, reproducible from a seed.
@@ -273,6 +277,12 @@ do {
 
     case "register":
         try await registerRounds(address: address, prefix: channel)
+
+    case "metrics":
+        guard args.count >= 7, let count = Int(args[4]), let size = Int(args[5]), let capacity = UInt64(args[6]), size >= 16 else {
+            fail("usage: shmbus-test-peer metrics ADDRESS CHANNEL COUNT SIZE CAPACITY")
+        }
+        try await publishWithMetrics(address: address, channel: channel, count: count, size: size, capacity: capacity)
 
     default:
         fail("unknown mode \(mode)")

@@ -84,6 +84,15 @@ void shmbus_malloc_usage(size_t *in_use, size_t *free_bytes);
  * Returns them, or -1 with errno set. (ioctl is variadic: Swift cannot call it.) */
 int shmbus_socket_unsent(int fd);
 
+/* ioctl(2) TIOCGWINSZ: the terminal's rows and columns (`shmbus top` lays its table
+ * out to them). Returns 0, or -1 with errno set (ENOTTY for anything but a terminal). */
+int shmbus_window_size(int fd, unsigned short *rows, unsigned short *columns);
+
+/* accept4(2) with SOCK_CLOEXEC (a _GNU_SOURCE call Glibc's module does not show): the
+ * connection's descriptor, or -1 with errno set. Close-on-exec from the start, so that
+ * no child the daemon spawns meanwhile (the keeper) inherits it. */
+int shmbus_accept_cloexec(int fd);
+
 /* pidfd_open(2) of pid (flags 0; pidfds are always close-on-exec). Returns the
  * descriptor or -1 with errno set. */
 int shmbus_pidfd_open(int pid);

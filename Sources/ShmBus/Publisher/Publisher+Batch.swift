@@ -42,6 +42,7 @@ extension Publisher {
         final class Tally {
             var filling = false
             var count = 0
+            var bytes = 0
             var first: UInt64?
             var last: UInt64 = 0
         }
@@ -69,11 +70,12 @@ extension Publisher {
             }
             if let part = reserved.committedFirst { publisher.announce(part) }
             // Queued while the writer is locked, as `publish` does.
-            if let rotation = reserved.rotation, !publisher.registrar.enqueue(rotation) { writer.retire(rotation) }
+            if let rotation = reserved.rotation { publisher.queue(rotation, of: writer) }
             tally.filling = true
             fill(reserved.buffer)
             tally.filling = false
             tally.count += 1
+            tally.bytes += length
             tally.last = writer.batchLastSequence
             if tally.first == nil { tally.first = tally.last }
         }
@@ -105,7 +107,7 @@ extension Publisher {
     /// `body` are rethrown as they are, after what it appended is published.
     @discardableResult
     public func publishBatch<E: Error>(_ body: (borrowing Batch) throws(E) -> Void) throws(E) -> PublishedBatch {
-        let outcome = writer.withLock { writer -> (PublishedBatch, ChannelWriter.CommittedBatch?, E?, ringOwed: Bool) in
+        let outcome = writer.withLock { writer -> (PublishedBatch, ChannelWriter.CommittedBatch?, E?, ringOwed: Bool, bytes: Int) in
             let batch = Batch(publisher: self, writer: writer)
             var failure: E?
             do throws(E) {
@@ -116,9 +118,11 @@ extension Publisher {
             let committed = writer.commitBatch()
             let tally = batch.tally
             let summary = PublishedBatch(count: tally.count, sequences: tally.first.map { $0...tally.last })
-            return (summary, committed, failure, writer.ringOwed)
+            return (summary, committed, failure, writer.ringOwed, tally.bytes)
         }
         if outcome.ringOwed { ringHeldBackLater() }
+        metrics.chunks.increment(by: outcome.0.count)
+        metrics.bytes.increment(by: outcome.bytes)
         if let committed = outcome.1 { announce(committed) }
         if let failure = outcome.2 { throw failure }
         return outcome.0

@@ -76,6 +76,7 @@ public final class Publisher: Sendable {
     private let follower = Lock<Task<Void, Never>?>(nil)
     private let export = Lock<DBusExport?>(nil)
     let logger: Logger
+    let metrics: PublisherMetrics
 
     private init(
         channel: String, connection: DBusConnection, registry: RegistryClient, options: Options, writer: sending ChannelWriter,
@@ -89,6 +90,7 @@ public final class Publisher: Sendable {
         let writer = Lock(writer)
         self.writer = writer
         self.logger = logger
+        metrics = PublisherMetrics(channel: channel)
         let notifier = CommitNotifier(
             connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval, doorbell: doorbell)
         self.notifier = notifier
@@ -224,7 +226,7 @@ public final class Publisher: Sendable {
             // Queued while the writer is still locked, so that no commit into the new
             // generation can see no rotation pending and announce it before it is
             // registered; and before anything below can fail and lose it.
-            if let rotation = reservation.rotation, !registrar.enqueue(rotation) { writer.retire(rotation) }
+            if let rotation = reservation.rotation { queue(rotation, of: writer) }
             do throws(E) {
                 try fill(reservation.buffer)
             } catch {
@@ -243,6 +245,8 @@ public final class Publisher: Sendable {
             return .success((chunk, appended.recordOffset..<appended.recordEnd, writer.ringOwed))
         }
         let (chunk, record, ringOwed) = try outcome.get()
+        metrics.chunks.increment()
+        metrics.bytes.increment(by: length)
         if ringOwed { ringHeldBackLater() }
         // A new generation is announced once it is registered (see the registrar).
         if !registrar.isRotationPending {
@@ -262,8 +266,17 @@ public final class Publisher: Sendable {
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
             }
-            if !registrar.enqueue(rotation) { writer.retire(rotation) }
+            queue(rotation, of: writer)
         }
+    }
+
+    /// Hands a new generation to the registrar (or retires it when the registrar has
+    /// stopped), with the writer locked, right where the rotation happened: so that no
+    /// commit into the new generation can see no rotation pending and announce it
+    /// before it is registered. Every rotation is a collection.
+    func queue(_ rotation: ChannelWriter.Rotation, of writer: ChannelWriter) {
+        if !registrar.enqueue(rotation) { writer.retire(rotation) }
+        metrics.collections.increment()
     }
 
     /// The segment chunks are published into now.

@@ -96,6 +96,7 @@ public final class Subscriber: AsyncSequence, Sendable {
     let wake: AsyncStream<Void>.Continuation
     let tasks = Lock<[Task<Void, Never>]>([])
     let futexWaiter: FutexWaiter?
+    let metrics: SubscriberMetrics
     /// The `Committed` match; released with the subscriber.
     let committedHandler = Lock<DBusSignalHandler?>(nil)
     private let cancelled = Lock(false)
@@ -136,6 +137,7 @@ public final class Subscriber: AsyncSequence, Sendable {
         self.locator = locator
         self.options = options
         self.logger = logger
+        metrics = SubscriberMetrics(channel: channel)
         var reading = reading
         if case .spin(let budget) = options.wait { reading.spinPacing = SpinPacing(budget: budget) }
         self.reading = Lock(reading)
@@ -252,7 +254,10 @@ public final class Subscriber: AsyncSequence, Sendable {
                 while events.count < limit {
                     switch try state.cursor.next() {
                     case .chunk(let chunk)?: events.append(.chunk(chunk))
-                    case .gap(let missed, let after)?: events.append(.gap(missed: missed, after: after))
+                    case .gap(let missed, let after)?:
+                        metrics.gaps.increment()
+                        metrics.missed.increment(by: Int64(clamping: missed))
+                        events.append(.gap(missed: missed, after: after))
                     case .retired(let successor)?:
                         if !events.isEmpty { return .events(events) }
                         // A successor that left with its publisher: the end, for now.

@@ -3,6 +3,7 @@ import DBus
 import Dispatch
 import Foundation
 import Logging
+import ShmBusProtocol
 import ShmBusRegistry
 import ShmBusSystem
 
@@ -42,6 +43,16 @@ struct Daemon: AsyncParsableCommand {
     @Flag(help: "Do not hand persistent segments to a keeper: they then end with this process.")
     var noKeeper = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off unless given; loopback only, see --metrics-any-address).",
+            discussion: "For example 127.0.0.1:9464 or [::1]:9464; port 0 picks a free one, logged at notice level.",
+            valueName: "address:port"))
+    var metrics: String?
+
+    @Flag(help: "Let --metrics listen on an address other than loopback (the figures name every channel and publisher).")
+    var metricsAnyAddress = false
+
     /// A limit below 1 is not a policy but a registry that refuses every segment, and a
     /// negative one used to be taken as it came.
     func validate() throws {
@@ -53,6 +64,7 @@ struct Daemon: AsyncParsableCommand {
         if maxSegmentsPerUser < 1 { throw ValidationError("--max-segments-per-user must be 1 or more (got \(maxSegmentsPerUser))") }
         if maxBytesPerUser.bytes == 0 { throw ValidationError("--max-bytes-per-user must be more than 0") }
         if maxPersistentBytesPerUser.bytes == 0 { throw ValidationError("--max-persistent-bytes-per-user must be more than 0") }
+        if metricsAnyAddress, metrics == nil { throw ValidationError("--metrics-any-address needs --metrics") }
     }
 
     func run() async throws {
@@ -81,12 +93,27 @@ struct Daemon: AsyncParsableCommand {
             ]
             let connection = try await DBusConnection.connect(
                 to: resolved, scheduling: configuration.callScheduling, logger: logger)
+            // Parsed (and resolved) before the registry takes its name, so that a bad
+            // address fails the start instead of leaving a daemon without its metrics.
+            let metricsAddress = try metrics.map { text throws(ShmBusError) in try MetricsAddress(parsing: text) }
+            try metricsAddress?.checkServable(anyAddress: metricsAnyAddress)
             let service = try await RegistryService.start(on: connection, configuration: configuration, logger: logger)
+            let server: MetricsServer?
+            do {
+                server = try metricsAddress.map { address throws(ShmBusError) in
+                    try MetricsServer(listeningOn: address, anyAddress: metricsAnyAddress, logger: logger) { await service.metricsText() }
+                }
+            } catch {
+                service.stop()
+                throw error
+            }
+            if let server { logger.notice("serving metrics", metadata: ["url": "http://\(server.address)/metrics"]) }
             let signals = SignalHandlers([SIGTERM, SIGINT]) { signal in
                 logger.info("stopping", metadata: ["signal": "\(signal)"])
                 service.stop()
             }
             await service.run()
+            server?.stop()
             withExtendedLifetime(signals) {}
             logger.info("registry stopped")
         }

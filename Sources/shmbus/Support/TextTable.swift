@@ -1,13 +1,18 @@
-/// A plain text table with left-aligned columns, for terminal output.
+/// A plain text table with left-aligned columns (numbers right-aligned where asked),
+/// for terminal output.
 struct TextTable {
     var headers: [String]
     var rows: [[String]] = []
+    /// The columns whose cells are right-aligned (counts and rates read best so).
+    var rightAligned: Set<Int> = []
 
     init(_ headers: String...) { self.headers = headers }
 
     mutating func add(_ cells: String...) { rows.append(cells) }
 
-    var rendered: String {
+    mutating func add(_ cells: [String]) { rows.append(cells) }
+
+    var lines: [String] {
         let all = [headers] + rows
         var widths = [Int](repeating: 0, count: headers.count)
         for row in all {
@@ -15,10 +20,12 @@ struct TextTable {
         }
         return all.map { row in
             row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                let pad = String(repeating: " ", count: i < widths.count ? max(0, widths[i] - cell.count) : 0)
+                if rightAligned.contains(i) { return pad + cell }
+                return i == row.count - 1 ? cell : cell + pad
             }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        }
     }
-}
 
-import Foundation
+    var rendered: String { lines.joined(separator: "\n") }
+}
