@@ -82,7 +82,7 @@ extension SegmentRegistry {
     }
 
     /// The channel's figures now, sampling it again when the last sample is older than
-    /// ``sampleInterval`` (or `force`).
+    /// ``sampleInterval`` and nobody watches (or `force`, the watch's tick).
     func figures(of name: String, force: Bool = false) -> Figures? {
         guard var channel = channels[name] else { return nil }
         let active = channel.segments.compactMap { segments[$0] }.filter { $0.state == .active }
@@ -108,7 +108,10 @@ extension SegmentRegistry {
         if let last = expiries.max(), last > now { figures.timeToLive = UInt64((last - now).inSeconds.rounded(.up)) }
         if let sample = channel.statistics.sample {
             let elapsed = (now - sample.at).inSeconds
-            if force || elapsed >= Self.sampleInterval.inSeconds {
+            // While watched, only the watch's tick samples: a read between two ticks
+            // would leave the next tick a sliver of a second to measure, and its rates
+            // noise.
+            if force || (!isWatched && elapsed >= Self.sampleInterval.inSeconds) {
                 channel.statistics.chunkRate = elapsed > 0 ? Double(figures.publishedChunks &- sample.chunks) / elapsed : 0
                 channel.statistics.byteRate = elapsed > 0 ? Double(figures.publishedBytes &- sample.bytes) / elapsed : 0
                 channel.statistics.sample = Sample(at: now, chunks: figures.publishedChunks, bytes: figures.publishedBytes)
