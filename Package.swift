@@ -184,6 +184,14 @@ let package = Package(
             dependencies: ["DBus", "ShmBusSystem", "ShmBusTesting", "Locking", "TestSupport"],
             exclude: ["Interop/interop_client.py", "Interop/gio_peer.py"]
         ),
+        // The NATS JetStream bridge (docs/BRIDGE.md): NATS.c (libnats-dev) as a system
+        // library, its Swift layer, and the tests against real nats-servers.
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        .target(name: "NATS", dependencies: ["CNATS"]),
+        .testTarget(
+            name: "BridgeTests",
+            dependencies: ["NATS", "ShmBusSystem", "TestSupport"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
