@@ -190,7 +190,7 @@ let package = Package(
         .target(name: "NATS", dependencies: ["CNATS"]),
         .testTarget(
             name: "BridgeTests",
-            dependencies: ["NATS", "ShmBusSystem", "TestSupport"]
+            dependencies: ["NATS", "DBus", "ShmBus", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "TestSupport", "shmbus"]
         ),
     ],
     swiftLanguageModes: [.v6]
