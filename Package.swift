@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         // `make docs`: builds the ShmBus DocC catalogue (`swift package generate-documentation`).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // SHA-256 of bridged chunks (docs/BRIDGE.md, "Headers").
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -120,6 +122,8 @@ let package = Package(
                 "SharedSegments",
                 "CShmBusLinux",
                 "CShmBusBench",
+                "NATS",
+                "ShmBusBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -188,9 +192,20 @@ let package = Package(
         // library, its Swift layer, and the tests against real nats-servers.
         .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         .target(name: "NATS", dependencies: ["CNATS"]),
+        .target(
+            name: "ShmBusBridge",
+            dependencies: [
+                "NATS", "ShmBus", "SharedSegments", "DBus", "Locking",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "BridgeTests",
-            dependencies: ["NATS", "DBus", "ShmBus", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "TestSupport", "shmbus"]
+            dependencies: [
+                "NATS", "ShmBusBridge", "DBus", "ShmBus", "SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "TestSupport",
+                "shmbus",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,90 @@
+import Foundation
+import ShmBus
+import TestSupport
+import Testing
+
+/// `shmbus bridge` between two hosts that share only a network, through a three-node
+/// JetStream cluster with replicas 3 (docs/BRIDGE.md).
+@Suite("shmbus bridge", .serialized, .enabled(if: TestNetwork.available, "\(TestNetwork.unavailableReason ?? "")"))
+struct BridgeTests {
+    /// What a subscriber on B saw of one chunk.
+    struct Seen: Sendable, Equatable {
+        var sequence: UInt64
+        var key: String
+        var bytes: [UInt8]
+        var attributes: ChunkAttributes
+        var expiry: UInt64
+    }
+
+    static func payload(_ count: Int, seed: UInt8) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+    }
+
+    /// Reads `count` chunks of `channel` on `bus`, from its oldest, failing on a gap.
+    static func read(_ count: Int, channel: String, bus: DBusConnection.Bus) async throws -> [Seen] {
+        try await withDeadline("\(count) chunks of '\(channel)' on host B") {
+            let subscriber = try await Subscriber.open(
+                channel: channel, on: bus, options: .init(start: .oldest, waitForChannel: .seconds(120)))
+            defer { subscriber.cancel() }
+            var seen: [Seen] = []
+            for try await event in subscriber {
+                switch event {
+                case .chunk(let chunk):
+                    seen.append(Seen(sequence: chunk.sequence, key: chunk.key, bytes: chunk.bytes, attributes: chunk.attributes, expiry: chunk.expiry))
+                case .gap(let missed, let after):
+                    throw TestFailure("a gap of \(missed) after \(after)")
+                case .publisherLeft: continue
+                }
+                if seen.count == count { break }
+            }
+            return seen
+        }
+    }
+
+    @Test("chunks published on A arrive on B byte for byte, with their keys, sequences and attributes, in parts")
+    func chunksCrossByteExact() async throws {
+        let hosts = try await BridgedHosts(
+            stream: "E2E", exports: ["cam/"], imports: ["cam/"], extra: ["--part-size", "64KiB", "--capacity", "16MiB"])
+        defer { hosts.tearDown() }
+        let channel = "cam/left.v1"
+        let publisher = try await Publisher.open(channel: channel, on: hosts.a.bus.bus)
+        let image = ChunkAttributes([
+            "content-type": .string("image/x-raw"), "width": .integer(160), "height": .integer(120), "pixel-format": .string("AB24"),
+            "org.example.exposure-us": .double(1250.5),
+        ])
+        var expected: [Seen] = []
+        let chunks: [(key: String, bytes: [UInt8], attributes: ChunkAttributes)] = [
+            ("frame", Self.payload(160 * 120 * 4, seed: 1), image),  // 76,800 bytes: two parts
+            ("", Self.payload(10, seed: 2), ChunkAttributes()),  // no key: the token %
+            ("a.b c*>/é", Self.payload((1 << 20) + 17, seed: 3), ChunkAttributes(["dtype": .string("uint8"), "shape": .integers([1 << 20 + 17])])),
+            ("empty", [], ChunkAttributes()),  // one part without data
+        ]
+        // Published before the bridges start: the exporter begins with the oldest.
+        for chunk in chunks {
+            let published = try publisher.publish(chunk.bytes, key: chunk.key, attributes: chunk.attributes)
+            expected.append(Seen(sequence: published.sequence, key: chunk.key, bytes: chunk.bytes, attributes: chunk.attributes, expiry: 0))
+        }
+        try await hosts.startExporter()
+        try await hosts.startImporter()
+        let seen: [Seen]
+        do {
+            seen = try await Self.read(expected.count, channel: channel, bus: hosts.b.bus.bus)
+        } catch {
+            Issue.record("\(error)\n\(hosts.logs)")
+            throw error
+        }
+        #expect(seen.map(\.sequence) == expected.map(\.sequence))
+        #expect(seen.map(\.key) == expected.map(\.key))
+        #expect(seen.map(\.attributes) == expected.map(\.attributes))
+        for (got, want) in zip(seen, expected) {
+            #expect(got.bytes == want.bytes, "chunk \(want.sequence) (\(want.bytes.count) bytes)")
+        }
+        // The key's newest chunk is found on B by key, as on A.
+        let latest = try await RegistryClient(connection: try await DBusConnection.connect(to: hosts.b.bus.bus))
+            .latest(channel: channel, key: "frame")
+        #expect(latest.bytes == chunks[0].bytes)
+        // B's registry holds the channel because B's bridge publishes it there.
+        #expect(hosts.importer?.logText.contains("publishing '\(channel)' on this host") == true, "\(hosts.logs)")
+        await publisher.close()
+    }
+}
