@@ -8,6 +8,8 @@ public struct ConsumerConfiguration: Sendable, Hashable {
         /// The newest message of each subject the filter matches, then all new ones.
         case lastPerSubject
         case new
+        /// From this stream sequence on.
+        case startSequence(UInt64)
     }
     public enum AckPolicy: Sendable, Hashable {
         case explicit
@@ -28,6 +30,20 @@ public struct ConsumerConfiguration: Sendable, Hashable {
         self.durable = durable
         self.filterSubject = filterSubject
     }
+}
+
+/// What the server says of a durable consumer.
+public struct ConsumerState: Sendable, Hashable {
+    /// The stream sequence of the last message delivered, and of the acknowledgement
+    /// floor (every message up to it is acknowledged).
+    public var deliveredStreamSequence: UInt64
+    public var ackFloorStreamSequence: UInt64
+    /// Delivered and not acknowledged.
+    public var ackPending: Int64
+    /// Not delivered yet.
+    public var pending: UInt64
+    public var filterSubject: String
+    public var ackWait: Duration
 }
 
 /// A pull subscription on a durable consumer, owned; made by
@@ -97,7 +113,9 @@ extension NATSConnection {
                         case .all: js_DeliverAll
                         case .lastPerSubject: js_DeliverLastPerSubject
                         case .new: js_DeliverNew
+                        case .startSequence: js_DeliverByStartSequence
                         }
+                    if case .startSequence(let first) = consumer.deliverPolicy { subscribeOptions.Config.OptStartSeq = first }
                     subscribeOptions.Config.AckPolicy = consumer.ackPolicy == .all ? js_AckAll : js_AckExplicit
                     subscribeOptions.Config.AckWait = consumer.ackWait.natsNanoseconds
                     subscribeOptions.Config.MaxAckPending = consumer.maxAckPending
@@ -108,6 +126,49 @@ extension NATSConnection {
         try NATSError.check(status, code, "subscribing to consumer '\(consumer.durable)' of stream '\(stream)'")
         guard let made else { throw NATSError(invalid: "js_PullSubscribe gave no subscription") }
         return PullSubscription(subscription: made, connection: self, consumer: consumer)
+    }
+
+    /// Binds to the existing durable consumer `durable` of `stream` as it is configured
+    /// (its filter, policies and position), without creating or changing it.
+    public func pullSubscribe(stream: String, existing durable: String) throws(NATSError) -> PullSubscription {
+        guard let info = try consumerInfo(stream: stream, durable: durable) else {
+            throw NATSError(invalid: "no consumer '\(durable)' on stream '\(stream)'")
+        }
+        var subscribeOptions = jsSubOptions()
+        jsSubOptions_Init(&subscribeOptions)
+        var made: OpaquePointer?
+        var code = jsErrCode(rawValue: 0)
+        let status = stream.withCString { streamName in
+            durable.withCString { name in
+                info.filterSubject.withCString { filter in
+                    subscribeOptions.Stream = streamName
+                    subscribeOptions.Consumer = name
+                    return js_PullSubscribe(&made, jetStream, filter, name, nil, &subscribeOptions, &code)
+                }
+            }
+        }
+        try NATSError.check(status, code, "binding to consumer '\(durable)' of stream '\(stream)'")
+        guard let made else { throw NATSError(invalid: "js_PullSubscribe gave no subscription") }
+        var configuration = ConsumerConfiguration(durable: durable, filterSubject: info.filterSubject)
+        configuration.ackWait = info.ackWait
+        return PullSubscription(subscription: made, connection: self, consumer: configuration)
+    }
+
+    /// Where a durable consumer is; nil if it does not exist.
+    public func consumerInfo(stream: String, durable: String) throws(NATSError) -> ConsumerState? {
+        var info: UnsafeMutablePointer<jsConsumerInfo>?
+        var code = jsErrCode(rawValue: 0)
+        let status = js_GetConsumerInfo(&info, jetStream, stream, durable, nil, &code)
+        if status == NATS_NOT_FOUND || code == JSConsumerNotFoundErr { return nil }
+        try NATSError.check(status, code, "reading consumer '\(durable)' of stream '\(stream)'")
+        guard let info else { return nil }
+        defer { jsConsumerInfo_Destroy(info) }
+        let i = info.pointee
+        return ConsumerState(
+            deliveredStreamSequence: i.Delivered.Stream, ackFloorStreamSequence: i.AckFloor.Stream,
+            ackPending: Int64(i.NumAckPending), pending: i.NumPending,
+            filterSubject: i.Config?.pointee.FilterSubject.map { String(cString: $0) } ?? "",
+            ackWait: .nanoseconds(i.Config?.pointee.AckWait ?? 0))
     }
 
     /// Deletes a durable consumer (and its position).

@@ -62,9 +62,21 @@ public enum Bridge {
         stream.maxBytes = configuration.maxBytes
         stream.duplicateWindow = configuration.duplicateWindow
         let configured = stream
+        // A cluster that has just started answers only once it has elected its
+        // JetStream leader: the bridge waits for it, as for a server that is down.
         let info: StreamInfo = try await withCheckedThrowingContinuation { continuation in
             threads.start("shmbus-bridge-stream") {
-                continuation.resume(with: Result { () throws(NATSError) in try nats.addOrUpdateStream(configured) })
+                var delay: Duration = .milliseconds(100)
+                while true {
+                    do {
+                        return continuation.resume(returning: try nats.addOrUpdateStream(configured))
+                    } catch {
+                        if threads.isStopping { return continuation.resume(throwing: error) }
+                        logger.warning("stream '\(configured.name)' not ready: \(error); trying again")
+                        threads.pause(delay)
+                        delay = min(delay * 2, .seconds(2))
+                    }
+                }
             }
         }
         logger.info("stream '\(info.name)': \(info.messages) messages, \(info.bytes) bytes, \(info.replicas) replicas")

@@ -106,6 +106,7 @@ struct ChannelExporter: Sendable {
                 }
             }
         }
+        logger.debug("'\(channel)': chunk \(chunk.sequence) sent in \(part.parts) parts")
     }
 
     /// Retries `body` while the cluster cannot answer (a node down, a leader being

@@ -44,7 +44,7 @@ final class PatternImporter {
         consumer.maxAckPending = configuration.maxAckPending
         while !threads.isStopping, subscription == nil {
             do {
-                subscription = try nats.pullSubscribe(stream: layout.stream, consumer: consumer)
+                subscription = try subscribe(consumer)
             } catch {
                 logger.warning("import '\(pattern)': cannot subscribe to consumer '\(consumer.durable)' yet: \(error)")
                 threads.pause(.seconds(1))
@@ -54,6 +54,26 @@ final class PatternImporter {
         while let message = next() { handle(message) }
         subscription = nil
         for publisher in publishers.values { _ = try? awaitOnBridgeThread { await publisher.close() } }
+    }
+
+    /// The consumer, made if it does not exist. If a bridge stopped while messages were
+    /// delivered to it and not acknowledged, the server would deliver them again only
+    /// after `AckWait`, after newer ones, and the newer chunks would be applied first:
+    /// the consumer is then made again from its acknowledgement floor, so that they
+    /// come first, in order (those applied already are recognised by their sequence).
+    private func subscribe(_ consumer: ConsumerConfiguration) throws(NATSError) -> PullSubscription {
+        guard let state = try nats.consumerInfo(stream: layout.stream, durable: consumer.durable) else {
+            return try nats.pullSubscribe(stream: layout.stream, consumer: consumer)
+        }
+        guard state.deliveredStreamSequence > state.ackFloorStreamSequence else {
+            return try nats.pullSubscribe(stream: layout.stream, existing: consumer.durable)
+        }
+        logger.notice(
+            "import '\(pattern)': \(state.ackPending) messages were delivered and not acknowledged; starting consumer '\(consumer.durable)' again after stream sequence \(state.ackFloorStreamSequence)")
+        try nats.deleteConsumer(stream: layout.stream, durable: consumer.durable)
+        var again = consumer
+        if state.ackFloorStreamSequence > 0 { again.deliverPolicy = .startSequence(state.ackFloorStreamSequence + 1) }
+        return try nats.pullSubscribe(stream: layout.stream, consumer: again)
     }
 
     /// The next message, nil once the bridge stops.
@@ -98,6 +118,7 @@ final class PatternImporter {
             }
             let last = try assemble(part, first: first, into: publisher)
             acknowledge(last)
+            logger.debug("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' published, \(part.parts) parts")
         } catch let interrupted as Interrupted {
             switch interrupted {
             case .stopping: return

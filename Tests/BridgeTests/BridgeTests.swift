@@ -87,4 +87,54 @@ struct BridgeTests {
         #expect(hosts.importer?.logText.contains("publishing '\(channel)' on this host") == true, "\(hosts.logs)")
         await publisher.close()
     }
+
+    @Test("a NATS node killed and restarted mid-stream, then B's bridge killed and restarted: nothing lost, nothing applied twice")
+    func restarts() async throws {
+        let hosts = try await BridgedHosts(
+            stream: "RESTART", exports: ["sensor/a"], imports: ["sensor/a"],
+            extra: ["--part-size", "64KiB", "--capacity", "32MiB", "--ack-wait", "5", "--import-from", "all"])
+        defer { hosts.tearDown() }
+        let channel = "sensor/a"
+        let publisher = try await Publisher.open(channel: channel, on: hosts.a.bus.bus)
+        var sent: [UInt64: [UInt8]] = [:]
+        func publish(_ range: ClosedRange<Int>) throws {
+            for index in range {
+                // 200 KB: four parts each, so kills land inside chunks too.
+                let bytes = Self.payload(200_000 + index, seed: UInt8(truncatingIfNeeded: index))
+                sent[try publisher.publish(bytes).sequence] = bytes
+            }
+        }
+        try await hosts.startExporter()
+        try await hosts.startImporter()
+        let total = 30
+        let bus = hosts.b.bus.bus
+        let reader = Task { try await Self.read(total, channel: channel, bus: bus) }
+
+        try publish(1...10)
+        hosts.cluster.nodes[0].kill()
+        try publish(11...20)
+        try await hosts.cluster.nodes[0].restart()
+        // B's bridge is killed once it has applied some of the chunks, likely inside
+        // one (which chunk and part the kill lands in is up to the machine).
+        try await hosts.reportingLogs { try await waitUntil("B to import 15 chunks") {
+            let connection = try await DBusConnection.connect(to: bus)
+            defer { connection.close() }
+            let segments = (try? await RegistryClient(connection: connection).segments(of: channel)) ?? []
+            return segments.map(\.chunkCount).max() ?? 0 >= 15
+        } }
+        hosts.killImporter()
+        try publish(21...total)
+        try await hosts.startImporter()
+
+        let seen: [Seen]
+        do {
+            seen = try await reader.value
+        } catch {
+            Issue.record("\(error)\n\(hosts.logs)")
+            throw error
+        }
+        #expect(seen.map(\.sequence) == Array(1...UInt64(total)), "each chunk once, in order, none missing")
+        for chunk in seen { #expect(chunk.bytes == sent[chunk.sequence], "chunk \(chunk.sequence)") }
+        await publisher.close()
+    }
 }

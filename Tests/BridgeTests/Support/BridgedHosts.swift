@@ -57,6 +57,15 @@ final class BridgedHosts {
         "exporter:\n\(exporter?.logText.suffix(4000) ?? "")\nimporter:\n\(importer?.logText.suffix(4000) ?? "")"
     }
 
+    /// Runs `body`; if it fails, the bridges' logs go with the failure.
+    func reportingLogs<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw TestFailure("\(error)\n\(logs)")
+        }
+    }
+
     /// Stops everything, namespaces last (processes inside would keep them alive).
     func tearDown() {
         exporter?.stop()
