@@ -1,4 +1,5 @@
 import Foundation
+import NATS
 import ShmBus
 import TestSupport
 import Testing
@@ -135,6 +136,45 @@ struct BridgeTests {
         }
         #expect(seen.map(\.sequence) == Array(1...UInt64(total)), "each chunk once, in order, none missing")
         for chunk in seen { #expect(chunk.bytes == sent[chunk.sequence], "chunk \(chunk.sequence)") }
+        await publisher.close()
+    }
+
+    @Test("a host that joins late gets the newest chunk of each key (DeliverLastPerSubject), longer chunks' leftover parts ignored")
+    func lateJoinerGetsLatestByKey() async throws {
+        let hosts = try await BridgedHosts(stream: "LATE", exports: ["cfg"], imports: ["cfg"], extra: ["--part-size", "64KiB"])
+        defer { hosts.tearDown() }
+        let publisher = try await Publisher.open(channel: "cfg", on: hosts.a.bus.bus)
+        let versions: [(key: String, bytes: [UInt8])] = [
+            ("k1", Self.payload(100, seed: 1)), ("k2", Self.payload(150_000, seed: 2)),  // k2: three parts
+            ("k1", Self.payload(200, seed: 3)), ("", Self.payload(50, seed: 4)),
+            ("k2", Self.payload(70_000, seed: 5)),  // two parts: k2's part 3 subject keeps the older chunk's
+            ("k1", Self.payload(300, seed: 6)),
+        ]
+        for version in versions { try publisher.publish(version.bytes, key: version.key) }
+        try await hosts.startExporter()
+        let urls = hosts.cluster.urls
+        try await hosts.reportingLogs {
+            try await waitUntil("A's bridge to store the six chunks") {
+                try await TestNetwork.onMachine(hosts.a.namespace) {
+                    let nats = try NATSConnection(options: .init(servers: urls))
+                    return (try? nats.lastMessage(stream: "LATE", subject: "shmbus.LATE.k1.1.cfg"))?.header("Shmbus-Sequence") == "6"
+                }
+            }
+        }
+        try await hosts.startImporter()
+        let seen: [Seen]
+        do {
+            seen = try await Self.read(3, channel: "cfg", bus: hosts.b.bus.bus)
+        } catch {
+            Issue.record("\(error)\n\(hosts.logs)")
+            throw error
+        }
+        #expect(seen.map(\.sequence) == [4, 5, 6])
+        #expect(seen.map(\.key) == ["", "k2", "k1"])
+        #expect(seen.map(\.bytes) == [versions[3].bytes, versions[4].bytes, versions[5].bytes])
+        let registry = RegistryClient(connection: try await DBusConnection.connect(to: hosts.b.bus.bus))
+        #expect(try await registry.latest(channel: "cfg", key: "k2").bytes == versions[4].bytes)
+        #expect(try await registry.latest(channel: "cfg", key: "k1").bytes == versions[5].bytes)
         await publisher.close()
     }
 }
