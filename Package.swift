@@ -205,7 +205,8 @@ let package = Package(
             dependencies: [
                 "NATS", "ShmBusBridge", "DBus", "ShmBus", "SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "TestSupport",
                 "shmbus",
-            ]
+            ],
+            exclude: ["PlainClient"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -177,4 +177,57 @@ struct BridgeTests {
         #expect(try await registry.latest(channel: "cfg", key: "k1").bytes == versions[5].bytes)
         await publisher.close()
     }
+
+    /// A venv with nats-py from PyPI (pinned), made once in .build.
+    static func natsPython() async throws -> String {
+        let venv = BuiltProducts.repositoryRoot.appendingPathComponent(".build/bridge-venv")
+        let python = venv.appendingPathComponent("bin/python").path
+        if !FileManager.default.fileExists(atPath: venv.appendingPathComponent("nats-py-installed").path) {
+            for command in [["/usr/bin/python3", "-m", "venv", venv.path], [python, "-m", "pip", "install", "--quiet", "nats-py==2.9.0"]] {
+                let result = try await BuiltProducts.run(command[0], Array(command.dropFirst()))
+                guard result.status == .exited(0) else { throw TestFailure("\(command.joined(separator: " ")): \(result.stderr)") }
+            }
+            _ = FileManager.default.createFile(atPath: venv.appendingPathComponent("nats-py-installed").path, contents: nil)
+        }
+        return python
+    }
+
+    struct PlainChunk: Decodable {
+        var sequence: UInt64
+        var key: String
+        var parts: Int
+        var payload: String
+        var attributes: String?
+    }
+
+    @Test("a plain NATS client (nats-py, from BRIDGE.md alone) reads the bridged chunks on host B")
+    func plainClientReadsTheLayout() async throws {
+        let python = try await Self.natsPython()
+        let hosts = try await BridgedHosts(stream: "PLAIN", exports: ["lab/scope.1"], imports: [], extra: ["--part-size", "64KiB"])
+        defer { hosts.tearDown() }
+        let publisher = try await Publisher.open(channel: "lab/scope.1", on: hosts.a.bus.bus)
+        let trace = ChunkAttributes(["dtype": .string("float32"), "shape": .integers([2, 25_000])])
+        let chunks: [(key: String, bytes: [UInt8], attributes: ChunkAttributes)] = [
+            ("trace 1/a", Self.payload(200_000, seed: 9), trace), ("", Self.payload(3, seed: 8), ChunkAttributes()),
+        ]
+        var sequences: [UInt64] = []
+        for chunk in chunks { sequences.append(try publisher.publish(chunk.bytes, key: chunk.key, attributes: chunk.attributes).sequence) }
+        try await hosts.startExporter()
+        let script = BuiltProducts.repositoryRoot.appendingPathComponent("Tests/BridgeTests/PlainClient/plain_reader.py").path
+        let arguments = ["netns", "exec", hosts.b.namespace, python, script, hosts.cluster.urls.joined(separator: ","), "PLAIN", "lab/scope.1", "2"]
+        let result = try await withDeadline("the plain client") { try await BuiltProducts.run("ip", arguments) }
+        guard result.status == .exited(0) else {
+            Issue.record("plain_reader.py \(result.status): \(result.stderr)\n\(hosts.logs)")
+            return
+        }
+        let read = try result.stdout.split(separator: "\n").map { try JSONDecoder().decode(PlainChunk.self, from: Data($0.utf8)) }
+        #expect(read.map(\.sequence) == sequences)
+        #expect(read.map(\.key) == chunks.map(\.key))
+        #expect(read.map(\.parts) == [4, 1])
+        #expect(read.map { Data(base64Encoded: $0.payload).map(Array.init) } == chunks.map(\.bytes))
+        let block = try #require(read.first?.attributes.flatMap { Data(base64Encoded: $0) })
+        #expect(try block.withUnsafeBytes { try ChunkAttributes(block: $0, payloadLength: 200_000) } == trace)
+        #expect(read.last?.attributes == nil)
+        await publisher.close()
+    }
 }
