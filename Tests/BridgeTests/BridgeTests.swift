@@ -1,5 +1,7 @@
+import CShmBusLinux
 import Foundation
 import NATS
+import SharedSegments
 import ShmBus
 import TestSupport
 import Testing
@@ -152,15 +154,7 @@ struct BridgeTests {
         ]
         for version in versions { try publisher.publish(version.bytes, key: version.key) }
         try await hosts.startExporter()
-        let urls = hosts.cluster.urls
-        try await hosts.reportingLogs {
-            try await waitUntil("A's bridge to store the six chunks") {
-                try await TestNetwork.onMachine(hosts.a.namespace) {
-                    let nats = try NATSConnection(options: .init(servers: urls))
-                    return (try? nats.lastMessage(stream: "LATE", subject: "shmbus.LATE.k1.1.cfg"))?.header("Shmbus-Sequence") == "6"
-                }
-            }
-        }
+        try await hosts.waitForStored(subject: "shmbus.LATE.k1.1.cfg", sequence: 6)
         try await hosts.startImporter()
         let seen: [Seen]
         do {
@@ -213,6 +207,7 @@ struct BridgeTests {
         var sequences: [UInt64] = []
         for chunk in chunks { sequences.append(try publisher.publish(chunk.bytes, key: chunk.key, attributes: chunk.attributes).sequence) }
         try await hosts.startExporter()
+        try await hosts.waitForStored(subject: "shmbus.PLAIN.%.1.lab.scope%2E1", sequence: sequences[1])
         let script = BuiltProducts.repositoryRoot.appendingPathComponent("Tests/BridgeTests/PlainClient/plain_reader.py").path
         let arguments = ["netns", "exec", hosts.b.namespace, python, script, hosts.cluster.urls.joined(separator: ","), "PLAIN", "lab/scope.1", "2"]
         let result = try await withDeadline("the plain client") { try await BuiltProducts.run("ip", arguments) }
@@ -228,6 +223,54 @@ struct BridgeTests {
         let block = try #require(read.first?.attributes.flatMap { Data(base64Encoded: $0) })
         #expect(try block.withUnsafeBytes { try ChunkAttributes(block: $0, payloadLength: 200_000) } == trace)
         #expect(read.last?.attributes == nil)
+        await publisher.close()
+    }
+
+    /// 1,024 parts through three replicas: 22 s here, cluster start included, so it runs
+    /// in the normal suite.
+    @Test("a 1 GiB chunk crosses byte for byte, with the chunks around it")
+    func gibibyteChunk() async throws {
+        let size = 1 << 30
+        let capacity = try #require(SegmentLayout.capacity(forOneChunkOf: UInt64(size) + (1 << 20), keyLength: 4))
+        let hosts = try await BridgedHosts(
+            stream: "GIB", exports: ["big"], imports: ["big"],
+            extra: ["--capacity", "\(capacity)", "--ack-wait", "600", "--import-from", "all"])
+        defer { hosts.tearDown() }
+        var options = Publisher.Options()
+        options.capacity = capacity
+        let publisher = try await Publisher.open(channel: "big", on: hosts.a.bus.bus, options: options)
+        // Written in place and checksummed on a thread of its own (seconds of work).
+        let sums = try await onOwnThread { () throws -> [UInt64: UInt64] in
+            var sums: [UInt64: UInt64] = [:]
+            for (key, length) in [("head", 1000), ("blob", size), ("tail", 64)] {
+                let next = publisher.lastSequence + 1
+                var sum: UInt64 = 0
+                let chunk = try publisher.publish(key: key, length: length) { buffer in
+                    TestPayload.fill(buffer, sequence: next)
+                    sum = shmbus_mix64(buffer.baseAddress, buffer.count, 0)
+                }
+                sums[chunk.sequence] = sum
+            }
+            return sums
+        }
+        try await hosts.startExporter()
+        try await hosts.startImporter()
+        let bus = hosts.b.bus.bus
+        let seen = try await hosts.reportingLogs {
+            try await withDeadline("the 1 GiB chunk on host B", .seconds(900)) { () throws -> [UInt64: UInt64] in
+                let subscriber = try await Subscriber.open(channel: "big", on: bus, options: .init(start: .oldest, waitForChannel: .seconds(900)))
+                defer { subscriber.cancel() }
+                var seen: [UInt64: UInt64] = [:]
+                for try await event in subscriber {
+                    guard case .chunk(let chunk) = event else { throw TestFailure("\(event)") }
+                    #expect(TestPayload.check(chunk), "chunk \(chunk.sequence)")
+                    seen[chunk.sequence] = chunk.withUnsafeBytes { shmbus_mix64($0.baseAddress, $0.count, 0) }
+                    if seen.count == 3 { break }
+                }
+                return seen
+            }
+        }
+        #expect(seen == sums)
         await publisher.close()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NATS
 import ShmBus
 import TestSupport
 
@@ -55,6 +56,23 @@ final class BridgedHosts {
 
     var logs: String {
         "exporter:\n\(exporter?.logText.suffix(4000) ?? "")\nimporter:\n\(importer?.logText.suffix(4000) ?? "")"
+    }
+
+    /// Waits until the stream's newest message on `subject` is part of chunk `sequence`
+    /// (asked from host A, inside the test network).
+    func waitForStored(subject: String, sequence: UInt64) async throws {
+        let urls = cluster.urls
+        let stream = stream
+        try await reportingLogs {
+            try await waitUntil("the stream to hold chunk \(sequence) on \(subject)") {
+                // Before the cluster and the stream are up, connecting fails: not yet.
+                let stored = try? await TestNetwork.onMachine(self.a.namespace) {
+                    let nats = try NATSConnection(options: .init(servers: urls))
+                    return try nats.lastMessage(stream: stream, subject: subject)?.header("Shmbus-Sequence") == String(sequence)
+                }
+                return stored ?? false
+            }
+        }
     }
 
     /// Runs `body`; if it fails, the bridges' logs go with the failure.
