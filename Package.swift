@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // `make docs`: builds the ShmBus DocC catalogue (`swift package generate-documentation`).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // SHA-256 of bridged chunks (docs/BRIDGE.md, "Headers").
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -128,6 +130,8 @@ let package = Package(
                 "SharedSegments",
                 "CShmBusLinux",
                 "CShmBusBench",
+                "NATS",
+                "ShmBusBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -197,6 +201,26 @@ let package = Package(
             name: "DBusTests",
             dependencies: ["DBus", "ShmBusSystem", "ShmBusTesting", "Locking", "TestSupport"],
             exclude: ["Interop/interop_client.py", "Interop/gio_peer.py"]
+        ),
+        // The NATS JetStream bridge (docs/BRIDGE.md): NATS.c (libnats-dev) as a system
+        // library, its Swift layer, and the tests against real nats-servers.
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        .target(name: "NATS", dependencies: ["CNATS"]),
+        .target(
+            name: "ShmBusBridge",
+            dependencies: [
+                "NATS", "ShmBus", "SharedSegments", "DBus", "Locking",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "BridgeTests",
+            dependencies: [
+                "NATS", "ShmBusBridge", "DBus", "ShmBus", "SharedSegments", "ShmBusSystem", "ShmBusTesting", "CShmBusLinux", "TestSupport",
+                "shmbus",
+            ],
+            exclude: ["PlainClient"]
         ),
     ],
     swiftLanguageModes: [.v6]

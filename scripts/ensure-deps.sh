@@ -23,6 +23,11 @@ need bubblewrap        command -v bwrap
 need gcc               command -v cc
 need tmux              command -v tmux
 need curl              command -v curl
+# The NATS JetStream bridge (docs/BRIDGE.md): Debian's server (2.9 has JetStream) and C
+# client (3.4 has its JetStream API), and `ip netns` for the two-host tests.
+need nats-server       command -v nats-server
+need libnats-dev       pkg-config --exists libnats
+need iproute2          command -v ip
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 

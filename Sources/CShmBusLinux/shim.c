@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <linux/sockios.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -205,3 +206,7 @@ int shmbus_fallocate(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, 0, (off_t)offset, (off_t)length);
 }
 
+
+int shmbus_enter_network_namespace(int fd) {
+    return setns(fd, CLONE_NEWNET);
+}

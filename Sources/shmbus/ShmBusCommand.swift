@@ -9,7 +9,7 @@ struct ShmBusCommand: AsyncParsableCommand {
         abstract: "Share large data between processes through sealed shared memory, with D-Bus as the registry.",
         version: "0.1.0",
         subcommands: [
-            Demo.self, Daemon.self, Keeper.self, Publish.self, Cat.self, Subscribe.self, ListRegistry.self, Top.self, Stat.self, InstallService.self, Bench.self, BenchWorker.self,
+            Demo.self, Daemon.self, Keeper.self, Publish.self, Cat.self, Subscribe.self, ListRegistry.self, Top.self, Stat.self, BridgeCommand.self, InstallService.self, Bench.self, BenchWorker.self,
         ])
 
     /// argument-parser's `main`, except that a failed parse is first checked for an

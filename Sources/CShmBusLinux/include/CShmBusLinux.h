@@ -192,6 +192,12 @@ int shmbus_populate_write(void *addr, size_t length);
  * set. */
 int shmbus_fallocate(int fd, int64_t offset, int64_t length);
 
+/* setns(fd, CLONE_NEWNET): moves the calling thread (only it) into the network
+ * namespace fd refers to (an `ip netns` file, /run/netns/NAME); the sockets it opens
+ * afterwards, and the threads it starts, are that namespace's. For the bridge's
+ * two-host tests. Returns 0 or -1 with errno set. */
+int shmbus_enter_network_namespace(int fd);
+
 #ifdef __cplusplus
 }
 #endif

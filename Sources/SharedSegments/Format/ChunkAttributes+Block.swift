@@ -52,6 +52,16 @@ extension ChunkAttributes {
         return block
     }
 
+    /// The attributes of a block in FORMAT.md's layout that came from elsewhere (another
+    /// host, through the JetStream bridge), checked as a reader checks a record's, with
+    /// the length of the payload they describe.
+    public init(block: UnsafeRawBufferPointer, payloadLength: UInt64) throws(SegmentError) {
+        switch Self.decode(block: block, payloadLength: payloadLength) {
+        case .success(let attributes): self = attributes
+        case .failure(let problem): throw SegmentError(.invalidArgument, "attributes block: \(problem.message)")
+        }
+    }
+
     /// Decodes and checks a block copied out of a record; the message of a failure
     /// says what is wrong, for the caller to place.
     static func decode(block: UnsafeRawBufferPointer, payloadLength: UInt64) -> Result<ChunkAttributes, BlockProblem> {

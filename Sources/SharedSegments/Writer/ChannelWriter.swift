@@ -141,19 +141,30 @@ public final class ChannelWriter {
     /// `reservation.buffer`, then ``commit(_:)``. Readers see nothing until then. One
     /// reservation at a time. `attributes` are checked as a reader checks them (an array
     /// or image must fit `length`) and written with the record.
+    ///
+    /// `origin` is for a writer that copies another host's channel (the JetStream
+    /// bridge): the chunk keeps that channel's sequence, which must be above this
+    /// writer's last (the sequences skipped are a gap to readers, as they were there),
+    /// and its timestamp.
     public func reserve(
-        length: UInt64, key: String = "", expiresAt: UInt64 = 0, attributes: ChunkAttributes = ChunkAttributes()
+        length: UInt64, key: String = "", expiresAt: UInt64 = 0, attributes: ChunkAttributes = ChunkAttributes(),
+        origin: (sequence: UInt64, timestamp: UInt64)? = nil
     ) throws(SegmentError) -> Reservation {
         guard reservation == nil, batch == nil else {
             throw SegmentError(.invalidArgument, "a reservation or a batch is already open; commit or abandon it first")
         }
+        if let origin, origin.sequence <= lastSequence {
+            throw SegmentError(
+                .invalidArgument, "sequence \(origin.sequence) is not above the channel's last sequence \(lastSequence)")
+        }
         let (keyBytes, block, layout) = try recordLayout(length: length, key: key, attributes: attributes)
         var rotation: Rotation?
-        let timestamp = RealtimeClock.now()
-        if layout.length > current.freeBytes || shouldCollect(now: timestamp) {
+        let now = RealtimeClock.now()
+        if layout.length > current.freeBytes || shouldCollect(now: now) {
             rotation = try collectGarbage(making: layout.length)
         }
-        let sequence = lastSequence + 1
+        let sequence = origin?.sequence ?? lastSequence + 1
+        let timestamp = origin?.timestamp ?? now
         let prepared = keyBytes.withUnsafeBytes { key in
             block.withUnsafeBytes { block in
                 current.prepare(sequence: sequence, key: key, attributes: block, payloadLength: length, timestamp: timestamp, expiry: expiresAt)

@@ -209,17 +209,22 @@ public final class Publisher: Sendable {
         }
     }
 
-    /// The publish path, with the two kinds of failure apart.
-    private func publishInPlace<E: Error>(
+    /// The publish path, with the two kinds of failure apart. `origin`: a chunk copied
+    /// from another host keeps its sequence, timestamp and (absolute) expiry there
+    /// (Publisher+Import.swift).
+    func publishInPlace<E: Error>(
         key: String, length: Int, expiresIn: Duration?, attributes: ChunkAttributes,
+        origin: (sequence: UInt64, timestamp: UInt64, expiry: UInt64)? = nil,
         _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Void
     ) throws(PublishError<E>) -> PublishedChunk {
         guard length >= 0 else { throw .shmBus(.invalidArgument("a chunk's length cannot be negative (\(length))")) }
-        let expiry = expiresIn.map(RealtimeClock.after) ?? 0
+        let expiry = origin?.expiry ?? expiresIn.map(RealtimeClock.after) ?? 0
         let outcome = writer.withLock { writer -> Result<(PublishedChunk, Range<UInt64>, ringOwed: Bool), PublishError<E>> in
             let reservation: ChannelWriter.Reservation
             do throws(SegmentError) {
-                reservation = try writer.reserve(length: UInt64(length), key: key, expiresAt: expiry, attributes: attributes)
+                reservation = try writer.reserve(
+                    length: UInt64(length), key: key, expiresAt: expiry, attributes: attributes,
+                    origin: origin.map { ($0.sequence, $0.timestamp) })
             } catch {
                 return .failure(.shmBus(ShmBusError(error, context: "channel '\(channel)'")))
             }

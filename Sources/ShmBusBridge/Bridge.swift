@@ -1,0 +1,106 @@
+import Logging
+import NATS
+import ShmBus
+import Locking
+import Synchronization
+
+/// `shmbus bridge`: exports channels of this host into a JetStream stream and imports
+/// channels from it (docs/BRIDGE.md). ``run(_:logger:)`` runs until its task is
+/// cancelled.
+public enum Bridge {
+    public static func run(_ configuration: BridgeConfiguration, logger: Logger = Logger(label: "org.shmbus.bridge")) async throws {
+        let layout = try configuration.validated()
+        let threads = BridgeThreads()
+        // Connecting blocks: on a thread of the bridge's, like every NATS.c call.
+        let nats: NATSConnection = try await withCheckedThrowingContinuation { continuation in
+            threads.start("shmbus-bridge-connect") {
+                continuation.resume(with: Result { () throws(NATSError) in try NATSConnection(options: configuration.nats) })
+            }
+        }
+        defer { nats.close() }
+        logger.info("connected to \(nats.connectedURL ?? "NATS"), max_payload \(nats.maxPayload)")
+        if !configuration.exports.isEmpty {
+            try await createStream(configuration, layout: layout, nats: nats, threads: threads, logger: logger)
+        }
+        let sending = Lock<Void>(())
+        let exporting = Mutex<Set<String>>([])
+        let startExport: @Sendable (String) -> Void = { channel in
+            guard exporting.withLock({ $0.insert(channel).inserted }) else { return }
+            let exporter = ChannelExporter(
+                channel: channel, configuration: configuration, layout: layout, nats: nats, threads: threads, sending: sending,
+                logger: logger)
+            threads.start("shmbus-export \(channel)") { exporter.run() }
+        }
+        for name in configuration.exports where !name.hasSuffix("/") { startExport(name) }
+        let prefixes = configuration.exports.filter { $0.hasSuffix("/") }
+        if !prefixes.isEmpty {
+            threads.start("shmbus-export-prefixes") {
+                watchPrefixes(prefixes, bus: configuration.bus, threads: threads, logger: logger, start: startExport)
+            }
+        }
+        for pattern in configuration.imports {
+            threads.start("shmbus-import \(pattern)") {
+                PatternImporter(pattern: pattern, configuration: configuration, layout: layout, nats: nats, threads: threads, logger: logger)
+                    .run()
+            }
+        }
+        await withTaskCancellationHandler {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        } onCancel: {
+            // The threads see it within a second (their fetches and waits are bounded).
+            Task { await threads.stop() }
+        }
+        await threads.stop()
+    }
+
+    private static func createStream(
+        _ configuration: BridgeConfiguration, layout: SubjectLayout, nats: NATSConnection, threads: BridgeThreads, logger: Logger
+    ) async throws {
+        var stream = StreamConfiguration(name: layout.stream, subjects: [layout.streamSubjects])
+        stream.replicas = configuration.replicas
+        stream.maxAge = configuration.maxAge
+        stream.maxBytes = configuration.maxBytes
+        stream.duplicateWindow = configuration.duplicateWindow
+        let configured = stream
+        // A cluster that has just started answers only once it has elected its
+        // JetStream leader: the bridge waits for it, as for a server that is down.
+        let info: StreamInfo = try await withCheckedThrowingContinuation { continuation in
+            threads.start("shmbus-bridge-stream") {
+                var delay: Duration = .milliseconds(100)
+                while true {
+                    do {
+                        return continuation.resume(returning: try nats.addOrUpdateStream(configured))
+                    } catch {
+                        if threads.isStopping { return continuation.resume(throwing: error) }
+                        logger.warning("stream '\(configured.name)' not ready: \(error); trying again")
+                        threads.pause(delay)
+                        delay = min(delay * 2, .seconds(2))
+                    }
+                }
+            }
+        }
+        logger.info("stream '\(info.name)': \(info.messages) messages, \(info.bytes) bytes, \(info.replicas) replicas")
+    }
+
+    /// Starts an export for every channel under `prefixes`, now and whenever one appears
+    /// (the registry is asked every two seconds).
+    private static func watchPrefixes(
+        _ prefixes: [String], bus: DBusConnection.Bus, threads: BridgeThreads, logger: Logger, start: @Sendable (String) -> Void
+    ) {
+        while !threads.isStopping {
+            do {
+                let channels = try awaitOnBridgeThread {
+                    let connection = try await DBusConnection.connect(to: bus)
+                    defer { connection.close() }
+                    return try await RegistryClient(connection: connection).channels().map(\.name)
+                }
+                for channel in channels where prefixes.contains(where: { BridgeConfiguration.matches($0, channel: channel) }) {
+                    start(channel)
+                }
+            } catch {
+                logger.warning("listing the registry's channels failed: \(error)")
+            }
+            threads.pause(.seconds(2))
+        }
+    }
+}
