@@ -11,12 +11,36 @@ public enum Bridge {
     public static func run(_ configuration: BridgeConfiguration, logger: Logger = Logger(label: "org.shmbus.bridge")) async throws {
         let layout = try configuration.validated()
         let threads = BridgeThreads()
-        // Connecting blocks: on a thread of the bridge's, like every NATS.c call.
-        let nats: NATSConnection = try await withCheckedThrowingContinuation { continuation in
+        // Cancelling the task stops every thread within a second: their waits, fetches
+        // and connection attempts are bounded.
+        try await withTaskCancellationHandler {
+            try await run(configuration, layout: layout, threads: threads, logger: logger)
+        } onCancel: {
+            threads.requestStop()
+        }
+        await threads.stop()
+    }
+
+    private static func run(
+        _ configuration: BridgeConfiguration, layout: SubjectLayout, threads: BridgeThreads, logger: Logger
+    ) async throws {
+        // Connecting blocks: on a thread of the bridge's, like every NATS.c call, tried
+        // again until a server answers (NATS.c reconnects by itself after that).
+        let connected: NATSConnection? = await withCheckedContinuation { continuation in
             threads.start("shmbus-bridge-connect") {
-                continuation.resume(with: Result { () throws(NATSError) in try NATSConnection(options: configuration.nats) })
+                while !threads.isStopping {
+                    do {
+                        return continuation.resume(returning: try NATSConnection(options: configuration.nats))
+                    } catch {
+                        logger.warning("cannot connect to \(configuration.nats.servers) yet: \(error)")
+                        threads.pause(.seconds(1))
+                    }
+                }
+                continuation.resume(returning: nil)
             }
         }
+        // nil: stopped before any server answered.
+        guard let nats = connected else { return }
         defer { nats.close() }
         logger.info("connected to \(nats.connectedURL ?? "NATS"), max_payload \(nats.maxPayload)")
         if !configuration.exports.isEmpty {
@@ -44,12 +68,7 @@ public enum Bridge {
                     .run()
             }
         }
-        await withTaskCancellationHandler {
-            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-        } onCancel: {
-            // The threads see it within a second (their fetches and waits are bounded).
-            Task { await threads.stop() }
-        }
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         await threads.stop()
     }
 

@@ -27,9 +27,14 @@ final class BridgeThreads: Sendable {
         thread.start()
     }
 
+    /// Asks every thread to stop, without waiting.
+    func requestStop() {
+        stopping.store(true, ordering: .releasing)
+    }
+
     /// Asks every thread to stop and waits for them, on a thread of its own.
     func stop() async {
-        stopping.store(true, ordering: .releasing)
+        requestStop()
         guard running.withLock({ $0 }) > 0 else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread {

@@ -116,6 +116,12 @@ final class PatternImporter {
                 acknowledge(first)
                 return
             }
+            if part.expiry != 0, part.expiry <= RealtimeClock.now() {
+                // Readers would skip it; its parts that follow are skipped as strays.
+                logger.debug("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' expired before it arrived")
+                acknowledge(first)
+                return
+            }
             let last = try assemble(part, first: first, into: publisher)
             acknowledge(last)
             logger.debug("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' published, \(part.parts) parts")

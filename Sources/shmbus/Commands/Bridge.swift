@@ -47,6 +47,9 @@ struct BridgeCommand: AsyncParsableCommand {
     @Option(help: "The stream's byte limit (MaxBytes); none by default.")
     var maxBytes: ByteCount?
 
+    @Option(help: ArgumentHelp("How long the stream remembers Nats-Msg-Ids to drop repeated parts (Duplicates).", valueName: "seconds"))
+    var duplicateWindow: Double = 120
+
     @Option(help: ArgumentHelp("Where a new export starts: oldest or now.", valueName: "oldest|now"))
     var exportFrom = "oldest"
 
@@ -112,7 +115,6 @@ struct BridgeCommand: AsyncParsableCommand {
     func bridgeConfiguration() throws -> BridgeConfiguration {
         var nats = NATSConnection.Options(servers: server)
         nats.name = name
-        nats.retryOnFailedConnect = true
         nats.credentialsFile = creds
         nats.user = user
         nats.password = try passwordFile.map(Self.secret)
@@ -129,6 +131,8 @@ struct BridgeCommand: AsyncParsableCommand {
         configuration.replicas = replicas
         configuration.maxAge = maxAge > 0 ? .seconds(maxAge) : nil
         configuration.maxBytes = maxBytes.map { Int64(clamping: $0.bytes) }
+        guard duplicateWindow > 0 else { throw ValidationError("--duplicate-window must be above 0") }
+        configuration.duplicateWindow = .seconds(duplicateWindow)
         switch exportFrom {
         case "oldest": configuration.exportFromOldest = true
         case "now": configuration.exportFromOldest = false

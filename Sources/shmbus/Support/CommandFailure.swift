@@ -1,6 +1,7 @@
 import ArgumentParser
 import DBus
 import ShmBus
+import ShmBusBridge
 
 /// Turns any error into one or two lines on stderr and a distinct exit code
 /// (sysexits.h values), never a stack trace.
@@ -19,6 +20,14 @@ enum CommandFailure {
             }
         }
         if let error = error as? FileFailure { return error.kind.exitCode }
+        if let error = error as? BridgeError {
+            switch error {
+            case .invalidArgument: return 64     // EX_USAGE
+            case .badMessage: return 65          // EX_DATAERR
+            case .nats: return 69                // EX_UNAVAILABLE
+            case .shmBus(let error, _): return exitCode(for: error)
+            }
+        }
         if error is DBusError { return 69 }
         return 1
     }
