@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 
-.PHONY: deps generate demo test test-python bench-python test-asan test-tsan reliability build release install clean docs bench-peers
+.PHONY: bridge-venv deps generate demo test test-python bench-python test-asan test-tsan reliability build release install clean docs bench-peers
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -23,11 +23,21 @@ demo: release
 ## measured the suite rather than the daemon (a bystander's quiet Lookup p99 was 422 ms),
 ## and their floods pushed unrelated calls past libdbus's 25 s timeout.
 LOAD_SUITES := FairLoadTests|RegistryScaleTests|DescriptorLimitTests|ExhaustionTests
-test: deps
+test: deps bridge-venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(LOAD_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(LOAD_SUITES)' --no-parallel
 	$(MAKE) --no-print-directory test-python
+
+## nats-py (pinned) for BridgeTests' plain NATS client, from PyPI into a venv in .build,
+## made before the suite runs: on a loaded machine pip's name lookups time out, and the
+## test makes it only when this did not.
+BRIDGE_VENV := .build/bridge-venv
+bridge-venv:
+	@if [ ! -f $(BRIDGE_VENV)/nats-py-installed ]; then \
+		/usr/bin/python3 -m venv $(BRIDGE_VENV) && \
+		$(BRIDGE_VENV)/bin/python -m pip install --quiet --retries 10 --timeout 60 nats-py==2.9.0 && \
+		touch $(BRIDGE_VENV)/nats-py-installed; fi
 
 ## The Python package (python/) against real peers: a private dbus-daemon, the registry
 ## and Swift publishers from the debug build (built here if `test` has not built them),
@@ -105,7 +115,7 @@ docs: deps
 ## ShmBus beside the zero-copy peers iceoryx2 and Zenoh (shared memory), the same parts in
 ## one invocation, one table (issue 14, "Peers, side by side"; docs/BENCHMARKS.md). Needs
 ## PyPI the first time: the peers (bench/peers/requirements.txt, pinned) go into a venv in
-## .build/peers-venv, made with PEERS_PYTHON. Not part of `make test`, which stays offline.
+## .build/peers-venv, made with PEERS_PYTHON. Not part of `make test`.
 ## PEERS_ARGS passes options to bench/peers/run.py (e.g. PEERS_ARGS=--quick, or
 ## PEERS_ARGS='--sizes 4KiB,64MiB'); every figure is also written to .build/peers/last-run.json.
 PEERS_PYTHON ?= /usr/bin/python3

@@ -172,12 +172,13 @@ struct BridgeTests {
         await publisher.close()
     }
 
-    /// A venv with nats-py from PyPI (pinned), made once in .build.
+    /// A venv with nats-py from PyPI (pinned), made once in .build (`make test` makes it
+    /// first: `make bridge-venv`).
     static func natsPython() async throws -> String {
         let venv = BuiltProducts.repositoryRoot.appendingPathComponent(".build/bridge-venv")
         let python = venv.appendingPathComponent("bin/python").path
         if !FileManager.default.fileExists(atPath: venv.appendingPathComponent("nats-py-installed").path) {
-            for command in [["/usr/bin/python3", "-m", "venv", venv.path], [python, "-m", "pip", "install", "--quiet", "nats-py==2.9.0"]] {
+            for command in [["/usr/bin/python3", "-m", "venv", venv.path], [python, "-m", "pip", "install", "--quiet", "--retries", "10", "--timeout", "60", "nats-py==2.9.0"]] {
                 let result = try await BuiltProducts.run(command[0], Array(command.dropFirst()))
                 guard result.status == .exited(0) else { throw TestFailure("\(command.joined(separator: " ")): \(result.stderr)") }
             }
