@@ -64,6 +64,11 @@ import Testing
             ]), .attributes),
             ("a well-known name of the wrong type", blob([], inline: [1], length: 1,
                 attributes: [DBusDictEntry(key: .string("content-type"), value: .variant(.int64(3)))]), .attributes),
+            // Two faults each: the check the document makes first decides the reason.
+            ("bad attributes and an offset that overflows", blob([try memfd(4096, seals: sealed)], offset: .max, length: 2,
+                attributes: [DBusDictEntry(key: .string("Bad"), value: .variant(.string("x")))]), .attributes),
+            ("a pipe at an offset that overflows", blob([pipe.read], offset: .max, length: 2), .notMemfd),
+            ("an unsealed memfd past any size", blob([try memfd(4096, seals: [])], offset: 1 << 63, length: 1 << 63), .notSealed),
         ]
     }
 
