@@ -1,6 +1,7 @@
 """shmbus.blob against docs/BLOBS.md, in this process: both forms made every way, every
 receiver check refused with its reason, values of other types, the seals enforced at
 the sender. test_blob_interop.py makes the same calls through real buses to Swift."""
+import errno
 import fcntl
 import mmap
 import os
@@ -86,6 +87,32 @@ def test_from_a_file_copied_in_the_kernel_with_a_window(tmp):
     with pytest.raises(InvalidBlob) as refused:
         Blob.from_file(path, offset=len(data), length=1)
     assert refused.value.reason == "out-of-bounds"
+
+
+def test_from_a_file_by_copy_file_range_where_the_kernel_allows_and_by_sendfile_where_not(tmp, monkeypatch):
+    data = os.urandom(1 << 20)
+    source = memfd(data, SEALED)
+    path = os.path.join(tmp, "data")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def refused(*args):
+        raise AssertionError("sendfile called where copy_file_range copies")
+    # memfd to memfd: copy_file_range does it all (Linux 6.x refuses it from ext4 or tmpfs
+    # files to a memfd with EXDEV, and sendfile copies those, as the next part does).
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "sendfile", refused)
+        with Blob.from_file("/proc/self/fd/%d" % source, offset=100) as blob:
+            assert blob.bytes() == data[100:]
+    os.close(source)
+
+    def cross_device(*args):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "copy_file_range", cross_device)
+        with Blob.from_file(path, offset=4097, length=(1 << 20) - 5000) as blob:
+            assert blob.bytes() == data[4097:4097 + (1 << 20) - 5000]
+            assert fcntl.fcntl(blob.fd, F.F_GET_SEALS) == SEALED
 
 
 def test_a_window_at_an_unaligned_offset_maps_the_right_bytes():

@@ -54,6 +54,20 @@ def test_echoes_and_copies_what_python_sends(echo, length):
         assert str(seen["content-type"]) == "application/x-test"
 
 
+def test_memfds_made_in_place_and_from_a_file_pass_the_other_receiver(echo, tmp):
+    proxy, _ = echo
+    data = os.urandom(5 << 20)
+    path = os.path.join(tmp, "data")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def fill(view):
+        view[:] = data[:len(view)]
+    for made in (Blob.writing(len(data), fill), Blob.from_file(path, offset=3, length=len(data) - 3)):
+        with made, Blob.from_dbus(proxy.Copy(made.to_dbus(), byte_arrays=True)) as reply:
+            assert not made.is_inline and not reply.is_inline and reply.bytes() == made.bytes()
+
+
 def test_refuses_what_python_refuses_with_the_same_reasons_and_closes_the_descriptors(echo):
     proxy, pid = echo
     assert proxy.EchoBytes(dbus.ByteArray(b"warm"), byte_arrays=True) == b"warm"
