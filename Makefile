@@ -41,7 +41,8 @@ bridge-venv:
 
 ## The Python package (python/) against real peers: a private dbus-daemon, the registry
 ## and Swift publishers from the debug build (built here if `test` has not built them),
-## the camera example's among them (examples/python/camera_frames.py reads its frames).
+## the camera example's among them (examples/python/camera_frames.py reads its frames), and
+## the example thumbnailer's service (examples/python/thumbnail.py calls it).
 ## Debian's /usr/bin/python3 on purpose: dbus-python is its python3-dbus, which a venv
 ## sees only with --system-site-packages (the first python3 on PATH may be another one).
 PYTHON_VENV := .build/python-venv
@@ -49,6 +50,7 @@ test-python: deps
 	$(SWIFT) build --product shmbus
 	$(SWIFT) build --product shmbus-test-peer
 	$(SWIFT) build --product camera-publisher
+	$(SWIFT) build --product thumbnailer-service
 	@if [ ! -x $(PYTHON_VENV)/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages $(PYTHON_VENV); fi
 	$(PYTHON_VENV)/bin/pip install --quiet -e './python[test]'
 	cd python && ../$(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider tests

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import dbus                       # noqa: E402
 
-from shmbus.blob import Blob      # noqa: E402
+from shmbus.blob import Blob, InvalidBlob     # noqa: E402
 
 NAME, PATH, IFACE = "org.shmbus.examples.Thumbnailer1", "/org/shmbus/examples/Thumbnailer1", "org.shmbus.examples.Thumbnailer1"
 
@@ -33,8 +33,15 @@ def main():
     attributes = {"width": options.width, "height": options.height, "stride": options.width * 4, "pixel-format": "AB24"}
     with Blob.from_file(options.input, attributes=attributes) as image:
         thumbnailer = dbus.Interface(connection.get_object(NAME, PATH), IFACE)
-        reply = thumbnailer.Thumbnail(image.to_dbus(), dbus.UInt32(options.max_side), timeout=120, byte_arrays=True)
-    with Blob.from_dbus(reply) as thumbnail, thumbnail.view() as pixels:
+        try:
+            reply = thumbnailer.Thumbnail(image.to_dbus(), dbus.UInt32(options.max_side), timeout=120, byte_arrays=True)
+        except dbus.DBusException as error:
+            sys.exit("thumbnail.py: %s: %s" % (error.get_dbus_name(), error.get_dbus_message()))
+    try:
+        thumbnail = Blob.from_dbus(reply)                 # the reply is checked as an argument would be
+    except InvalidBlob as refusal:
+        sys.exit("thumbnail.py: the service replied a bad blob: %s" % refusal)
+    with thumbnail, thumbnail.view() as pixels:
         image = thumbnail.attributes.image
         if image is None:
             sys.exit("thumbnail.py: the thumbnail has no image attributes")

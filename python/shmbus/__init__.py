@@ -10,7 +10,8 @@ Modules: :mod:`shmbus.segment` (the format reader, standard library only),
 :mod:`shmbus.attributes` (what a chunk says it holds), :mod:`shmbus.arrays` (numpy views),
 :mod:`shmbus.registry` (the D-Bus client, dbus-python), :mod:`shmbus.cursor` (gaps and
 successors), :mod:`shmbus.doorbell` (futex waits), :mod:`shmbus.subscriber`,
-:mod:`shmbus.aio` (asyncio), :mod:`shmbus.blob` (blobs in any D-Bus call, docs/BLOBS.md),
+:mod:`shmbus.aio` (asyncio), :mod:`shmbus.blob` (blobs in any D-Bus call, docs/BLOBS.md; its
+receiver's checks in :mod:`shmbus.blob_checks`, its service errors in :mod:`shmbus.blob_dbus`),
 :mod:`shmbus.errors`.
 """
 import os
@@ -23,12 +24,12 @@ from .attributes import Attributes
 from .cursor import Gap
 from .subscriber import Subscriber, PublisherLeft
 from .publisher import Publisher, Published
-from .blob import Blob, InvalidBlob
+from .blob import Blob, InvalidBlob, NotABlob
 from . import aio
 
 __version__ = "0.1.0"
 
-__all__ = ["latest", "lookup_chunk", "Blob", "InvalidBlob", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
+__all__ = ["latest", "lookup_chunk", "Blob", "InvalidBlob", "NotABlob", "Subscriber", "Publisher", "Published", "Segment", "Chunk", "Gap", "PublisherLeft", "LiveState", "newest_chunk",
            "Attributes", "ShmBusError", "SegmentError", "NotSealed", "BadHeader", "UnsupportedVersion", "BadRecord",
            "BadAttributes", "NotAnArray", "BadDoorbell", "BusError", "NotFound", "AccessDenied", "InvalidArgument", "QuotaExceeded",
            "ChannelBusy", "Unavailable", "BadReply"]

@@ -20,7 +20,8 @@ or a bare struct.error / IndexError.
         ├── Unavailable       nobody owns the name, or it does not answer in time
         └── BadReply          a reply of the wrong shape or type
     NotAnArray                ``Chunk.array()`` cannot view the payload (also a ValueError)
-    InvalidBlob               a received blob breaks docs/BLOBS.md (shmbus.blob; also a ValueError)
+    InvalidBlob               a blob breaks docs/BLOBS.md (shmbus.blob; also a ValueError)
+    NotABlob                  a value that is not of the blob's D-Bus type (shmbus.blob; also a TypeError)
 """
 
 

@@ -57,19 +57,17 @@ extension Blob: DBusCodable {
             throw BlobError(.form, "a memfd blob carries \(inline.count) inline bytes and length \(length); it needs none and ≥ 1")
         }
         guard case .unixFD(let fd) = fdValue else { throw BlobError(.form, "the descriptor is not an 'h'") }
-        // 7, its arithmetic first: lengths past Int.max are out of bounds of any file.
-        guard offset <= UInt64(Int.max), length <= UInt64(Int.max) - offset else {
-            throw BlobError(.outOfBounds, "offset \(offset) + length \(length) overflows")
-        }
-        // 2.
-        let attributes = try ChunkAttributes(blobEntries: entries, payloadLength: Int(length))
-        let immutable = try checkMemfd(fd, offset: Int(offset), length: Int(length))
+        // 2. A length past Int.max is checked as Int.max: no extent an attribute can
+        // describe lies between the two, and check 7 refuses such a blob anyway.
+        let attributes = try ChunkAttributes(blobEntries: entries, payloadLength: Int(clamping: length))
+        let immutable = try checkMemfd(fd, offset: offset, length: length)
+        // Check 7 passed: offset + length ≤ the file's size, so both fit an Int.
         return Blob(storage: .memfd(fd, offset: Int(offset), length: Int(length)), attributes: attributes, isImmutable: immutable)
     }
 
     /// Checks 3–7 on a received descriptor (`fstat`, `readlink("/proc/self/fd/N")`,
     /// `fcntl(F_GET_SEALS)`, `fcntl(F_GETFL)`); returns whether `F_SEAL_WRITE` is set.
-    static func checkMemfd(_ fd: UnixFileDescriptor, offset: Int, length: Int) throws(BlobError) -> Bool {
+    static func checkMemfd(_ fd: UnixFileDescriptor, offset: UInt64, length: UInt64) throws(BlobError) -> Bool {
         let status: stat
         do throws(SystemError) { status = try fd.status() } catch { throw BlobError(error, "cannot inspect the blob's descriptor") }
         guard status.st_mode & S_IFMT == S_IFREG, fd.isMemfd else {
@@ -91,7 +89,11 @@ extension Blob: DBusCodable {
         guard flags & O_ACCMODE == O_RDONLY || flags & O_ACCMODE == O_RDWR else {
             throw BlobError(.notReadable, "memfd \(fd.rawValue) was opened write-only")
         }
-        guard offset + length <= Int(status.st_size) else {
+        // 7, last as the document orders it (a blob that is also not a memfd, or
+        // unsealed, is refused for that first, as every receiver does).
+        let (end, overflows) = offset.addingReportingOverflow(length)
+        guard !overflows else { throw BlobError(.outOfBounds, "offset \(offset) + length \(length) overflows") }
+        guard end <= UInt64(max(0, status.st_size)) else {
             throw BlobError(.outOfBounds, "\(length) bytes at \(offset) end past the memfd's \(Int(status.st_size)) bytes")
         }
         return seals.contains(.write)

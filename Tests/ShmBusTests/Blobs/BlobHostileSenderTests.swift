@@ -28,6 +28,9 @@ import Testing
         ])
     }
 
+    /// The case a dbus-python receiver cannot see (PythonBlobInteropTests).
+    static let repeatedName = "a repeated attribute"
+
     static func cases() throws -> [(name: String, value: DBusValue, reason: BlobError.Reason)] {
         let sealed: FileSeals = [.shrink, .grow, .write]
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-hostile-\(getpid())").path
@@ -53,9 +56,10 @@ import Testing
             ("an inline blob with an offset", blob([], inline: [1, 2, 3], offset: 1, length: 3), .form),
             ("an invalid attribute name", blob([], inline: [1], length: 1,
                 attributes: [DBusDictEntry(key: .string("Content-Type"), value: .variant(.string("x")))]), .attributes),
-            ("a repeated attribute", blob([], inline: [1], length: 1, attributes: [
-                DBusDictEntry(key: .string("width"), value: .variant(.int64(1))),
-                DBusDictEntry(key: .string("width"), value: .variant(.int64(2))),
+            // Its only fault is the repetition (no image left incomplete by it).
+            (Self.repeatedName, blob([], inline: [1], length: 1, attributes: [
+                DBusDictEntry(key: .string("org.example.n"), value: .variant(.int64(1))),
+                DBusDictEntry(key: .string("org.example.n"), value: .variant(.int64(2))),
             ]), .attributes),
             ("an image larger than the payload", blob([], inline: [UInt8](repeating: 0, count: 100), length: 100, attributes: [
                 DBusDictEntry(key: .string("width"), value: .variant(.int64(10))),
@@ -64,6 +68,13 @@ import Testing
             ]), .attributes),
             ("a well-known name of the wrong type", blob([], inline: [1], length: 1,
                 attributes: [DBusDictEntry(key: .string("content-type"), value: .variant(.int64(3)))]), .attributes),
+            ("a well-known name in a variant in the variant", blob([], inline: [1], length: 1,
+                attributes: [DBusDictEntry(key: .string("content-type"), value: .variant(.variant(.string("text/plain"))))]), .attributes),
+            // Two faults each: the check the document makes first decides the reason.
+            ("bad attributes and an offset that overflows", blob([try memfd(4096, seals: sealed)], offset: .max, length: 2,
+                attributes: [DBusDictEntry(key: .string("Bad"), value: .variant(.string("x")))]), .attributes),
+            ("a pipe at an offset that overflows", blob([pipe.read], offset: .max, length: 2), .notMemfd),
+            ("an unsealed memfd past any size", blob([try memfd(4096, seals: [])], offset: 1 << 63, length: 1 << 63), .notSealed),
         ]
     }
 
