@@ -186,7 +186,13 @@ final class UserProcesses: Sendable {
         if let sandbox {
             info = try sandbox.infoDescriptor()
             if let info { inherited.append(info) }
-            command = sandbox.command(executable == BuiltProducts.path("shmbus") ? Sandbox.shmbus : executable, arguments, info: info)
+            // bwrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
+            // that started it ends: started from a concurrency-pool thread, which the pool
+            // may retire, a sandbox died mid-test (a held sandboxed publisher vanished in a
+            // loaded CI run). A shell that waits for bwrap is its parent instead, and a
+            // SIGKILL of that shell still ends the sandbox.
+            command = ["/bin/sh", "-c", "\"$@\"; exit $?", "sh"]
+                + sandbox.command(executable == BuiltProducts.path("shmbus") ? Sandbox.shmbus : executable, arguments, info: info)
         }
         let child = try ChildProcess(
             "/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command, environment: Self.environment,
