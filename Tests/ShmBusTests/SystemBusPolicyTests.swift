@@ -11,10 +11,12 @@ import Testing
 /// registry and a publisher's `OpenSegment` and `CurrentSegment` work through it, and
 /// what it does not allow stays denied. Driven with busctl.
 @Suite struct SystemBusPolicyTests {
-    /// Starts dbus-daemon with a system-bus-like configuration that includes our policy
-    /// file; returns it and its address.
-    static func systemLikeBus(in directory: URL) async throws -> (ChildProcess, String) {
-        let policy = BuiltProducts.repositoryRoot.appendingPathComponent("dbus/org.shmbus.Registry1.conf").path
+    /// Starts dbus-daemon with a system-bus-like configuration that includes `policy`
+    /// (a path in the repository; the registry's by default); returns it and its address.
+    static func systemLikeBus(in directory: URL, policy relativePath: String = "dbus/org.shmbus.Registry1.conf") async throws
+        -> (ChildProcess, String)
+    {
+        let policy = BuiltProducts.repositoryRoot.appendingPathComponent(relativePath).path
         // Our file lets root and the "shmbus" user own the registry's name; this test
         // runs the registry as whoever runs the tests.
         let user = String(cString: getpwuid(geteuid()).pointee.pw_name)

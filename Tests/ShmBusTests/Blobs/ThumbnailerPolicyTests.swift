@@ -10,50 +10,17 @@ import ThumbnailerProtocol
 /// system-bus policy, in a real `dbus-daemon` configured like the system bus (method
 /// calls denied unless allowed): an ordinary user may call Thumbnail with a memfd and
 /// introspect, may not own the name (so cannot pose as the thumbnailer) nor call what
-/// the policy does not list; root owns it.
+/// the policy does not list; root owns it. (SystemBusPolicyTests' bus, with this
+/// policy included instead of the registry's.)
 @Suite(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot))
 struct ThumbnailerPolicyTests {
-    static func systemLikeBus(in directory: URL) async throws -> (ChildProcess, String) {
-        let policy = BuiltProducts.repositoryRoot.appendingPathComponent("examples/thumbnailer/dbus/org.shmbus.examples.Thumbnailer1.conf").path
-        let config = """
-            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
-             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-            <busconfig>
-              <type>system</type>
-              <listen>unix:dir=\(directory.path)</listen>
-              <auth>EXTERNAL</auth>
-              <policy context="default">
-                <allow user="*"/>
-                <deny own="*"/>
-                <deny send_type="method_call"/>
-                <allow send_type="signal"/>
-                <allow send_requested_reply="true" send_type="method_return"/>
-                <allow send_requested_reply="true" send_type="error"/>
-                <allow receive_type="method_call"/>
-                <allow receive_type="method_return"/>
-                <allow receive_type="error"/>
-                <allow receive_type="signal"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-              </policy>
-              <include>\(policy)</include>
-            </busconfig>
-            """
-        let file = directory.appendingPathComponent("system.conf")
-        try config.write(to: file, atomically: true, encoding: .utf8)
-        let daemon = try ChildProcess(
-            "dbus-daemon", ["--config-file=\(file.path)", "--nofork", "--print-address=1"], stdin: .null, stdout: .pipe, stderr: .null)
-        let address = try await daemon.readLine() ?? ""
-        try #require(address.hasPrefix("unix:"), "dbus-daemon printed no address")
-        return (daemon, address)
-    }
-
     @Test func anOrdinaryUserCallsButCannotPoseAsTheThumbnailer() async throws {
         try AccessUsers.prepare()
         let directory = URL(fileURLWithPath: "/tmp/shmbus-thumbnail-policy-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (bus, address) = try await Self.systemLikeBus(in: directory)
+        let (bus, address) = try await SystemBusPolicyTests.systemLikeBus(
+            in: directory, policy: "examples/thumbnailer/dbus/org.shmbus.examples.Thumbnailer1.conf")
         defer {
             bus.signal(SIGTERM)
             _ = bus.waitUntilExit()
