@@ -56,7 +56,10 @@ extension DBusConnection {
 /// loop reports its outgoing queue. All three take the lock briefly, and every job
 /// that may start is started outside it.
 final class CallScheduler: Sendable {
-    typealias Job = @Sendable () async -> Void
+    /// A call's handling: it runs the handler and returns the delivery of its answer,
+    /// which the scheduler performs once the handler's slot is free again.
+    typealias Job = @Sendable () async -> Delivery
+    typealias Delivery = @Sendable () -> Void
 
     private struct Waiting {
         let job: Job
@@ -210,9 +213,15 @@ final class CallScheduler: Sendable {
         var current: (String, Job)? = (sender, job)
         var served = 0
         while let (sender, job) = current {
-            await job()
+            let deliver = await job()
             served += 1
+            // The slot is given back before the caller can have its answer: a client
+            // that asks again as soon as it has one (a bystander's `Lookup`, then its
+            // `RegisterSegment`) then calls as a sender with nothing running, served
+            // among the fresh ones, and not as one still running, whose call would wait
+            // in the ring behind every flooding sender.
             var next = finished(sender)
+            deliver()
             current = next.isEmpty ? nil : next.removeFirst()
             start(next)
             if current != nil, served % Self.callsBetweenYields == 0 { await Task.yield() }
@@ -236,12 +245,17 @@ extension DBusValue {
 }
 
 extension ConnectionLoop {
-    /// Hands `job`, the handling of `call`, to the scheduler; a call whose descriptors
-    /// would pass its limit is answered at once with the scheduling's refusal error
-    /// (`LimitsExceeded` unless the service chose another), and its descriptors close
-    /// with it.
-    func schedule(_ call: DBusMessage, _ job: @escaping CallScheduler.Job) {
+    /// Hands `answer`, the handling of `call`, to the scheduler, which sends its reply;
+    /// a call whose descriptors would pass its limit is answered at once with the
+    /// scheduling's refusal error (`LimitsExceeded` unless the service chose another),
+    /// and its descriptors close with it.
+    func schedule(_ call: DBusMessage, _ answer: @escaping @Sendable () async -> Result<[DBusValue], DBusError>) {
         let unixFDs = call.body.reduce(0) { $0 + $1.unixFDCount }
+        let core = core
+        let job: CallScheduler.Job = {
+            let result = await answer()
+            return { ConnectionLoop.sendReplyFromTask(to: call, result, through: core) }
+        }
         guard core.scheduler.submit(sender: call.sender ?? "", unixFDs: unixFDs, job) else {
             let limits = core.scheduler.limits
             return reply(to: call, with: DBusError(

@@ -94,11 +94,7 @@ extension ExportTree {
                 return loop.reply(to: message, with: wrongSignature(member, "", message.signature))
             }
             let managed = objects(below: path)
-            let core = loop.core
-            loop.schedule(message) {
-                let result = await ObjectManagerDispatch.managedObjects(managed)
-                ConnectionLoop.sendReplyFromTask(to: message, result.map { [$0] }, through: core)
-            }
+            loop.schedule(message) { await ObjectManagerDispatch.managedObjects(managed).map { [$0] } }
             return
         }
 
@@ -119,12 +115,8 @@ extension ExportTree {
             return loop.reply(to: message, with: wrongSignature(member, expected.rawValue, message.signature))
         }
         let call = DBusMethodCall(message: message, connection: object.connection)
-        let core = loop.core
         let logger = loop.logger
-        loop.schedule(message) {
-            let result = await Self.run(handler, for: call, outputs: method.outputSignature, logger: logger)
-            ConnectionLoop.sendReplyFromTask(to: message, result, through: core)
-        }
+        loop.schedule(message) { await Self.run(handler, for: call, outputs: method.outputSignature, logger: logger) }
     }
 
     /// Runs a handler and checks its reply against the declared output signature.

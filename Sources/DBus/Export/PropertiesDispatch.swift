@@ -15,10 +15,7 @@ enum PropertiesDispatch {
             guard property.access.isReadable, let get = property.get else {
                 return loop.reply(to: message, with: .invalidArgument("property \(name) is write-only"))
             }
-            loop.schedule(message) {
-                let result = await read(property, get)
-                ConnectionLoop.sendReplyFromTask(to: message, result.map { [.variant($0)] }, through: core)
-            }
+            loop.schedule(message) { await read(property, get).map { [.variant($0)] } }
         case "GetAll":
             guard let interfaceName = try? message.body.decode(String.self) else {
                 return loop.reply(to: message, with: .invalidArgument("GetAll takes arguments of signature 's', got '\(message.signature)'"))
@@ -39,11 +36,10 @@ enum PropertiesDispatch {
                 for interface in interfaces {
                     switch await values(of: interface) {
                     case .success(let more): entries += more
-                    case .failure(let error):
-                        return ConnectionLoop.sendReplyFromTask(to: message, .failure(error), through: core)
+                    case .failure(let error): return .failure(error)
                     }
                 }
-                ConnectionLoop.sendReplyFromTask(to: message, .success([.dictionary(key: .string, value: .variant, entries)]), through: core)
+                return .success([.dictionary(key: .string, value: .variant, entries)])
             }
         case "Set":
             guard let (interfaceName, name, variant) = try? message.body.decode(String.self, String.self, DBusVariant.self)
@@ -68,12 +64,14 @@ enum PropertiesDispatch {
                 do {
                     try await set(variant.value)
                 } catch {
-                    return ConnectionLoop.sendReplyFromTask(to: message, .failure(asDBusError(error)), through: core)
+                    return .failure(asDBusError(error))
                 }
-                ConnectionLoop.sendReplyFromTask(to: message, .success([]), through: core)
+                // Sent before the reply (the loop sends in order): a caller that reads
+                // the property again once it has the reply has heard of the change.
                 if let signal = await changedSignal(path: path, interface: interface.name, [property]) {
                     core.submit { loop in _ = try? loop.send(signal) }
                 }
+                return .success([])
             }
         default:
             loop.reply(to: message, with: DBusError(
