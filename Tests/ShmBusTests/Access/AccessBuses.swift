@@ -109,7 +109,7 @@ final class SystemBusRegistry: AccessBus, @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         chmod(directory.path, 0o755)
         let (bus, address) = try await SystemBusPolicyTests.systemLikeBus(in: directory)
-        let registry = try RegistryFixture.startDaemon(BuiltProducts.path("shmbus"), address: address, arguments: ["--no-keeper"] + daemonArguments)
+        let registry = try RegistryFixture.startDaemon(RegistryFixture.daemonExecutable, address: address, arguments: ["--no-keeper"] + daemonArguments)
         let connection = try await DBusConnection.connect(to: .address(address))
         root = RegistryClient(connection: connection)
         super.init(directory: directory, address: address)

@@ -174,8 +174,9 @@ final class UserProcesses: Sendable {
     private let started = Lock<[ChildProcess]>([])
     static let environment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"]
 
-    /// Starts `executable` as `user` (`setpriv`, which execs it: the process ID is the
-    /// program's), in `sandbox` if given.
+    /// Starts `executable` as `user` (`setpriv`, which execs it, as the shell that moves
+    /// it into the user's CPU group does: the process ID is the program's), in `sandbox`
+    /// if given.
     func spawn(
         as user: String, in sandbox: Sandbox? = nil, _ executable: String, _ arguments: [String], stdin: ChildProcess.Stream = .null,
         stderr: ChildProcess.Stream = .pipe, inheriting: [UnixFileDescriptor] = []
@@ -194,9 +195,10 @@ final class UserProcesses: Sendable {
             command = ["/bin/sh", "-c", "\"$@\"; exit $?", "sh"]
                 + sandbox.command(executable == BuiltProducts.path("shmbus") ? Sandbox.shmbus : executable, arguments, info: info)
         }
+        // In the user's CPU group (``UserSlices``), as systemd would run it.
+        let full = UserSlices.command(["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command, as: user)
         let child = try ChildProcess(
-            "/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command, environment: Self.environment,
-            stdin: stdin, stdout: .pipe, stderr: stderr, inheriting: inherited)
+            full[0], Array(full.dropFirst()), environment: Self.environment, stdin: stdin, stdout: .pipe, stderr: stderr, inheriting: inherited)
         withExtendedLifetime(info) {}
         started.withLock { $0.append(child) }
         return child

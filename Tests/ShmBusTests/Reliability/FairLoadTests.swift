@@ -127,8 +127,9 @@ import Testing
     /// Issue 13's own case: on a bus configured like the system bus, with the shipped
     /// policy, user B floods from 100 connections (each pipelining 120 calls: the bus
     /// allows a connection 128 pending replies) while user A publishes and looks up,
-    /// each from a process of its own user. Every call of both is answered, and A's
-    /// lookups find A's chunk; A's latencies are reported.
+    /// each from a process of its own user, each user's processes in a CPU group of
+    /// their own as systemd runs them (``UserSlices``). Every call of both is answered,
+    /// and A's lookups find A's chunk; A's latencies are reported.
     @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)))
     func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood() async throws {
         let bus = try await SystemBusRegistry()
@@ -156,7 +157,7 @@ import Testing
         let figures = stride(from: 1, to: words.count - 1, by: 2).map { (words[$0], words[$0 + 1] as Any) }
         Reliability.report(
             "fair-between-users", [("flooding_user", AccessUsers.b), ("measured_user", AccessUsers.a), ("connections", connections),
-            ("calls_per_round", calls), ("floods", summaries)] + figures)
+            ("calls_per_round", calls), ("cpu_groups", UserSlices.description), ("floods", summaries)] + figures)
         flood.closeStandardInput()
         bystander.closeStandardInput()
     }
