@@ -51,16 +51,18 @@ enum UserSlices {
         }
     }
 
-    /// `shmbus-users` under the CPU controller: cgroup v1's `cpu` hierarchy, or the
-    /// unified hierarchy with `cpu` enabled for its children (cgroup v2). Made once and
-    /// kept, like the users; empty groups cost nothing.
+    /// `shmbus-users` under the CPU controller: in cgroup v1's `cpu` hierarchy within
+    /// this process's own group (so that a test run given a group of its own keeps its
+    /// users inside it), or at the root of the unified hierarchy with `cpu` enabled for
+    /// its children (cgroup v2). Made once and kept, like the users; empty groups cost
+    /// nothing.
     private static let root: Root = {
         guard geteuid() == 0 else { return .none("not root") }
         // For comparisons (docs/RELIABILITY.md): the per-thread scheduler, as without systemd.
         if ProcessInfo.processInfo.environment["SHMBUS_TEST_NO_CPU_GROUPS", default: ""].isEmpty == false { return .none("SHMBUS_TEST_NO_CPU_GROUPS is set") }
         let v1 = "/sys/fs/cgroup/cpu"
-        if FileManager.default.fileExists(atPath: "\(v1)/cpu.shares") || FileManager.default.fileExists(atPath: "\(v1)/tasks") {
-            let path = "\(v1)/shmbus-users"
+        if FileManager.default.fileExists(atPath: "\(v1)/cpu.shares") {
+            let path = "\(v1)\(ownGroup(controller: "cpu") ?? "/")/shmbus-users".replacingOccurrences(of: "//", with: "/")
             guard mkdir(path, 0o755) == 0 || errno == EEXIST else { return .none("mkdir \(path): \(String(cString: strerror(errno)))") }
             return .found(path, version: "v1")
         }
@@ -68,12 +70,27 @@ enum UserSlices {
         guard let controllers = try? String(contentsOfFile: "\(v2)/cgroup.controllers", encoding: .utf8),
             controllers.split(separator: " ").contains(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines) == "cpu" })
         else { return .none("no cpu controller in cgroup v1 or v2") }
+        // At the root: a v2 group that holds processes (this one's, say) cannot have
+        // children with controllers, and the root is exempt.
         let path = "\(v2)/shmbus-users"
         guard mkdir(path, 0o755) == 0 || errno == EEXIST,
             write("+cpu", to: "\(v2)/cgroup.subtree_control"), write("+cpu", to: "\(path)/cgroup.subtree_control")
         else { return .none("cannot enable the cpu controller under \(path)") }
         return .found(path, version: "v2")
     }()
+
+    /// This process's group in cgroup v1's hierarchy of `controller`, from
+    /// /proc/self/cgroup ("ID:CONTROLLERS:PATH" per line).
+    private static func ownGroup(controller: String) -> String? {
+        guard let lines = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        for line in lines.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let controllers = fields[1].split(separator: ",").map(String.init)
+            if controllers.contains(controller) { return String(fields[2]) }
+        }
+        return nil
+    }
 
     private static func write(_ text: String, to file: String) -> Bool {
         (try? text.write(toFile: file, atomically: false, encoding: .utf8)) != nil
