@@ -16,11 +16,12 @@ import Glibc
 /// `shmbus-users` as systemd would, where the machine lets them; where it does not,
 /// ``description`` says so and the figures are the per-thread scheduler's.
 enum UserSlices {
-    /// The `cgroup.procs` file of `user`'s group, made on first use; nil when there is
-    /// no CPU controller this process may use.
-    static func processesFile(of user: String) -> String? {
+    /// The `cgroup.procs` file of the group `name` (a user's name, or a client's that
+    /// runs as a service of its own would), made on first use; nil when there is no CPU
+    /// controller this process may use.
+    static func processesFile(of name: String) -> String? {
         guard let root = root.value else { return nil }
-        let group = "\(root)/\(user)"
+        let group = "\(root)/\(name)"
         guard mkdir(group, 0o755) == 0 || errno == EEXIST else { return nil }
         return "\(group)/cgroup.procs"
     }
@@ -34,10 +35,10 @@ enum UserSlices {
         }
     }
 
-    /// The command that runs `command` in `user`'s group: a shell, still root, moves
+    /// The command that runs `command` in the group `name`: a shell, still root, moves
     /// itself there and then execs it, so that nothing of it runs outside the group.
-    static func command(_ command: [String], as user: String) -> [String] {
-        guard let file = processesFile(of: user) else { return command }
+    static func command(_ command: [String], in name: String) -> [String] {
+        guard let file = processesFile(of: name) else { return command }
         return ["/bin/sh", "-c", "echo $$ > \"$0\" && exec \"$@\"", file] + command
     }
 

@@ -76,9 +76,13 @@ import Testing
     static func underFlood(
         _ fixture: RegistryFixture, _ client: RegistryClient, connections: Int, calls: Int, rounds: Int, next index: inout Int
     ) async throws -> (Latencies, [String]) {
-        let peer = try ChildProcess(
-            BuiltProducts.path("shmbus-test-peer"), ["flood", fixture.address, "bystander", "k", "\(connections)", "\(calls)"],
-            stdin: .pipe, stdout: .pipe, stderr: .inherit)
+        // In a CPU group of its own, as a client started as a service or an app scope of
+        // its own is on a systemd machine, apart from the bus and the registry
+        // (``UserSlices``): the flood is 100 connections' threads.
+        let command = UserSlices.command(
+            [BuiltProducts.path("shmbus-test-peer"), "flood", fixture.address, "bystander", "k", "\(connections)", "\(calls)"],
+            in: "flooding-client")
+        let peer = try ChildProcess(command[0], Array(command.dropFirst()), stdin: .pipe, stdout: .pipe, stderr: .inherit)
         defer { peer.closeStandardInput() }
         #expect(try await peer.readLine() == "ready")
         var latencies = Latencies()
@@ -120,7 +124,7 @@ import Testing
             fixture, client, connections: 100, calls: 20_000, rounds: rounds, next: &index)
         let (one, oneSummaries) = try await Self.underFlood(
             fixture, client, connections: 1, calls: 20_000, rounds: rounds, next: &index)
-        var figures: [(String, Any)] = [("flood_calls", 20_000), ("rounds", rounds)]
+        var figures: [(String, Any)] = [("flood_calls", 20_000), ("rounds", rounds), ("cpu_groups", UserSlices.description)]
         figures += quiet.figures("quiet")
         figures += [("connections100_floods", manySummaries)] + many.figures("connections100")
         figures += [("pipelined_floods", oneSummaries)] + one.figures("pipelined")
