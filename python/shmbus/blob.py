@@ -227,7 +227,12 @@ class Blob:
 
     @property
     def is_inline(self):
-        return self.fd is None
+        """Whether the payload travels in the struct's ``ay`` (False once closed)."""
+        return self.inline is not None
+
+    @property
+    def closed(self):
+        return self.fd is None and self.inline is None
 
     def view(self):
         """The payload as a read-only memoryview, no copy: a :class:`BlobView` to use
@@ -249,7 +254,7 @@ class Blob:
         self.length = 0
 
     def _require_open(self):
-        if self.fd is None and self.inline is None:
+        if self.closed:
             raise ValueError("the blob is closed")
 
     def __enter__(self):

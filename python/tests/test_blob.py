@@ -233,7 +233,9 @@ def test_no_memfd_leaves_without_its_seals_and_a_closed_blob_not_at_all():
                     by_hand.to_dbus()
                 assert refused.value.reason == "not-sealed"
     for blob in (Blob.from_bytes(b"x"), Blob.from_bytes(b"x" * DEFAULT_THRESHOLD)):
+        assert not blob.closed
         blob.close()
+        assert blob.closed and not blob.is_inline
         with pytest.raises(ValueError):
             blob.to_dbus()
         with pytest.raises(ValueError):
