@@ -108,9 +108,11 @@ import Testing
     /// moves, its subscriber shows as a reader.
     @Test(.timeLimit(.minutes(5))) func showsTheDemosChannelMoving() async throws {
         let fixture = try await RegistryFixture(startDaemon: false)
-        // 2,400 frames at the demo's 120 per second: about 20 s of frames to watch.
+        // 7,200 frames at the demo's 120 per second: about a minute of frames to watch.
+        // (With 20 s, a loaded CI run saw top's first reading only near the end, and the
+        // demo had stopped before its count could move.)
         let demo = try ChildProcess(
-            fixture.shmbus, ["demo", "--bus", fixture.address, "--frames", "2400", "--frame-size", "64KiB", "--blob-size", "1MiB"],
+            fixture.shmbus, ["demo", "--bus", fixture.address, "--frames", "7200", "--frame-size", "64KiB", "--blob-size", "1MiB"],
             stdout: .pipe, stderr: .inherit)
         async let demoOutput = demo.collectOutput()
         let session = try await TmuxSession(script: TopTerminalTests.script(fixture, "--prefix demo/"))
@@ -127,6 +129,6 @@ import Testing
         try await session.eventually("top ended") { $0.contains("top-exit=0") }
         let output = String(decoding: try await demoOutput.stdout, as: UTF8.self)
         #expect(await demo.exit() == .exited(0), "\(output)")
-        #expect(output.contains("2400/2400"), "\(output)")
+        #expect(output.contains("7200/7200"), "\(output)")
     }
 }
