@@ -42,16 +42,20 @@ final class PatternImporter {
         consumer.deliverPolicy = configuration.importAll ? .all : .lastPerSubject
         consumer.ackWait = configuration.ackWait
         consumer.maxAckPending = configuration.maxAckPending
-        while !threads.isStopping, subscription == nil {
-            do {
-                subscription = try subscribe(consumer)
-            } catch {
-                logger.warning("import '\(pattern)': cannot subscribe to consumer '\(consumer.durable)' yet: \(error)")
-                threads.pause(.seconds(1))
+        while !threads.isStopping {
+            if subscription == nil {
+                do {
+                    subscription = try subscribe(consumer)
+                    logger.info("importing '\(pattern)' from stream '\(layout.stream)' through consumer '\(consumer.durable)'")
+                } catch {
+                    logger.warning("import '\(pattern)': cannot subscribe to consumer '\(consumer.durable)' yet: \(error)")
+                    threads.pause(.seconds(1))
+                    continue
+                }
             }
+            guard let message = next() else { continue }
+            handle(message)
         }
-        logger.info("importing '\(pattern)' from stream '\(layout.stream)' through consumer '\(consumer.durable)'")
-        while let message = next() { handle(message) }
         subscription = nil
         for publisher in publishers.values { _ = try? awaitOnBridgeThread { await publisher.close() } }
     }
@@ -134,9 +138,25 @@ final class PatternImporter {
                 logger.error("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' fails its SHA-256; not published")
             }
         } catch {
-            logger.error("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' not published: \(error)")
-            acknowledge(first)
+            logger.error("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' not published here, trying again: \(error)")
+            rewind(channel: part.channel)
         }
+    }
+
+    /// After this host's bus or registry refused a chunk (the registry restarting, a
+    /// quota, the bus gone), the chunk is not acknowledged, which would lose it: the
+    /// channel's publisher is opened afresh, the messages fetched after it are dropped,
+    /// and the consumer starts again from its acknowledgement floor (``subscribe(_:)``),
+    /// so that the chunk comes again first. Chunks applied since are recognised by
+    /// their sequence. The import of this pattern waits, in order, until the chunk can
+    /// be published: at-least-once, not skip-on-error (docs/BRIDGE.md, "Delivery").
+    private func rewind(channel: String) {
+        if let publisher = publishers.removeValue(forKey: channel) {
+            _ = try? awaitOnBridgeThread { await publisher.close() }
+        }
+        queued.removeAll()
+        subscription = nil
+        threads.pause(.seconds(1))
     }
 
     /// Reserves the chunk in `publisher`'s segment, copies every part into it in

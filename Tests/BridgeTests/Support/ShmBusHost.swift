@@ -14,7 +14,7 @@ final class ShmBusHost {
     let namespace: String
     let address: String
     let bus: PrivateBus
-    let registry: SupervisedProcess
+    private(set) var registry: SupervisedProcess
     let directory: URL
 
     init(namespace: String, address: String) async throws {
@@ -28,14 +28,30 @@ final class ShmBusHost {
         try "#!/bin/sh\nexec ip netns exec \(namespace) dbus-daemon \"$@\"\n".write(to: wrapper, atomically: true, encoding: .utf8)
         chmod(wrapper.path, 0o755)
         bus = try PrivateBus(daemonPath: wrapper.path)
-        registry = try await SupervisedProcess(
-            Self.inside(namespace, [BuiltProducts.path("shmbus"), "daemon", "--bus", bus.address, "--log-level", "warning"]),
+        registry = try await Self.startRegistry(namespace: namespace, bus: bus, directory: directory)
+    }
+
+    /// `shmbus daemon` on `bus` inside `namespace`, once it owns the registry's name.
+    private static func startRegistry(namespace: String, bus: PrivateBus, directory: URL) async throws -> SupervisedProcess {
+        let registry = try await SupervisedProcess(
+            inside(namespace, [BuiltProducts.path("shmbus"), "daemon", "--bus", bus.address, "--log-level", "warning"]),
             log: directory.appendingPathComponent("registry.log"))
         try await waitUntil("the registry on \(namespace)") {
-            let connection = try await DBusConnection.connect(to: self.bus.bus)
+            let connection = try await DBusConnection.connect(to: bus.bus)
             defer { connection.close() }
             return try await connection.nameOwner(of: "org.shmbus.Registry1") != nil
         }
+        return registry
+    }
+
+    /// Stops this machine's registry until ``startRegistryAgain()``.
+    func stopRegistry() {
+        registry.stop()
+    }
+
+    /// Starts the registry again after ``stopRegistry()``.
+    func startRegistryAgain() async throws {
+        registry = try await Self.startRegistry(namespace: namespace, bus: bus, directory: directory)
     }
 
     /// `command` run inside `namespace`.
