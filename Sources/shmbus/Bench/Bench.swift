@@ -25,13 +25,14 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Blob-call sizes, comma separated (default 4KiB,1MiB,64MiB,1GiB).")
     var callSizes: String?
 
-    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views, requests, blob-calls.")
+    @Option(help: "Run only these parts, comma separated: blobs, latency, throughput, views, requests, blob-calls, bridge (bridge only when named: it starts a three-node nats-server cluster).")
     var only: String?
 
     /// The parts of a run, in the order they run and print.
     enum Part: String, CaseIterable {
         case blobs, latency, throughput, views, requests
         case blobCalls = "blob-calls"
+        case bridge
     }
 
     func validate() throws {
@@ -43,7 +44,7 @@ struct Bench: AsyncParsableCommand {
     /// The parts `--only` names (all of them without it); an unknown name is an error,
     /// not a part silently skipped.
     func parts() throws -> Set<Part> {
-        guard let only else { return Set(Part.allCases) }
+        guard let only else { return Set(Part.allCases).subtracting([.bridge]) }
         let names = Part.allCases.map(\.rawValue).joined(separator: ", ")
         let parts = try Set(
             only.split(separator: ",").map { name in
@@ -92,6 +93,16 @@ struct Bench: AsyncParsableCommand {
                 progress("blob calls")
                 for size in try parseCallSizes() {
                     results.blobCalls.append(try await run.blobCalls(size: Int(size), repetitions: callRepetitions(for: size)))
+                }
+            }
+            if parts.contains(.bridge) {
+                progress("bridge to NATS JetStream")
+                let cluster = try await BenchCluster()
+                defer { cluster.stop() }
+                let sizes: [(size: Int, chunks: Int)] = quick ? [(64, 200), (1 << 20, 5)] : [(64, 5_000), (1 << 20, 100), (64 << 20, 4)]
+                for (index, part) in sizes.enumerated() {
+                    results.bridge.append(
+                        try await run.bridge(cluster: cluster, size: part.size, chunks: part.chunks, rounds: quick ? 1 : 3, index: index))
                 }
             }
             if json {

@@ -14,6 +14,7 @@ extension BenchResults {
         if let views { parts.append(Self.viewTable(views)) }
         if let requests { parts.append(requests.table) }
         if !blobCalls.isEmpty { parts.append(blobCallTable) }
+        if !bridge.isEmpty { parts.append(bridgeTable) }
         return parts.joined(separator: "\n\n")
     }
 

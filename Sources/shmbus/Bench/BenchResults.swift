@@ -135,6 +135,7 @@ struct BenchResults: Encodable, Sendable {
     /// nil when the part did not run (`--only`).
     var requests: RequestsResult?
     var blobCalls: [BlobCallResult] = []
+    var bridge: [BridgeResult] = []
 
     /// Every transfer arrived intact, and no subscriber lost or reordered a chunk.
     var allCorrect: Bool {
@@ -142,10 +143,11 @@ struct BenchResults: Encodable, Sendable {
             && throughput.allSatisfy { $0.isComplete && $0.everyRoundComplete }
             && (requests?.errors ?? 0) == 0
             && blobCalls.allSatisfy { $0.errors == 0 }
+            && bridge.allSatisfy(\.complete)
     }
 
     enum CodingKeys: String, CodingKey {
-        case machine, quick, blobs, latency, throughput, throughputFloor, views, requests, blobCalls, ratios
+        case machine, quick, blobs, latency, throughput, throughputFloor, views, requests, blobCalls, bridge, ratios
     }
 
     struct Ratios: Encodable {
@@ -194,6 +196,7 @@ struct BenchResults: Encodable, Sendable {
         try container.encode(views, forKey: .views)
         try container.encode(requests, forKey: .requests)
         try container.encode(blobCalls, forKey: .blobCalls)
+        try container.encode(bridge, forKey: .bridge)
         try container.encode(ratios, forKey: .ratios)
     }
 
