@@ -7,7 +7,7 @@ import Testing
 /// `Subscriber.cancel()` from another task ends an iteration that waits for the next
 /// chunk, whichever way it waits (the futex path once went on waiting on the doorbell).
 @Suite struct SubscriberCancelTests {
-    @Test(.timeLimit(.minutes(1)), arguments: [Subscriber.Wait.bus, .futex])
+    @Test(.timeLimit(.minutes(5)), arguments: [Subscriber.Wait.bus, .futex])
     func cancellingTheSubscriberEndsAWaitingIteration(wait: Subscriber.Wait) async throws {
         let fixture = try await RegistryFixture()
         let channel = "cancel/\(wait)"
