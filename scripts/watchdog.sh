@@ -43,6 +43,20 @@ watch() {
                 printf '  %s %s %s\n' "${task##*/}" "$(cat "$task"/comm 2>/dev/null)" "$(cat "$task"/wchan 2>/dev/null)"
             done | sort -k2 | uniq -c -f1 | head -40
         done
+        # Every thread's stack of the programs built here (a test binary, shmbus), if
+        # gdb is installed: where a hang waits, not only in which kernel call.
+        if command -v gdb >/dev/null; then
+            for p in "$pid" $(descendants "$pid"); do
+                case "$(readlink /proc/"$p"/exe 2>/dev/null)" in
+                    */.build/*)
+                        echo "stacks of $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -c1-160)):"
+                        timeout 60 gdb -p "$p" -batch -nx -ex "thread apply all bt 25" </dev/null 2>&1 |
+                            grep -E '^(Thread|#)' | { command -v swift-demangle >/dev/null && swift-demangle --simplified || cat; } |
+                            cut -c1-200 | head -400
+                        ;;
+                esac
+            done
+        fi
     } >&2
     local tree
     tree=$(descendants "$pid")
