@@ -18,12 +18,7 @@ extension BridgeTests {
         let channel = "lab/probe"
         let publisher = try await Publisher.open(channel: channel, on: hosts.a.bus.bus)
         var sent: [UInt64: [UInt8]] = [:]
-        func publish(_ range: ClosedRange<Int>) throws {
-            for index in range {
-                let bytes = Self.payload(100_000 + index, seed: UInt8(truncatingIfNeeded: index))
-                sent[try publisher.publish(bytes).sequence] = bytes
-            }
-        }
+        func publish(_ range: ClosedRange<Int>) throws { try Self.publish(range, base: 100_000, on: publisher, into: &sent) }
         try await hosts.startExporter()
         hosts.b.stopRegistry()
         try await hosts.startImporter()

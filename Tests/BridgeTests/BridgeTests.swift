@@ -23,6 +23,15 @@ struct BridgeTests {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
     }
 
+    /// Publishes chunk `index` of `range` with `base + index` bytes each, recording every
+    /// one's bytes under its sequence in `sent`.
+    static func publish(_ range: ClosedRange<Int>, base: Int, on publisher: Publisher, into sent: inout [UInt64: [UInt8]]) throws {
+        for index in range {
+            let bytes = payload(base + index, seed: UInt8(truncatingIfNeeded: index))
+            sent[try publisher.publish(bytes).sequence] = bytes
+        }
+    }
+
     /// Reads `count` chunks of `channel` on `bus`, from its oldest, failing on a gap.
     static func read(_ count: Int, channel: String, bus: DBusConnection.Bus) async throws -> [Seen] {
         try await withDeadline("\(count) chunks of '\(channel)' on host B") {
@@ -100,13 +109,8 @@ struct BridgeTests {
         let channel = "sensor/a"
         let publisher = try await Publisher.open(channel: channel, on: hosts.a.bus.bus)
         var sent: [UInt64: [UInt8]] = [:]
-        func publish(_ range: ClosedRange<Int>) throws {
-            for index in range {
-                // 200 KB: four parts each, so kills land inside chunks too.
-                let bytes = Self.payload(200_000 + index, seed: UInt8(truncatingIfNeeded: index))
-                sent[try publisher.publish(bytes).sequence] = bytes
-            }
-        }
+        // 200 KB: four parts each, so kills land inside chunks too.
+        func publish(_ range: ClosedRange<Int>) throws { try Self.publish(range, base: 200_000, on: publisher, into: &sent) }
         try await hosts.startExporter()
         try await hosts.startImporter()
         let total = 30
