@@ -19,9 +19,11 @@ public final class PrivateBus: Sendable {
 
     /// Starts `dbus-daemon` with a session-bus-like configuration: anyone on this
     /// machine's user may own names and send messages, the protocol's full message size
-    /// is allowed, and `serviceDirectories` are searched for activatable services.
+    /// is allowed, and `serviceDirectories` are searched for activatable services. With
+    /// `everyUser`, processes of every Unix user may connect (a session bus takes only
+    /// its own user's), as on a system bus, with the same open policy.
     public init(
-        serviceDirectories: [String] = [], environment: [String: String] = [:], daemonPath: String? = nil
+        serviceDirectories: [String] = [], environment: [String: String] = [:], daemonPath: String? = nil, everyUser: Bool = false
     ) throws {
         guard let daemon = daemonPath ?? PrivateBus.findExecutable("dbus-daemon") else {
             throw DBusError.failed(
@@ -31,7 +33,7 @@ public final class PrivateBus: Sendable {
             "shmbus-bus-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = directory.appendingPathComponent("bus.conf")
-        try Self.configuration(socketDirectory: directory.path, serviceDirectories: serviceDirectories)
+        try Self.configuration(socketDirectory: directory.path, serviceDirectories: serviceDirectories, everyUser: everyUser)
             .write(to: config, atomically: true, encoding: .utf8)
 
         // The daemon prints its address on stdout. `read` returns when our end of
@@ -80,7 +82,7 @@ public final class PrivateBus: Sendable {
     }
 
     /// The bus configuration: like the session bus, with room for the protocol limits.
-    static func configuration(socketDirectory: String, serviceDirectories: [String]) -> String {
+    static func configuration(socketDirectory: String, serviceDirectories: [String], everyUser: Bool) -> String {
         let services = serviceDirectories.map { "  <servicedir>\(xmlEscape($0))</servicedir>\n" }.joined()
         return """
             <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -94,7 +96,7 @@ public final class PrivateBus: Sendable {
                 <allow send_destination="*" eavesdrop="true"/>
                 <allow eavesdrop="true"/>
                 <allow own="*"/>
-              </policy>
+            \(everyUser ? "    <allow user=\"*\"/>\n" : "")  </policy>
               <limit name="max_incoming_bytes">1000000000</limit>
               <limit name="max_outgoing_bytes">1000000000</limit>
               <limit name="max_message_size">134217728</limit>

@@ -16,11 +16,14 @@ final class BridgedHosts {
     let exports: [String]
     let imports: [String]
     let extra: [String]
+    /// The Unix user A's bridge runs as (nil: root, as the test process).
+    let exporterUser: String?
 
-    init(stream: String, exports: [String], imports: [String], extra: [String] = []) async throws {
+    init(stream: String, exports: [String], imports: [String], extra: [String] = [], exporterUser: String? = nil) async throws {
         network = try await TestNetwork()
         do {
-            a = try await ShmBusHost(namespace: try await network.addMachine("a", host: 1), address: "198.18.0.1")
+            a = try await ShmBusHost(
+                namespace: try await network.addMachine("a", host: 1), address: "198.18.0.1", everyUser: exporterUser != nil)
             b = try await ShmBusHost(namespace: try await network.addMachine("b", host: 2), address: "198.18.0.2")
             cluster = try await JetStreamCluster(network: network)
         } catch {
@@ -31,6 +34,7 @@ final class BridgedHosts {
         self.exports = exports
         self.imports = imports
         self.extra = extra
+        self.exporterUser = exporterUser
     }
 
     func bridgeArguments(bus: String, name: String) -> [String] {
@@ -40,7 +44,7 @@ final class BridgedHosts {
 
     func startExporter() async throws {
         exporter = try await a.start(
-            "bridge-export", bridgeArguments(bus: a.bus.address, name: "a") + exports.flatMap { ["--export", $0] })
+            "bridge-export", bridgeArguments(bus: a.bus.address, name: "a") + exports.flatMap { ["--export", $0] }, as: exporterUser)
     }
 
     func startImporter() async throws {

@@ -17,7 +17,9 @@ final class ShmBusHost {
     private(set) var registry: SupervisedProcess
     let directory: URL
 
-    init(namespace: String, address: String) async throws {
+    /// With `everyUser`, processes of other Unix users may connect to its bus (a bridge
+    /// run as an ordinary user, say).
+    init(namespace: String, address: String, everyUser: Bool = false) async throws {
         self.namespace = namespace
         self.address = address
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(namespace)-host")
@@ -27,7 +29,7 @@ final class ShmBusHost {
         let wrapper = directory.appendingPathComponent("dbus-daemon")
         try "#!/bin/sh\nexec ip netns exec \(namespace) dbus-daemon \"$@\"\n".write(to: wrapper, atomically: true, encoding: .utf8)
         chmod(wrapper.path, 0o755)
-        bus = try PrivateBus(daemonPath: wrapper.path)
+        bus = try PrivateBus(daemonPath: wrapper.path, everyUser: everyUser)
         registry = try await Self.startRegistry(namespace: namespace, bus: bus, directory: directory)
     }
 
@@ -59,9 +61,12 @@ final class ShmBusHost {
         ["ip", "netns", "exec", namespace] + command
     }
 
-    /// Starts `command` inside this machine, logging to `name`.log in its directory.
-    func start(_ name: String, _ command: [String]) async throws -> SupervisedProcess {
-        try await SupervisedProcess(Self.inside(namespace, command), log: directory.appendingPathComponent("\(name).log"))
+    /// Starts `command` inside this machine, logging to `name`.log in its directory; as
+    /// `user` if given (setpriv drops root after `ip netns exec` entered the namespace,
+    /// and execs, so the process keeps the pid the supervisor kills).
+    func start(_ name: String, _ command: [String], as user: String? = nil) async throws -> SupervisedProcess {
+        let command = user.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=\($0)", "--init-groups"] + command } ?? command
+        return try await SupervisedProcess(Self.inside(namespace, command), log: directory.appendingPathComponent("\(name).log"))
     }
 
     /// Stops the registry and the bus (before the network is torn down).
