@@ -180,4 +180,38 @@ extension BridgeTests {
         }
         #expect(!stderr.contains("yet"), "not tried again: \(stderr)")
     }
+
+    @Test("a server not there yet is not a refusal: the bridge keeps trying and exports once it starts")
+    func anUnreachableServerIsTriedAgain() async throws {
+        let network = try await TestNetwork()
+        defer { network.tearDown() }
+        let host = try await ShmBusHost(namespace: try await network.addMachine("u", host: 1), address: "198.18.0.1")
+        defer { host.stop() }
+        let publisher = try await Publisher.open(channel: "lab/probe", on: host.bus.bus)
+        let sequence = try publisher.publish(Self.payload(1_000, seed: 4)).sequence
+        // The namespace is this test's own: nothing else listens on its loopback.
+        let address = "127.0.0.1:14222"
+        let bridge = try await host.start(
+            "bridge-unreachable",
+            [BuiltProducts.path("shmbus"), "bridge", "--bus", host.bus.address, "--stream", "LATER", "--name", "u",
+             "--server", "nats://\(address)", "--export", "lab/probe", "--log-level", "warning"])
+        defer { bridge.stop() }
+        try await waitUntil("the bridge to find no server") { bridge.logText.contains("cannot connect to [\"nats://\(address)\"] yet") }
+        #expect(bridge.isRunning)
+        let server = try await NATSServer(name: "later", listen: address, namespace: host.namespace)
+        let url = server.clientURL
+        do {
+            try await waitUntil("chunk \(sequence) in the stream") {
+                let stored = try? await TestNetwork.onMachine(host.namespace) {
+                    let nats = try NATSConnection(options: .init(servers: [url]))
+                    defer { nats.close() }
+                    return try nats.lastMessage(stream: "LATER", subject: "shmbus.LATER.>")?.header("Shmbus-Sequence")
+                }
+                return stored == String(sequence)
+            }
+        } catch {
+            throw TestFailure("\(error)\nbridge:\n\(bridge.logText.suffix(4000))")
+        }
+        await publisher.close()
+    }
 }
