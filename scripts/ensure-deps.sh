@@ -28,6 +28,8 @@ need curl              command -v curl
 need nats-server       command -v nats-server
 need libnats-dev       pkg-config --exists libnats
 need iproute2          command -v ip
+# The bridge's TLS tests make their CA and server certificate with it.
+need openssl           command -v openssl
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 

@@ -20,7 +20,14 @@ public struct NATSError: Error, Sendable, CustomStringConvertible {
         var text = String(cString: natsStatus_GetText(status))
         var last = NATS_OK
         if let message = nats_GetLastError(&last), last == status {
-            let message = String(cString: message)
+            var message = Substring(String(cString: message))
+            // NATS.c starts it with its source position, "(conn.c:1905): ", which
+            // tells a user nothing.
+            if message.hasPrefix("("), let close = message.firstIndex(of: ")"),
+                message[close...].hasPrefix("): ")
+            {
+                message = message[message.index(close, offsetBy: 3)...]
+            }
             if !message.isEmpty, message != text { text += ": " + message }
         }
         self.detail = text
@@ -35,6 +42,15 @@ public struct NATSError: Error, Sendable, CustomStringConvertible {
     }
 
     public var isTimeout: Bool { status == NATS_TIMEOUT.rawValue }
+
+    /// Whether the server refused this client, as it will again until the client's
+    /// configuration changes: an authorization violation (bad token, user, password or
+    /// credentials), a TLS handshake that failed (an untrusted certificate), or one side
+    /// requiring TLS the other does not speak. An unreachable server is not a refusal.
+    public var isRefusal: Bool {
+        [NATS_CONNECTION_AUTH_FAILED, NATS_NOT_PERMITTED, NATS_SSL_ERROR, NATS_SECURE_CONNECTION_WANTED,
+         NATS_SECURE_CONNECTION_REQUIRED].contains { $0.rawValue == status }
+    }
     public var isNotFound: Bool { status == NATS_NOT_FOUND.rawValue || jetStreamCode == 10037 || jetStreamCode == 10014 }
 
     public var description: String {

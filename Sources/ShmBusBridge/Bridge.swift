@@ -25,13 +25,19 @@ public enum Bridge {
         _ configuration: BridgeConfiguration, layout: SubjectLayout, threads: BridgeThreads, logger: Logger
     ) async throws {
         // Connecting blocks: on a thread of the bridge's, like every NATS.c call, tried
-        // again until a server answers (NATS.c reconnects by itself after that).
-        let connected: NATSConnection? = await withCheckedContinuation { continuation in
+        // again until a server answers (NATS.c reconnects by itself after that). A
+        // server that refuses the bridge's credentials or TLS will refuse them again:
+        // that ends the bridge instead (docs/BRIDGE.md, "Security").
+        let connected: NATSConnection? = try await withCheckedThrowingContinuation { continuation in
             threads.start("shmbus-bridge-connect") {
                 while !threads.isStopping {
                     do {
                         return continuation.resume(returning: try NATSConnection(options: configuration.nats))
                     } catch {
+                        // Decided from NATS.c's status, not from the server's words.
+                        if let refusal = error as? NATSError, refusal.isRefusal {
+                            return continuation.resume(throwing: BridgeError.nats(refusal))
+                        }
                         logger.warning("cannot connect to \(configuration.nats.servers) yet: \(error)")
                         threads.pause(.seconds(1))
                     }

@@ -138,6 +138,15 @@ final class PatternImporter {
                 logger.error("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' fails its SHA-256; not published")
             }
         } catch {
+            if let refusal = error as? ShmBusError, refusal.refusesTheChunk {
+                // This chunk can never be published here (larger than the channel's
+                // --capacity, say): delivering it again would stop the pattern's
+                // import for good. Its later parts are skipped as strays.
+                logger.error(
+                    "import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' (\(part.length) bytes) can never be published on this host; skipped: \(refusal)")
+                acknowledge(first)
+                return
+            }
             logger.error("import '\(pattern)': chunk \(part.sequence) of '\(part.channel)' not published here, trying again: \(error)")
             rewind(channel: part.channel)
         }
@@ -231,5 +240,16 @@ final class PatternImporter {
         publishers[channel] = publisher
         logger.info("import '\(pattern)': publishing '\(channel)' on this host from sequence \(publisher.lastSequence + 1)")
         return publisher
+    }
+}
+
+extension ShmBusError {
+    /// Whether the channel's writer refused the chunk itself: `invalidArgument` from the
+    /// segment (`capacityExceeded`: larger than the segment can hold; a key or
+    /// attributes it cannot store). The same chunk would be refused again; a registry
+    /// or bus that is down is not this.
+    fileprivate var refusesTheChunk: Bool {
+        guard code == .invalidArgument, case .segment = cause else { return false }
+        return true
     }
 }

@@ -16,7 +16,9 @@ struct BridgeCommand: AsyncParsableCommand {
             --export sends a channel's chunks (or, for a prefix ending in /, those of every channel under it) \
             into the stream; --import makes this host's registry hold the stream's channels, with this bridge \
             as their publisher. Keys, sequences and attributes are kept; a restarted bridge continues where it \
-            stopped (durable consumers, named after --name). SIGTERM and SIGINT stop it. docs/BRIDGE.md has \
+            stopped (durable consumers, named after --name). SIGTERM and SIGINT stop it. A server that cannot \
+            be reached is tried again every second; one that refuses the credentials or the TLS handshake \
+            ends the bridge with exit status 69 (EX_UNAVAILABLE) and one line on stderr. docs/BRIDGE.md has \
             the subjects and headers a plain NATS client reads.
             """)
 

@@ -21,13 +21,16 @@ final class NATSServer {
     /// The network namespace to run in (nil: this process's).
     let namespace: String?
     let maxPayload: String
+    /// More configuration, appended as it is (`authorization { … }`, `tls { … }`).
+    let extraConfiguration: String
     private(set) var process: SupervisedProcess?
     private(set) var clientURL = ""
 
     init(
         name: String, listen: String = "127.0.0.1:-1", cluster: Cluster? = nil, namespace: String? = nil,
-        maxPayload: String = "8MB", directory: URL? = nil
+        maxPayload: String = "8MB", extraConfiguration: String = "", directory: URL? = nil
     ) async throws {
+        self.extraConfiguration = extraConfiguration
         self.name = name
         self.listen = listen
         self.cluster = cluster
@@ -64,7 +67,7 @@ final class NATSServer {
 
                 """
         }
-        return text
+        return text + extraConfiguration
     }
 
     private func start() async throws {
