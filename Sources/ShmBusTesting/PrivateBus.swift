@@ -21,9 +21,12 @@ public final class PrivateBus: Sendable {
     /// machine's user may own names and send messages, the protocol's full message size
     /// is allowed, and `serviceDirectories` are searched for activatable services. With
     /// `everyUser`, processes of every Unix user may connect (a session bus takes only
-    /// its own user's), as on a system bus, with the same open policy.
+    /// its own user's), as on a system bus, with the same open policy. `launcher` runs
+    /// the daemon (`["ip", "netns", "exec", NAME]` puts it in a network namespace); it
+    /// must exec it, so that stopping its process stops the daemon.
     public init(
-        serviceDirectories: [String] = [], environment: [String: String] = [:], daemonPath: String? = nil, everyUser: Bool = false
+        serviceDirectories: [String] = [], environment: [String: String] = [:], daemonPath: String? = nil, everyUser: Bool = false,
+        launcher: [String] = []
     ) throws {
         guard let daemon = daemonPath ?? PrivateBus.findExecutable("dbus-daemon") else {
             throw DBusError.failed(
@@ -38,12 +41,16 @@ public final class PrivateBus: Sendable {
 
         // The daemon prints its address on stdout. `read` returns when our end of
         // stdin closes (stop() or this process's death); then the daemon is stopped.
-        // The daemon's own messages go to bus.log in the bus's directory.
-        let script = "\"$0\" --config-file=\"$1\" --nofork --print-address=1 </dev/null 2>\"$2\" & pid=$!; read _; kill $pid; wait $pid"
+        // The daemon's own messages go to bus.log in the bus's directory. The shell
+        // lets go of stdout once the daemon has it: a daemon that fails to start then
+        // ends the address with end of file, instead of leaving the read below blocked
+        // on the shell's copy of the pipe (a CI run hung there for an hour).
+        let script = "cfg=$1 log=$2; shift 2; \"$@\" --config-file=\"$cfg\" --nofork --print-address=1 </dev/null 2>\"$log\" & pid=$!; exec >/dev/null; read _; kill $pid; wait $pid"
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         let process = try ChildProcess(
-            "/bin/sh", ["-c", script, daemon, config.path, directory.appendingPathComponent("bus.log").path], environment: env,
+            "/bin/sh", ["-c", script, "sh", config.path, directory.appendingPathComponent("bus.log").path] + launcher + [daemon],
+            environment: env,
             stdin: .pipe, stdout: .pipe)
 
         // The first line on stdout is the address.

@@ -25,11 +25,10 @@ final class ShmBusHost {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(namespace)-host")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // dbus-daemon inside the namespace: `ip netns exec` enters it and execs the
-        // daemon under the same pid, which PrivateBus's supervisor stops.
-        let wrapper = directory.appendingPathComponent("dbus-daemon")
-        try "#!/bin/sh\nexec ip netns exec \(namespace) dbus-daemon \"$@\"\n".write(to: wrapper, atomically: true, encoding: .utf8)
-        chmod(wrapper.path, 0o755)
-        bus = try PrivateBus(daemonPath: wrapper.path, everyUser: everyUser)
+        // daemon under the same pid, which PrivateBus's supervisor stops. (Not through
+        // a wrapper script written here: while another test forked, exec'ing the new
+        // file failed with ETXTBSY, "Text file busy".)
+        bus = try PrivateBus(everyUser: everyUser, launcher: ["ip", "netns", "exec", namespace])
         registry = try await Self.startRegistry(namespace: namespace, bus: bus, directory: directory)
     }
 
