@@ -25,10 +25,9 @@ public final class PrivateBus: Sendable {
     /// the daemon (`["ip", "netns", "exec", NAME]` puts it in a network namespace); it
     /// must exec it, so that stopping its process stops the daemon.
     public init(
-        serviceDirectories: [String] = [], environment: [String: String] = [:], daemonPath: String? = nil, everyUser: Bool = false,
-        launcher: [String] = []
+        serviceDirectories: [String] = [], environment: [String: String] = [:], everyUser: Bool = false, launcher: [String] = []
     ) throws {
-        guard let daemon = daemonPath ?? PrivateBus.findExecutable("dbus-daemon") else {
+        guard let daemon = PrivateBus.findExecutable("dbus-daemon") else {
             throw DBusError.failed(
                 "dbus-daemon is not installed; install it with: apt-get install dbus-daemon")
         }

@@ -21,6 +21,12 @@ public enum AccessUsers {
     /// Makes sure the users and the group exist, and B is in the group.
     public static func prepare() throws { try prepared.get() }
 
+    /// `command` run as `user` (its uid, its group and supplementary groups) by
+    /// setpriv, which execs it: the process keeps the pid it was started with.
+    public static func command(_ command: [String], as user: String) -> [String] {
+        ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command
+    }
+
     public static func uid(_ name: String) -> UInt32 { getpwnam(name)?.pointee.pw_uid ?? UInt32.max }
     public static func gid(_ name: String) -> UInt32 { getpwnam(name)?.pointee.pw_gid ?? UInt32.max }
 

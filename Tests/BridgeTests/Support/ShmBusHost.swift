@@ -64,7 +64,7 @@ final class ShmBusHost {
     /// `user` if given (setpriv drops root after `ip netns exec` entered the namespace,
     /// and execs, so the process keeps the pid the supervisor kills).
     func start(_ name: String, _ command: [String], as user: String? = nil) async throws -> SupervisedProcess {
-        let command = user.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=\($0)", "--init-groups"] + command } ?? command
+        let command = user.map { AccessUsers.command(command, as: $0) } ?? command
         return try await SupervisedProcess(Self.inside(namespace, command), log: directory.appendingPathComponent("\(name).log"))
     }
 

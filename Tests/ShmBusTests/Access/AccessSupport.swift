@@ -140,7 +140,7 @@ final class UserProcesses: Sendable {
                 + sandbox.command(executable == BuiltProducts.path("shmbus") ? Sandbox.shmbus : executable, arguments, info: info)
         }
         // In the user's CPU group (``UserSlices``), as systemd would run it.
-        let full = UserSlices.command(["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups"] + command, in: user)
+        let full = UserSlices.command(AccessUsers.command(command, as: user), in: user)
         let child = try ChildProcess(
             full[0], Array(full.dropFirst()), environment: Self.environment, stdin: stdin, stdout: .pipe, stderr: stderr, inheriting: inherited)
         withExtendedLifetime(info) {}
