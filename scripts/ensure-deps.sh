@@ -30,6 +30,10 @@ need libnats-dev       pkg-config --exists libnats
 need iproute2          command -v ip
 # The bridge's TLS tests make their CA and server certificate with it.
 need openssl           command -v openssl
+# scripts/watchdog.sh, around every test run: ps and pgrep to list what still runs
+# (stdbuf is coreutils'); gdb for the stacks of a hung run.
+need procps            command -v pgrep
+need gdb               command -v gdb
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 
