@@ -40,6 +40,13 @@ public struct RegistryConfiguration: Sendable {
     /// (`shmbus daemon` passes `shmbus keeper --bus …`); nil to use only those.
     public var keeperCommand: [String]?
 
+    /// A call from a client with nothing else queued or running here (a light client,
+    /// which the scheduling serves ahead of busy ones) that takes longer than this in
+    /// the registry, from the read to the reply, is logged at warning level with where
+    /// its time went (``DBus/DBusConnection/ServedCall``); nil logs none. Every call's
+    /// phases are in the metrics either way.
+    public var slowCallThreshold: Duration? = .milliseconds(100)
+
     /// How the daemon's bus connection runs the registry's handlers: every client's
     /// calls in a queue of their own, served in turn, few at a time, and none started
     /// while the bus lags behind reading the replies (see

@@ -68,6 +68,8 @@ public final class RegistryService: Sendable {
         let peers = PeerDirectory(connection: connection)
         let object = RegistryObject(registry: registry, configuration: configuration, connection: connection, peers: peers)
         let metrics = RegistryMetrics()
+        let served = ServedCalls(metrics: metrics, threshold: configuration.slowCallThreshold, logger: logger)
+        connection.observeServedCalls { served.record($0) }
         let root = try await connection.export(
             [metrics.counting(Registry1.interface(implementedBy: object))], at: ShmBusProtocol.registryPath, objectManager: true)
         let keeper = configuration.keepsPersistentSegments

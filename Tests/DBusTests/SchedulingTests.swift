@@ -131,4 +131,32 @@ import Testing
         #expect(outcomes == ["held": 3, "org.shmbus.Test.Error.TooManyDescriptors": 2])
         withExtendedLifetime(export) {}
     }
+
+    /// `observeServedCalls`: each answered call is reported once, with its sender, and
+    /// whether that sender was idle; a handler that sleeps shows in the handler's phase.
+    @Test func servedCallsAreReportedWithTheirPhases() async throws {
+        let (service, export) = try await Self.service(.init(perSender: 1, total: 1), Concurrency())
+        let reports = Lock<[DBusConnection.ServedCall]>([])
+        service.observeServedCalls { call in reports.withLock { $0.append(call) } }
+        let bystander = try await TestBus.connect()
+        try await Self.call(bystander, service, "Sleep", [.uint32(30)])
+        // Five at once from one sender, one handler a sender: the first may find it idle,
+        // the others find its earlier calls queued or running.
+        let flooder = try await TestBus.connect()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<5 { group.addTask { try await Self.call(flooder, service, "Sleep", [.uint32(100)]) } }
+            try await group.waitForAll()
+        }
+        service.observeServedCalls(nil)
+        let seen = reports.withLock { $0 }
+        let alone = try #require(seen.first { $0.sender == bystander.uniqueName })
+        #expect(alone.member == "Sleep" && alone.interface == Self.interfaceName)
+        #expect(alone.fromIdleSender)
+        #expect(alone.handling >= .milliseconds(30) && alone.total >= alone.handling)
+        let flood = seen.filter { $0.sender == flooder.uniqueName }
+        #expect(flood.count == 5)
+        #expect(flood.filter { !$0.fromIdleSender }.count >= 4, "\(flood.map(\.fromIdleSender))")
+        #expect(flood.allSatisfy { $0.handling >= .milliseconds(100) })
+        withExtendedLifetime(export) {}
+    }
 }

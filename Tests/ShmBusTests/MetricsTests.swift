@@ -99,6 +99,13 @@ import Testing
         #expect(metrics[notFound] == (before[notFound] ?? 0) + 1)
         #expect((metrics["shmbus_registry_calls_total{method=\"OpenSegment\"}"] ?? 0) >= 1)
         #expect(metrics.types["shmbus_registry_calls_total"] == "counter")
+        // Where calls spent their time: the lookup, from a client with nothing else
+        // pending, is one more call of an idle sender in every phase.
+        #expect(metrics.types["shmbus_registry_call_duration_seconds"] == "histogram")
+        for phase in ["loop", "queued", "handler", "reply"] {
+            let count = "shmbus_registry_call_duration_seconds_count{phase=\"\(phase)\",sender=\"idle\"}"
+            #expect((metrics[count] ?? 0) >= (before[count] ?? 0) + 1, "\(count)")
+        }
 
         // The process: its descriptors as /proc lists them, and its memory.
         let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.daemon.pid)/fd").count

@@ -23,6 +23,9 @@ final class ConnectionLoop {
     /// has not read yet.
     let socket: Int32?
     private(set) var isOpen = true
+    /// When `poll` last returned: where a served call's time in this process starts
+    /// (``DBusConnection/ServedCall/inLoop``).
+    private(set) var wokeAt = ContinuousClock.now
 
     private(set) var watches: [OpaquePointer] = []
     private var timeouts: [OpaquePointer: ContinuousClock.Instant] = [:]
@@ -198,6 +201,7 @@ final class ConnectionLoop {
                 shutdown(reason: "poll failed with errno \(errno)")
                 break
             }
+            wokeAt = .now
             if pollSet[0].revents != 0 { core.drainWake() }
             for (index, watch) in polledWatches.enumerated() {
                 let revents = pollSet[index + 1].revents

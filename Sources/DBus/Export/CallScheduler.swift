@@ -57,13 +57,16 @@ extension DBusConnection {
 /// that may start is started outside it.
 final class CallScheduler: Sendable {
     /// A call's handling: it runs the handler and returns the delivery of its answer,
-    /// which the scheduler performs once the handler's slot is free again.
-    typealias Job = @Sendable () async -> Delivery
+    /// which the scheduler performs once the handler's slot is free again. It is told
+    /// whether its sender was idle when the call came (``DBusConnection/ServedCall``).
+    typealias Job = @Sendable (_ fromIdleSender: Bool) async -> Delivery
     typealias Delivery = @Sendable () -> Void
+    private typealias Startable = (sender: String, job: Job, idle: Bool)
 
     private struct Waiting {
         let job: Job
         let unixFDs: Int
+        let idle: Bool
     }
 
     private struct State {
@@ -96,6 +99,13 @@ final class CallScheduler: Sendable {
 
     let limits: DBusConnection.CallScheduling
     private let state = Lock(State())
+    private let observing = Lock<(@Sendable (DBusConnection.ServedCall) -> Void)?>(nil)
+
+    /// Told of every call a job answered (``DBusConnection/observeServedCalls(_:)``).
+    var observer: (@Sendable (DBusConnection.ServedCall) -> Void)? {
+        get { observing.withLock { $0 } }
+        set { observing.withLock { $0 = newValue } }
+    }
 
     init(limits: DBusConnection.CallScheduling) {
         self.limits = limits
@@ -104,10 +114,11 @@ final class CallScheduler: Sendable {
     /// Queues a call of `sender` holding `unixFDs` descriptors; false (and nothing
     /// queued) when those would pass ``DBusConnection/CallScheduling/queuedUnixFDs``.
     func submit(sender: String, unixFDs: Int, _ job: @escaping Job) -> Bool {
-        let started = state.withLock { state -> [(String, Job)]? in
+        let started = state.withLock { state -> [Startable]? in
             if unixFDs > 0, state.queuedUnixFDs + unixFDs > limits.queuedUnixFDs { return nil }
             state.queuedUnixFDs += unixFDs
-            state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs))
+            let idle = state.queues[sender] == nil && state.running[sender] == nil
+            state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs, idle: idle))
             if state.queues[sender]?.count == 1 {
                 // A sender with nothing queued and nothing running (a client asking one
                 // thing, a bystander) waits among the fresh ones, served before the
@@ -129,7 +140,7 @@ final class CallScheduler: Sendable {
     /// Tells the scheduler how many bytes and descriptors wait to be read by the bus
     /// (loop thread, at each reply and once per turn).
     func outgoing(bytes: Int, unixFDs: Int) {
-        let started = state.withLock { state -> [(String, Job)] in
+        let started = state.withLock { state -> [Startable] in
             state.reportedBytes = bytes
             state.reportedUnixFDs = unixFDs
             return takeStartable(&state)
@@ -151,7 +162,7 @@ final class CallScheduler: Sendable {
     var isHoldingCalls: Bool { state.withLock { $0.congested(limits) && !$0.queues.isEmpty } }
 
     /// `sender`'s handler ended; returns the calls that may start now.
-    private func finished(_ sender: String) -> [(String, Job)] {
+    private func finished(_ sender: String) -> [Startable] {
         state.withLock { state in
             let running = state.running[sender, default: 1] - 1
             state.running[sender] = running == 0 ? nil : running
@@ -163,8 +174,8 @@ final class CallScheduler: Sendable {
     }
 
     /// Takes the next call of each ready sender in turn while slots are free.
-    private func takeStartable(_ state: inout State) -> [(String, Job)] {
-        var started: [(String, Job)] = []
+    private func takeStartable(_ state: inout State) -> [Startable] {
+        var started: [Startable] = []
         while let sender = next(&state) {
             guard let waiting = state.queues[sender]?.popFirst() else { continue }
             if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
@@ -173,7 +184,7 @@ final class CallScheduler: Sendable {
             state.running[sender] = running
             state.runningTotal += 1
             if state.queues[sender] != nil, running < limits.perSender { state.ready.append(sender) }
-            started.append((sender, waiting.job))
+            started.append((sender, waiting.job, waiting.idle))
         }
         // A Deque never shrinks by itself; empty ones after a flood give their storage back.
         if state.queues.isEmpty {
@@ -197,9 +208,9 @@ final class CallScheduler: Sendable {
         return fromFresh ? state.fresh.popFirst() : state.ready.popFirst()
     }
 
-    private func start(_ jobs: [(String, Job)]) {
-        for (sender, job) in jobs {
-            Task { await self.work(sender, job) }
+    private func start(_ jobs: [Startable]) {
+        for job in jobs {
+            Task { await self.work(job) }
         }
     }
 
@@ -209,11 +220,11 @@ final class CallScheduler: Sendable {
     /// tasks of a test suite) kept each waiting about half a second, so that 16 slots
     /// moved 32 calls a second. It yields now and then, so that a flood of calls that
     /// never suspend does not keep an executor thread from the rest of the process.
-    private func work(_ sender: String, _ job: @escaping Job) async {
-        var current: (String, Job)? = (sender, job)
+    private func work(_ first: Startable) async {
+        var current: Startable? = first
         var served = 0
-        while let (sender, job) = current {
-            let deliver = await job()
+        while let (sender, job, idle) = current {
+            let deliver = await job(idle)
             served += 1
             // The slot is given back before the caller can have its answer: a client
             // that asks again as soon as it has one (a bystander's `Lookup`, then its
@@ -252,9 +263,15 @@ extension ConnectionLoop {
     func schedule(_ call: DBusMessage, _ answer: @escaping @Sendable () async -> Result<[DBusValue], DBusError>) {
         let unixFDs = call.body.reduce(0) { $0 + $1.unixFDCount }
         let core = core
-        let job: CallScheduler.Job = {
+        let (woke, dispatched) = (wokeAt, ContinuousClock.now)
+        let job: CallScheduler.Job = { idle in
+            let started = ContinuousClock.now
             let result = await answer()
-            return { ConnectionLoop.sendReplyFromTask(to: call, result, through: core) }
+            let answered = ContinuousClock.now
+            let served = DBusConnection.ServedCall(
+                interface: call.interface, member: call.member ?? "", sender: call.sender ?? "", fromIdleSender: idle,
+                inLoop: dispatched - woke, queued: started - dispatched, handling: answered - started, replying: .zero)
+            return { ConnectionLoop.sendReplyFromTask(to: call, result, through: core, served: served, answeredAt: answered) }
         }
         guard core.scheduler.submit(sender: call.sender ?? "", unixFDs: unixFDs, job) else {
             let limits = core.scheduler.limits

@@ -26,8 +26,15 @@ extension ConnectionLoop {
     /// Builds a reply off the loop thread and hands it to the loop to send. Until the
     /// loop has sent it, the scheduler counts it among what waits for the bus, so a
     /// loop slow to wake delays new handlers instead of queueing replies behind it.
-    static func sendReplyFromTask(to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore) {
-        guard !call.noReplyExpected else { return }
+    /// The scheduler's observer hears of `served` once the reply is sent.
+    static func sendReplyFromTask(
+        to call: DBusMessage, _ result: Result<[DBusValue], DBusError>, through core: LoopCore,
+        served: DBusConnection.ServedCall, answeredAt answered: ContinuousClock.Instant
+    ) {
+        guard !call.noReplyExpected else {
+            core.scheduler.observer?(served)
+            return
+        }
         let reply: DBusMessage
         switch result {
         case .success(let body): reply = call.methodReturn(body)
@@ -46,6 +53,11 @@ extension ConnectionLoop {
         let queued = core.submit { loop in
             do { try loop.send(raw) } catch { loop.logger.debug("reply not sent", metadata: ["error": "\(error)"]) }
             loop.core.scheduler.replySent(bytes: size)
+            if let observer = loop.core.scheduler.observer {
+                var served = served
+                served.replying = .now - answered
+                observer(served)
+            }
             loop.reportOutgoing()
         }
         if !queued { core.scheduler.replySent(bytes: size) }

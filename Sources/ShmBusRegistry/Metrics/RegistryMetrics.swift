@@ -13,7 +13,7 @@ import ShmBusSystem
 /// daemon's figures must not depend on what else in the process bootstrapped what
 /// (registries in one test process, a library's counters).
 public final class RegistryMetrics: Sendable {
-    private let collectors = PrometheusCollectorRegistry()
+    let collectors = PrometheusCollectorRegistry()
     /// The series of each channel seen at the last scrape, so that a channel gone from
     /// the registry is gone from the text too.
     private let channels = Lock<[String: ChannelSeries]>([:])

@@ -40,6 +40,12 @@ struct Daemon: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(
+        help: ArgumentHelp(
+            "Log a warning for a call of a client with nothing else pending that takes longer than this in the registry (0: never).",
+            valueName: "milliseconds"))
+    var slowCallMs = 100
+
     @Flag(help: "Do not hand persistent segments to a keeper: they then end with this process.")
     var noKeeper = false
 
@@ -64,6 +70,7 @@ struct Daemon: AsyncParsableCommand {
         if maxSegmentsPerUser < 1 { throw ValidationError("--max-segments-per-user must be 1 or more (got \(maxSegmentsPerUser))") }
         if maxBytesPerUser.bytes == 0 { throw ValidationError("--max-bytes-per-user must be more than 0") }
         if maxPersistentBytesPerUser.bytes == 0 { throw ValidationError("--max-persistent-bytes-per-user must be more than 0") }
+        if slowCallMs < 0 { throw ValidationError("--slow-call-ms must be 0 or more (got \(slowCallMs))") }
         if metricsAnyAddress, metrics == nil { throw ValidationError("--metrics-any-address needs --metrics") }
     }
 
@@ -86,6 +93,7 @@ struct Daemon: AsyncParsableCommand {
             configuration.maxSegmentsPerUser = maxSegmentsPerUser
             configuration.maxBytesPerUser = maxBytesPerUser.bytes
             configuration.maxPersistentBytesPerUser = maxPersistentBytesPerUser.bytes
+            configuration.slowCallThreshold = slowCallMs > 0 ? .milliseconds(slowCallMs) : nil
             let resolved = bus.resolved(activated: true)
             configuration.keepsPersistentSegments = !noKeeper
             configuration.keeperCommand = [

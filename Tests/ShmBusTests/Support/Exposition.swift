@@ -24,10 +24,19 @@ struct Exposition {
                 continue
             }
             let name = String(match.output.1)
-            if types[name] == nil { Issue.record("\(name) has no TYPE line before it", sourceLocation: sourceLocation) }
+            if types[name] == nil, !Self.isHistogramSample(name, types) {
+                Issue.record("\(name) has no TYPE line before it", sourceLocation: sourceLocation)
+            }
             samples[name + String(match.output.2 ?? "")] = value
         }
     }
 
     subscript(_ key: String) -> Double? { samples[key] }
+
+    /// Whether `name` is a `_bucket`, `_sum` or `_count` sample of a histogram family.
+    private static func isHistogramSample(_ name: String, _ types: [String: String]) -> Bool {
+        ["_bucket", "_sum", "_count"].contains { suffix in
+            name.hasSuffix(suffix) && types[String(name.dropLast(suffix.count))] == "histogram"
+        }
+    }
 }
