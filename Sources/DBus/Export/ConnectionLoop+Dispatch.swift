@@ -32,7 +32,7 @@ extension ConnectionLoop {
         served: DBusConnection.ServedCall, answeredAt answered: ContinuousClock.Instant
     ) {
         guard !call.noReplyExpected else {
-            core.scheduler.observer?(served)
+            core.scheduler.observer?.report(served)
             return
         }
         let reply: DBusMessage
@@ -56,7 +56,7 @@ extension ConnectionLoop {
             if let observer = loop.core.scheduler.observer {
                 var served = served
                 served.replying = .now - answered
-                observer(served)
+                observer.report(served)
             }
             loop.reportOutgoing()
         }

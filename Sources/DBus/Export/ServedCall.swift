@@ -38,6 +38,6 @@ extension DBusConnection {
     /// many descriptors, `Introspect`, `Peer`) are not reported. A later call replaces
     /// the observer; nil removes it.
     public func observeServedCalls(_ observer: (@Sendable (ServedCall) -> Void)?) {
-        core.scheduler.observer = observer
+        core.scheduler.observer = observer.map(CallScheduler.Observer.init)
     }
 }
