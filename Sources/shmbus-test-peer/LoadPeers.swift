@@ -49,9 +49,11 @@ func flood(address: String, channel: String, key: String, connections: Int, call
 /// `registrationEvery`th sample a timed `RegisterSegment` of a fresh segment of a channel
 /// of its own (made before the clock starts; unregistered again untimed), and a timed
 /// `GetNameOwner` of the registry's name, which the bus answers itself: what the bus
-/// alone makes a caller wait. Then prints "bystander samples N", the p50, p99 and max
-/// in milliseconds of the lookups, the registrations and the bus's answers, and "wrong
-/// N" for lookups that did not find its chunk. (Lookups often, registrations less: a
+/// alone makes a caller wait, and a timed `Peer.Ping` of the registry, which its
+/// connection's loop answers itself: the bus both ways and the registry's socket and
+/// loop, without its scheduler or handlers. Then prints "bystander samples N", the p50,
+/// p99 and max in milliseconds of the lookups, the registrations, the bus's answers and
+/// the pings, and "wrong N" for lookups that did not find its chunk. (Lookups often, registrations less: a
 /// p99 needs some thousand samples, and a light client asks one thing at a time.)
 func bystander(address: String, channel: String, key: String, registrationEvery: Int = 8) async throws {
     let publisher = try await Publisher.open(channel: channel, on: .address(address))
@@ -66,6 +68,7 @@ func bystander(address: String, channel: String, key: String, registrationEvery:
     var lookups: [Duration] = []
     var registrations: [Duration] = []
     var busAnswers: [Duration] = []
+    var pings: [Duration] = []
     var wrong = 0
     while !stop.load(ordering: .acquiring) {
         var start = ContinuousClock.now
@@ -82,6 +85,11 @@ func bystander(address: String, channel: String, key: String, registrationEvery:
         start = ContinuousClock.now
         _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName)
         busAnswers.append(ContinuousClock.now - start)
+        start = ContinuousClock.now
+        _ = try await client.connection.call(
+            destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath, interface: "org.freedesktop.DBus.Peer",
+            method: "Ping", [])
+        pings.append(ContinuousClock.now - start)
         try await Task.sleep(for: .milliseconds(2))
     }
     func figures(_ name: String, _ samples: [Duration]) -> String {
@@ -91,7 +99,7 @@ func bystander(address: String, channel: String, key: String, registrationEvery:
         }
         return "\(name)_p50 \(at(0.5)) \(name)_p99 \(at(0.99)) \(name)_max \(at(1))"
     }
-    say("bystander samples \(lookups.count) \(figures("lookup", lookups)) \(figures("register", registrations)) \(figures("bus", busAnswers)) wrong \(wrong)")
+    say("bystander samples \(lookups.count) \(figures("lookup", lookups)) \(figures("register", registrations)) \(figures("bus", busAnswers)) \(figures("ping", pings)) wrong \(wrong)")
     await publisher.close()
 }
 

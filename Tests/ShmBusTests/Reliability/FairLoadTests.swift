@@ -137,10 +137,12 @@ import Testing
     /// allows a connection 128 pending replies) while user A publishes and looks up,
     /// each from a process of its own user, each user's processes in a CPU group of
     /// their own as systemd runs them (``UserSlices``). Every call of both is answered,
-    /// and A's lookups find A's chunk; A's latencies are reported.
+    /// and A's lookups find A's chunk; A's latencies are reported, beside the registry's
+    /// own account of the calls of idle callers (``ServedCallPhases``).
     @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)))
     func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood() async throws {
-        let bus = try await SystemBusRegistry()
+        let port = try ServedCallPhases.freePort()
+        let bus = try await SystemBusRegistry(daemonArguments: ["--metrics", "127.0.0.1:\(port)"])
         let peer = BuiltProducts.path("shmbus-test-peer")
         let (connections, calls) = (100, 12_000)
         let flood = try bus.users.spawn(
@@ -163,6 +165,7 @@ import Testing
         #expect(words.first == "bystander" && words.last == "0", "\(measured)")
         // "bystander samples N lookup_p50 X …": name and value alternate after the first word.
         let figures = stride(from: 1, to: words.count - 1, by: 2).map { (words[$0], words[$0 + 1] as Any) }
+            + (try await ServedCallPhases.scrape("http://127.0.0.1:\(port)/metrics"))
         Reliability.report(
             "fair-between-users", [("flooding_user", AccessUsers.b), ("measured_user", AccessUsers.a), ("connections", connections),
             ("calls_per_round", calls), ("cpu_groups", UserSlices.description), ("floods", summaries)] + figures)
