@@ -45,9 +45,6 @@ public actor PeerDirectory {
         let identity = PeerIdentity(
             uid: credentials.unixUserID, groups: Set(credentials.unixGroupIDs ?? []), appID: try FlatpakInfo.appID(of: credentials, otherUsers: otherUsers))
         processes[sender] = credentials.processID
-        // One client's connections share its bound of waiting calls
-        // (`CallScheduling.waitingPerGroup`): grouped by the process the bus names.
-        if let process = credentials.processID { connection.groupCalls(of: sender, as: "process \(process)") }
         if known.updateValue(identity, forKey: sender) == nil {
             order.append(sender)
             if order.count > Self.capacity {
@@ -87,7 +84,6 @@ public actor PeerDirectory {
     /// `name` left the bus: its identity is not needed again.
     public func forget(_ name: String) {
         processes[name] = nil
-        connection.groupCalls(of: name, as: nil)
         guard known.removeValue(forKey: name) != nil else { return }
         // Linear, but only for connections that called, and the order list is trimmed
         // in batches so that a departure storm stays cheap.

@@ -54,28 +54,13 @@ public struct RegistryConfiguration: Sendable {
     /// one call of each other busy client and `total` running ones.
     ///
     /// A call refused because descriptors would run out is `QuotaExceeded`, as a
-    /// registration past the descriptor budget is; so is one past the 256 calls one
-    /// process may keep waiting across its connections (``maxWaitingCallsPerProcess``).
+    /// registration past the descriptor budget is.
     public var callScheduling: DBusConnection.CallScheduling = {
         var scheduling = DBusConnection.CallScheduling(
             perSender: 4, total: 8, queuedUnixFDs: 128, outgoingBytes: 16 << 10, outgoingUnixFDs: 64)
         scheduling.refusalErrorName = ShmBusError(.quotaExceeded, "").dbusName
-        scheduling.waitingPerGroup = 256
         return scheduling
     }()
-
-    /// Calls one process may keep waiting for a handler across all its connections
-    /// (the registry groups a connection's calls by the process the bus names for it,
-    /// looked up as it joins the bus); those past it are answered `QuotaExceeded` at
-    /// once. Every waiting call is a pending one in the bus, and dbus-daemon walks
-    /// every pending call on the bus for each message it routes, so one client's
-    /// thousands of pipelined calls slowed every other client's messages. The bus
-    /// already bounds one connection's pending calls (128 on the system bus), so this
-    /// is reached only by a client of many connections.
-    public var maxWaitingCallsPerProcess: Int {
-        get { callScheduling.waitingPerGroup }
-        set { callScheduling.waitingPerGroup = max(1, newValue) }
-    }
 
     public init() {}
 

@@ -90,11 +90,6 @@ public final class RegistryService: Sendable {
                     } else if change.name.hasPrefix(":"), change.newOwner == nil {
                         await registry.ownerLeft(change.name)
                         await peers.forget(change.name)
-                    } else if change.name.hasPrefix(":"), change.oldOwner == nil {
-                        // A connection joined: learn who it is now, so that its first
-                        // burst of calls is already counted with its process's others.
-                        let name = change.name
-                        Task { _ = try? await peers.identity(of: name) }
                     }
                 }
             } catch {

@@ -160,47 +160,4 @@ import Testing
         #expect(flood.allSatisfy { $0.handling >= .milliseconds(200) })
         withExtendedLifetime(export) {}
     }
-
-    /// `waitingPerGroup` with `groupCalls`: two connections put in one group share its
-    /// bound, and calls past it are refused at once with the refusal error; a sender in
-    /// no group is not held to the group's count.
-    @Test func aGroupsWaitingCallsAreBoundedAcrossItsConnections() async throws {
-        var scheduling = DBusConnection.CallScheduling(perSender: 1, total: 1)
-        scheduling.waitingPerGroup = 2
-        scheduling.refusalErrorName = "org.shmbus.Test.Error.TooManyWaiting"
-        let (service, export) = try await Self.service(scheduling, Concurrency())
-        let (first, second, other) = (try await TestBus.connect(), try await TestBus.connect(), try await TestBus.connect())
-        service.groupCalls(of: first.uniqueName, as: "one client")
-        service.groupCalls(of: second.uniqueName, as: "one client")
-        // Eight calls of the group at once, each handler sleeping long enough that all
-        // eight come while the first ones run: at most two wait, the rest are refused.
-        let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
-            for index in 0..<8 {
-                group.addTask {
-                    do {
-                        try await Self.call(index % 2 == 0 ? first : second, service, "Sleep", [.uint32(500)])
-                        return "answered"
-                    } catch let error as DBusError {
-                        return error.name
-                    }
-                }
-            }
-            var outcomes: [String: Int] = [:]
-            for try await outcome in group { outcomes[outcome, default: 0] += 1 }
-            return outcomes
-        }
-        #expect(Set(outcomes.keys).isSubset(of: ["answered", "org.shmbus.Test.Error.TooManyWaiting"]), "\(outcomes)")
-        #expect((outcomes["org.shmbus.Test.Error.TooManyWaiting"] ?? 0) >= 1, "\(outcomes)")
-        #expect((outcomes["answered"] ?? 0) >= 2, "\(outcomes)")
-        // A sender of its own, after the group's calls: answered.
-        try await Self.call(other, service, "Sleep", [.uint32(0)])
-        // Out of the group again, each connection counts alone.
-        service.groupCalls(of: first.uniqueName, as: nil)
-        service.groupCalls(of: second.uniqueName, as: nil)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<4 { group.addTask { try await Self.call(index % 2 == 0 ? first : second, service, "Sleep", [.uint32(10)]) } }
-            try await group.waitForAll()
-        }
-        withExtendedLifetime(export) {}
-    }
 }

@@ -37,14 +37,6 @@ extension DBusConnection {
         /// Nor while more descriptors than this wait in libdbus's outgoing queue (each
         /// reply carrying one holds a duplicate until it is written).
         public var outgoingUnixFDs: Int
-        /// Calls of one group of senders (``DBusConnection/groupCalls(of:as:)``; a sender
-        /// not in a group is a group of its own) that may wait for a handler. A call past
-        /// it is refused at once with ``refusalErrorName``. Every call a client keeps
-        /// waiting here is one the bus keeps as pending, and dbus-daemon walks its list
-        /// of pending calls for every message it routes: one client's 12,000 queued calls
-        /// stalled everyone's messages through the bus (docs/RELIABILITY.md, "Where A's
-        /// stalls are"). Unbounded unless set.
-        public var waitingPerGroup = Int.max
 
         public init(
             perSender: Int = 16, total: Int = 64, queuedUnixFDs: Int = 1024, outgoingBytes: Int = 64 << 10, outgoingUnixFDs: Int = 1024
@@ -75,14 +67,6 @@ final class CallScheduler: Sendable {
         let job: Job
         let unixFDs: Int
         let idle: Bool
-        /// The group it was counted in when it came.
-        let group: String
-    }
-
-    /// Why ``submit(sender:unixFDs:_:)`` refused a call.
-    enum Refusal: Error {
-        case descriptors
-        case groupFull(waiting: Int)
     }
 
     private struct State {
@@ -101,9 +85,6 @@ final class CallScheduler: Sendable {
         var running: [String: Int] = [:]
         var runningTotal = 0
         var queuedUnixFDs = 0
-        /// The group of each sender put in one, and the calls waiting in each group.
-        var groups: [String: String] = [:]
-        var waitingInGroup: [String: Int] = [:]
         /// What the loop last saw waiting for the bus to read (libdbus's queue and the
         /// socket's), and the bytes of replies handed to the loop and not sent yet.
         var reportedBytes = 0
@@ -139,19 +120,14 @@ final class CallScheduler: Sendable {
         self.limits = limits
     }
 
-    /// Queues a call of `sender` holding `unixFDs` descriptors; refuses it (and queues
-    /// nothing) when those would pass ``DBusConnection/CallScheduling/queuedUnixFDs`` or
-    /// its group already has ``DBusConnection/CallScheduling/waitingPerGroup`` waiting.
-    func submit(sender: String, unixFDs: Int, _ job: @escaping Job) throws(Refusal) {
-        let admitted = state.withLock { state -> Result<[Startable], Refusal> in
-            if unixFDs > 0, state.queuedUnixFDs + unixFDs > limits.queuedUnixFDs { return .failure(.descriptors) }
-            let group = state.groups[sender] ?? sender
-            let waiting = state.waitingInGroup[group, default: 0]
-            guard waiting < limits.waitingPerGroup else { return .failure(.groupFull(waiting: waiting)) }
-            state.waitingInGroup[group] = waiting + 1
+    /// Queues a call of `sender` holding `unixFDs` descriptors; false (and nothing
+    /// queued) when those would pass ``DBusConnection/CallScheduling/queuedUnixFDs``.
+    func submit(sender: String, unixFDs: Int, _ job: @escaping Job) -> Bool {
+        let started = state.withLock { state -> [Startable]? in
+            if unixFDs > 0, state.queuedUnixFDs + unixFDs > limits.queuedUnixFDs { return nil }
             state.queuedUnixFDs += unixFDs
             let idle = state.queues[sender] == nil && state.running[sender] == nil
-            state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs, idle: idle, group: group))
+            state.queues[sender, default: []].append(Waiting(job: job, unixFDs: unixFDs, idle: idle))
             if state.queues[sender]?.count == 1 {
                 // A sender with nothing queued and nothing running (a client asking one
                 // thing, a bystander) waits among the fresh ones, served before the
@@ -163,24 +139,12 @@ final class CallScheduler: Sendable {
                 default: state.ready.append(sender)
                 }
             }
-            return .success(takeStartable(&state))
+            return takeStartable(&state)
         }
-        start(try admitted.get())
+        guard let started else { return false }
+        start(started)
+        return true
     }
-
-    /// Puts `sender`'s later calls in `group` (nil: a group of its own again). Calls
-    /// already waiting stay counted where they came.
-    func assign(_ sender: String, to group: String?) {
-        state.withLock { state in
-            // A sender the service put in a group as it left the bus (a lookup that
-            // raced its departure) would stay forever; past this many, start afresh:
-            // senders then count alone until grouped again, which only loosens the bound.
-            if group != nil, state.groups[sender] == nil, state.groups.count >= Self.groupCapacity { state.groups = [:] }
-            state.groups[sender] = group
-        }
-    }
-
-    private static let groupCapacity = 65_536
 
     /// Tells the scheduler how many bytes and descriptors wait to be read by the bus
     /// (loop thread, at each reply and once per turn).
@@ -225,8 +189,6 @@ final class CallScheduler: Sendable {
             guard let waiting = state.queues[sender]?.popFirst() else { continue }
             if state.queues[sender]?.isEmpty == true { state.queues[sender] = nil }
             state.queuedUnixFDs -= waiting.unixFDs
-            let left = state.waitingInGroup[waiting.group, default: 1] - 1
-            state.waitingInGroup[waiting.group] = left == 0 ? nil : left
             let running = state.running[sender, default: 0] + 1
             state.running[sender] = running
             state.runningTotal += 1
@@ -287,4 +249,44 @@ final class CallScheduler: Sendable {
     }
 
     private static let callsBetweenYields = 32
+}
+
+extension DBusValue {
+    /// The descriptors in this value, nested ones included.
+    var unixFDCount: Int {
+        switch self {
+        case .unixFD: 1
+        case .variant(let inner): inner.unixFDCount
+        case .array(_, let elements), .structure(let elements): elements.reduce(0) { $0 + $1.unixFDCount }
+        case .dictionary(_, _, let entries): entries.reduce(0) { $0 + $1.key.unixFDCount + $1.value.unixFDCount }
+        default: 0
+        }
+    }
+}
+
+extension ConnectionLoop {
+    /// Hands `answer`, the handling of `call`, to the scheduler, which sends its reply;
+    /// a call whose descriptors would pass its limit is answered at once with the
+    /// scheduling's refusal error (`LimitsExceeded` unless the service chose another),
+    /// and its descriptors close with it.
+    func schedule(_ call: DBusMessage, _ answer: @escaping @Sendable () async -> Result<[DBusValue], DBusError>) {
+        let unixFDs = call.body.reduce(0) { $0 + $1.unixFDCount }
+        let core = core
+        let (woke, dispatched) = (wokeAt, ContinuousClock.now)
+        let job: CallScheduler.Job = { idle in
+            let started = ContinuousClock.now
+            let result = await answer()
+            let answered = ContinuousClock.now
+            let served = DBusConnection.ServedCall(
+                interface: call.interface, member: call.member ?? "", sender: call.sender ?? "", fromIdleSender: idle,
+                inLoop: dispatched - woke, queued: started - dispatched, handling: answered - started, replying: .zero)
+            return { ConnectionLoop.sendReplyFromTask(to: call, result, through: core, served: served, answeredAt: answered) }
+        }
+        guard core.scheduler.submit(sender: call.sender ?? "", unixFDs: unixFDs, job) else {
+            let limits = core.scheduler.limits
+            return reply(to: call, with: DBusError(
+                name: limits.refusalErrorName,
+                message: "too many descriptors wait in calls to this connection (limit \(limits.queuedUnixFDs)); retry later"))
+        }
+    }
 }

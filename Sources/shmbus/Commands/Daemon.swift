@@ -40,9 +40,6 @@ struct Daemon: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(help: "Calls one process may keep waiting in the registry across its connections; more are refused with QuotaExceeded (1 or more).")
-    var maxWaitingCallsPerProcess = RegistryConfiguration().maxWaitingCallsPerProcess
-
     @Option(
         help: ArgumentHelp(
             "Log a warning for a call of a client with nothing else pending that takes longer than this in the registry (0: never).",
@@ -73,9 +70,6 @@ struct Daemon: AsyncParsableCommand {
         if maxSegmentsPerUser < 1 { throw ValidationError("--max-segments-per-user must be 1 or more (got \(maxSegmentsPerUser))") }
         if maxBytesPerUser.bytes == 0 { throw ValidationError("--max-bytes-per-user must be more than 0") }
         if maxPersistentBytesPerUser.bytes == 0 { throw ValidationError("--max-persistent-bytes-per-user must be more than 0") }
-        if maxWaitingCallsPerProcess < 1 {
-            throw ValidationError("--max-waiting-calls-per-process must be 1 or more (got \(maxWaitingCallsPerProcess))")
-        }
         if slowCallMs < 0 { throw ValidationError("--slow-call-ms must be 0 or more (got \(slowCallMs))") }
         if metricsAnyAddress, metrics == nil { throw ValidationError("--metrics-any-address needs --metrics") }
     }
@@ -99,7 +93,6 @@ struct Daemon: AsyncParsableCommand {
             configuration.maxSegmentsPerUser = maxSegmentsPerUser
             configuration.maxBytesPerUser = maxBytesPerUser.bytes
             configuration.maxPersistentBytesPerUser = maxPersistentBytesPerUser.bytes
-            configuration.maxWaitingCallsPerProcess = maxWaitingCallsPerProcess
             configuration.slowCallThreshold = slowCallMs > 0 ? .milliseconds(slowCallMs) : nil
             let resolved = bus.resolved(activated: true)
             configuration.keepsPersistentSegments = !noKeeper

@@ -16,9 +16,7 @@ import Testing
 ///
 /// Timings are reported, never asserted (the target, a bystander's `Lookup`
 /// p99 under 50 ms, is read from the report). What is asserted: every call of the
-/// bystander is answered right, and every call of the flood is answered right or
-/// refused with `QuotaExceeded` (the registry's bound on the calls one process keeps
-/// waiting, `--max-waiting-calls-per-process`), none failing otherwise.
+/// bystander and of the flood is answered, and answered right.
 @Suite(.serialized) struct FairLoadTests {
     struct Latencies {
         var lookups: [Duration] = []
@@ -73,19 +71,6 @@ import Testing
         latencies.busAnswers.append(ContinuousClock.now - start)
     }
 
-    /// Checks a flood's summary ("flooded N answered A refused R failed F seconds S"):
-    /// every call answered, or refused with `QuotaExceeded` by the registry's bound on
-    /// the calls one process keeps waiting, none failing otherwise. Returns
-    /// "answered=A refused=R seconds=S" for the report.
-    static func check(_ summary: String, calls: Int) -> String {
-        let words = summary.split(separator: " ").map(String.init)
-        func count(_ name: String) -> Int? { words.firstIndex(of: name).flatMap { $0 + 1 < words.count ? Int(words[$0 + 1]) : nil } }
-        let (answered, refused) = (count("answered") ?? -1, count("refused") ?? -1)
-        #expect(words.first == "flooded" && count("flooded") == calls, "\(summary)")
-        #expect(answered + refused == calls && count("failed") == 0, "\(summary)")
-        return ["answered", "refused", "seconds"].map { "\($0)=\(words.firstIndex(of: $0).map { words[$0 + 1] } ?? "?")" }.joined(separator: " ")
-    }
-
     /// Samples the bystander every 2 ms while `rounds` floods of `calls` calls over
     /// `connections` connections run, one after the other.
     static func underFlood(
@@ -116,7 +101,9 @@ import Testing
                 try await Task.sleep(for: .milliseconds(2))
             }
             try await reader.value
-            summaries.append(Self.check(try #require(done.withLock { $0 }), calls: calls))
+            let summary = try #require(done.withLock { $0 })
+            #expect(summary.hasPrefix("flooded \(calls) answered \(calls) "), "\(summary)")
+            summaries.append(summary.split(separator: " ").suffix(2).joined(separator: "="))
         }
         return (latencies, summaries)
     }
@@ -149,8 +136,8 @@ import Testing
     /// policy, user B floods from 100 connections (each pipelining 120 calls: the bus
     /// allows a connection 128 pending replies) while user A publishes and looks up,
     /// each from a process of its own user, each user's processes in a CPU group of
-    /// their own as systemd runs them (``UserSlices``). Every call of A is answered and
-    /// finds A's chunk, every call of B is answered or refused (``check(_:calls:)``); A's latencies are reported, beside the registry's
+    /// their own as systemd runs them (``UserSlices``). Every call of both is answered,
+    /// and A's lookups find A's chunk; A's latencies are reported, beside the registry's
     /// own account of the calls of idle callers (``ServedCallPhases``).
     @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)))
     func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood() async throws {
@@ -168,7 +155,9 @@ import Testing
         var summaries: [String] = []
         for _ in 0..<Reliability.count(quick: 3, full: 10) {
             _ = try flood.standardInput?.writeAll(Array("go\n".utf8))
-            summaries.append(Self.check(try await flood.readLine() ?? "flood ended", calls: calls))
+            let summary = try await flood.readLine() ?? "flood ended"
+            #expect(summary.hasPrefix("flooded \(calls) answered \(calls) "), "\(summary)")
+            summaries.append(summary.split(separator: " ").suffix(2).joined(separator: "="))
         }
         _ = try bystander.standardInput?.writeAll(Array("stop\n".utf8))
         let measured = try await bystander.readLine() ?? "bystander ended"
