@@ -27,7 +27,7 @@ func publishWithMetrics(address: String, channel: String, count: Int, size: Int,
     var (delivered, gaps, missed): (UInt64, UInt64, UInt64) = (0, 0, 0)
     for try await event in subscriber {
         switch event {
-        case .chunk(let chunk):
+        case .chunk:
             delivered += 1
         case .gap(let skipped, _):
             gaps += 1

@@ -81,8 +81,10 @@ public struct MetricsAddress: Sendable, CustomStringConvertible {
                 &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
         }
         guard status == 0 else { return "?" }
-        let name = String(cString: host)
-        return (family == AF_INET6 ? "[\(name)]" : name) + ":" + String(cString: service)
+        // getnameinfo NUL-terminates both within their buffers.
+        func text(_ buffer: [CChar]) -> String { String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        let name = text(host)
+        return (family == AF_INET6 ? "[\(name)]" : name) + ":" + text(service)
     }
 
     /// A listening socket bound here, and the address it got.
