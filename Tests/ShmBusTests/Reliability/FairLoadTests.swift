@@ -24,6 +24,9 @@ import Testing
         /// `GetNameOwner` of the registry's name, answered by the bus itself: what the
         /// bus alone makes a caller wait during the flood.
         var busAnswers: [Duration] = []
+        /// `Peer.Ping` of the registry, which its connection's loop answers itself: the
+        /// bus both ways and the registry's socket and loop, without its scheduler.
+        var pings: [Duration] = []
         /// When the slowest lookup started, from the start of its flood round.
         var slowestLookupAt: Duration = .zero
 
@@ -41,6 +44,9 @@ import Testing
                 ("\(prefix)_bus_p50", Reliability.milliseconds(Reliability.percentile(busAnswers, 0.5))),
                 ("\(prefix)_bus_p99", Reliability.milliseconds(Reliability.percentile(busAnswers, 0.99))),
                 ("\(prefix)_bus_max", Reliability.milliseconds(busAnswers.max() ?? .zero)),
+                ("\(prefix)_ping_p50", Reliability.milliseconds(Reliability.percentile(pings, 0.5))),
+                ("\(prefix)_ping_p99", Reliability.milliseconds(Reliability.percentile(pings, 0.99))),
+                ("\(prefix)_ping_max", Reliability.milliseconds(pings.max() ?? .zero)),
             ]
         }
     }
@@ -49,7 +55,8 @@ import Testing
     /// `RegisterSegment` of a fresh segment (made before the clock starts), unregistered
     /// again untimed, then a timed question to the bus. (Lookups often, registrations
     /// less: a p99 needs some thousand samples, and a light client asks one thing at a
-    /// time.)
+    /// time.) Then a timed `Peer.Ping` of the registry. (`shmbus-test-peer bystander`
+    /// takes the same samples in a process of another user.)
     static func sample(
         _ client: RegistryClient, _ index: Int, into latencies: inout Latencies, roundStart: ContinuousClock.Instant? = nil
     ) async throws {
@@ -69,6 +76,11 @@ import Testing
         start = ContinuousClock.now
         _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName)
         latencies.busAnswers.append(ContinuousClock.now - start)
+        start = ContinuousClock.now
+        _ = try await client.connection.call(
+            destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath, interface: "org.freedesktop.DBus.Peer",
+            method: "Ping", [])
+        latencies.pings.append(ContinuousClock.now - start)
     }
 
     /// Samples the bystander every 2 ms while `rounds` floods of `calls` calls over
@@ -109,7 +121,8 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(10))) func aBystanderIsServedWhileOneClientFloods() async throws {
-        let fixture = try await RegistryFixture()
+        let port = try ServedCallPhases.freePort()
+        let fixture = try await RegistryFixture(daemonArguments: ["--metrics", "127.0.0.1:\(port)"])
         let bystander = try await Publisher.open(channel: "bystander", on: .address(fixture.address))
         try bystander.publish(Array("still here".utf8), key: "k")
         let client = try await fixture.client()
@@ -128,6 +141,7 @@ import Testing
         figures += quiet.figures("quiet")
         figures += [("connections100_floods", manySummaries)] + many.figures("connections100")
         figures += [("pipelined_floods", oneSummaries)] + one.figures("pipelined")
+        figures += try await ServedCallPhases.scrape("http://127.0.0.1:\(port)/metrics")
         Reliability.report("fair-under-load", figures)
         await bystander.close()
     }
