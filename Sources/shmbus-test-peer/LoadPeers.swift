@@ -86,9 +86,7 @@ func bystander(address: String, channel: String, key: String, registrationEvery:
         _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName)
         busAnswers.append(ContinuousClock.now - start)
         start = ContinuousClock.now
-        _ = try await client.connection.call(
-            destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath, interface: "org.freedesktop.DBus.Peer",
-            method: "Ping", [])
+        try await client.connection.ping(ShmBusProtocol.registryName)
         pings.append(ContinuousClock.now - start)
         try await Task.sleep(for: .milliseconds(2))
     }

@@ -65,9 +65,7 @@ func floor(address: String, count: Int) async throws -> String {
     }
     let bus = try await timed { _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName) }
     let ping = try await timed {
-        _ = try await client.connection.call(
-            destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath, interface: "org.freedesktop.DBus.Peer",
-            method: "Ping")
+        try await client.connection.ping(ShmBusProtocol.registryName)
     }
     let lookup = try await timed { _ = try? await client.lookup(channel: "floor-none", key: "k") }
     return "floor bus \(bus) ping \(ping) lookup \(lookup)"

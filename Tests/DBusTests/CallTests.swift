@@ -15,6 +15,14 @@ import Testing
         }
     }
 
+    @Test func pingReachesAConnectionAndTheBusButNoOneElse() async throws {
+        let echo = try await EchoService.start()
+        try await echo.client.ping(echo.service.uniqueName)
+        try await echo.client.ping(DBusConnection.busDestination)
+        let error = await #expect(throws: DBusError.self) { try await echo.client.ping(":1.999999") }
+        #expect(error?.name == "org.freedesktop.DBus.Error.ServiceUnknown" || error?.name == "org.freedesktop.DBus.Error.NameHasNoOwner", "\(String(describing: error))")
+    }
+
     @Test func unknownObjectsMethodsAndInterfacesGetStandardErrors() async throws {
         let echo = try await EchoService.start()
         let cases: [(ObjectPath, String?, String, String)] = [

@@ -41,4 +41,11 @@ extension DBusConnection {
             destination: destination, path: path, interface: interface, member: method, body: arguments)
         return try await call(message, timeout: timeout).body
     }
+
+    /// `org.freedesktop.DBus.Peer.Ping` of `destination`: answered by its connection
+    /// (libdbus, or this library's loop) without any handler of its objects, so it
+    /// measures the way there and back through the bus alone.
+    public func ping(_ destination: String, timeout: Duration? = defaultTimeout) async throws {
+        _ = try await call(destination: destination, path: "/", interface: StandardInterfaces.peerName, method: "Ping", timeout: timeout)
+    }
 }

@@ -2,6 +2,7 @@ import DBus
 import Locking
 import Logging
 import Prometheus
+import ShmBusSystem
 
 /// What the registry makes of each call its connection served
 /// (``DBus/DBusConnection/observeServedCalls(_:)``): the time of each phase in the
@@ -89,9 +90,8 @@ final class ServedCalls: Sendable {
         logger.warning("slow call from an idle client", metadata: metadata)
     }
 
+    /// To a tenth of a millisecond.
     private static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let tenths = ((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 10).rounded()
-        return "\(tenths / 10)"
+        "\((duration.inSeconds * 10_000).rounded() / 10)"
     }
 }

@@ -77,9 +77,7 @@ import Testing
         _ = try await client.connection.nameOwner(of: ShmBusProtocol.registryName)
         latencies.busAnswers.append(ContinuousClock.now - start)
         start = ContinuousClock.now
-        _ = try await client.connection.call(
-            destination: ShmBusProtocol.registryName, path: ShmBusProtocol.registryPath, interface: "org.freedesktop.DBus.Peer",
-            method: "Ping", [])
+        try await client.connection.ping(ShmBusProtocol.registryName)
         latencies.pings.append(ContinuousClock.now - start)
     }
 
