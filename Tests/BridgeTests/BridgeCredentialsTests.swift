@@ -114,7 +114,7 @@ extension BridgeTests {
 
         func bridge(right: Bool) -> [String] {
             [BuiltProducts.path("shmbus"), "bridge", "--bus", host.bus.address, "--stream", "SECURED", "--name", "s",
-             "--server", url, "--export", "lab/probe", "--log-level", "warning"] + credentials(right: right)
+             "--server", url, "--export", "lab/probe", "--log-level", "info"] + credentials(right: right)
         }
 
         func tearDown() {
@@ -134,6 +134,7 @@ extension BridgeTests {
         defer { bridge.stop() }
         let options = secured.rightOptions
         do {
+            try await Self.waitForStream("SECURED", createdBy: bridge)
             try await waitUntil("chunk \(sequence) in the stream") {
                 let stored = try? await TestNetwork.onMachine(secured.host.namespace) {
                     let nats = try NATSConnection(options: options)
@@ -148,7 +149,8 @@ extension BridgeTests {
                 return true
             }
         } catch {
-            throw TestFailure("\(error)\nbridge:\n\(bridge.logText.suffix(4000))")
+            throw TestFailure(
+                "\(error)\nbridge:\n\(bridge.logText.suffix(4000))\nnats-server:\n\(secured.server.process?.logText.suffix(4000) ?? "")")
         }
         await publisher.close()
     }
@@ -194,13 +196,14 @@ extension BridgeTests {
         let bridge = try await host.start(
             "bridge-unreachable",
             [BuiltProducts.path("shmbus"), "bridge", "--bus", host.bus.address, "--stream", "LATER", "--name", "u",
-             "--server", "nats://\(address)", "--export", "lab/probe", "--log-level", "warning"])
+             "--server", "nats://\(address)", "--export", "lab/probe", "--log-level", "info"])
         defer { bridge.stop() }
         try await waitUntil("the bridge to find no server") { bridge.logText.contains("cannot connect to [\"nats://\(address)\"] yet") }
         #expect(bridge.isRunning)
         let server = try await NATSServer(name: "later", listen: address, namespace: host.namespace)
         let url = server.clientURL
         do {
+            try await Self.waitForStream("LATER", createdBy: bridge)
             try await waitUntil("chunk \(sequence) in the stream") {
                 let stored = try? await TestNetwork.onMachine(host.namespace) {
                     let nats = try NATSConnection(options: .init(servers: [url]))
@@ -210,8 +213,19 @@ extension BridgeTests {
                 return stored == String(sequence)
             }
         } catch {
-            throw TestFailure("\(error)\nbridge:\n\(bridge.logText.suffix(4000))")
+            throw TestFailure(
+                "\(error)\nbridge:\n\(bridge.logText.suffix(4000))\nnats-server:\n\(server.process?.logText.suffix(4000) ?? "")")
         }
         await publisher.close()
+    }
+
+    /// Waits for `bridge` to log that it has created `stream`, before anything asks a
+    /// single node for the stream's messages. nats-server 2.9.10 (Debian's) adds a new
+    /// stream to its account before it sets up the stream's store
+    /// (`addStreamWithAssignment` in server/stream.go), and a `STREAM.MSG.GET` that
+    /// arrives in between dereferences the missing store and kills the server; a
+    /// cluster answers only from an elected leader, which has its store.
+    static func waitForStream(_ stream: String, createdBy bridge: SupervisedProcess) async throws {
+        try await waitUntil("the bridge to create stream '\(stream)'") { bridge.logText.contains("stream '\(stream)': ") }
     }
 }
