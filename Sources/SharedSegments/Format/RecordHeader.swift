@@ -121,7 +121,8 @@ struct RecordHeader {
             guard payloadOffset <= length, payloadLength <= length - payloadOffset else {
                 throw .badRecord(at: offset, "payload (\(payloadLength) bytes at +\(payloadOffset)) runs past the record's \(length) bytes")
             }
-            let key = Array(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(offset) + L.recordKeyOffset), count: keyLength))
+            // No array for the empty key, the common case of a flood of small chunks.
+            let key = keyLength == 0 ? [] : Array(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(offset) + L.recordKeyOffset), count: keyLength))
             let stored = u64(L.recordChecksumOffset)
             let computed = key.withUnsafeBytes { checksum(header: header.baseAddress!, key: $0) }
             guard stored == computed else {

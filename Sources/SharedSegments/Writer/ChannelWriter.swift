@@ -21,9 +21,9 @@ public final class ChannelWriter {
     public let doorbell: Doorbell
     /// How often the doorbell may ring for nobody (see ``RingPacing``).
     @exclusivity(unchecked) var ringPacing = RingPacing()
-    public var policy: GarbageCollectionPolicy
+    @exclusivity(unchecked) public var policy: GarbageCollectionPolicy
     /// Capacity of new generations.
-    public var capacity: UInt64
+    @exclusivity(unchecked) public var capacity: UInt64
     /// Whether new generations ask for transparent huge pages (see
     /// ``SegmentWriter/init(channel:capacity:generation:baseSequence:hugePages:)``).
     public let hugePages: Bool
@@ -188,7 +188,8 @@ public final class ChannelWriter {
     func recordLayout(
         length: UInt64, key: String, attributes: ChunkAttributes
     ) throws(SegmentError) -> (key: [UInt8], block: [UInt8], layout: (payloadOffset: UInt64, length: UInt64)) {
-        let keyBytes = Array(key.utf8)
+        // No array for the empty key, the common case of a flood of small chunks.
+        let keyBytes = key.isEmpty ? [] : Array(key.utf8)
         guard keyBytes.count <= SegmentLayout.maximumKeyLength else {
             throw SegmentError(.invalidArgument, "key is \(keyBytes.count) bytes; the limit is \(SegmentLayout.maximumKeyLength)")
         }
@@ -272,17 +273,18 @@ public final class ChannelWriter {
         let budget = min(UInt64(policy.retainRatio * Double(area)), area - min(room, area))
 
         // Live records of the old segment, in order: the writer's own, trusted layout.
-        var live: [(offset: UInt64, length: UInt64, key: [UInt8])] = []
+        // Offsets and lengths only: a full segment of small chunks holds millions of
+        // records, and a key array for each (most of them dropped below) was a tenth of
+        // a small-chunk flood's publishing time.
+        var live: [(offset: UInt64, length: UInt64)] = []
+        live.reserveCapacity(Int(min(old.liveChunks, 1 << 22)))
         var offset = UInt64(L.headerSize)
         let now = RealtimeClock.now()
         while offset < old.committedEnd {
             let length = old.mapping.load(Int(offset) + L.recordLengthOffset, as: UInt64.self)
             let flags = RecordHeader.flags(in: old.mapping, at: offset)
             let expiry = old.mapping.load(Int(offset) + L.recordExpiryOffset, as: UInt64.self)
-            if flags & L.obsoleteFlag == 0, expiry == 0 || expiry > now {
-                let keyLength = Int(old.mapping.load(Int(offset) + L.recordKeyLengthOffset, as: UInt16.self))
-                live.append((offset, length, old.mapping.bytes(Int(offset) + L.recordKeyOffset, keyLength)))
-            }
+            if flags & L.obsoleteFlag == 0, expiry == 0 || expiry > now { live.append((offset, length)) }
             offset += length
         }
         var kept = 0
@@ -309,7 +311,10 @@ public final class ChannelWriter {
             end += record.length
             new.commit(end: end, sequence: sequence, bytes: record.length)
             new.noteExpiry(expiry, recordAt: end - record.length, length: record.length)
-            if !record.key.isEmpty { newIndex[record.key] = (end - record.length, record.length) }
+            let keyLength = Int(new.mapping.load(Int(end - record.length) + L.recordKeyLengthOffset, as: UInt16.self))
+            if keyLength > 0 {
+                newIndex[new.mapping.bytes(Int(end - record.length) + L.recordKeyOffset, keyLength)] = (end - record.length, record.length)
+            }
         }
         // The new segment's last sequence is the channel's, even if the newest chunks
         // were obsolete and not copied.
