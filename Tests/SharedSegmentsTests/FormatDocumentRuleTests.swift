@@ -147,7 +147,8 @@ extension FormatDocumentTests {
 
         // The document's bytes, as a reader meets them.
         mapping.store(bytes: documented, at: 4096)
-        let (record, readKey) = try RecordHeader.read(from: mapping, at: 4096, limit: 4096 + layout.length)
+        let record = try RecordHeader.read(from: mapping, at: 4096, limit: 4096 + layout.length)
+        let readKey = record.key
         #expect(readKey == key && record.sequence == 1 && record.payloadLength == 20 && record.length == 192)
         var flipped = documented
         flipped[63] ^= 0x01

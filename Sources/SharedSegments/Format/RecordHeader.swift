@@ -14,6 +14,8 @@ struct RecordHeader {
     /// Bytes of the attributes block at ``attributesOffset``; 0 = none.
     var attributesLength: Int
     var checksum: UInt64
+    /// The key's bytes, copied once from the segment (the checksum covers the copy).
+    var key: [UInt8]
 
     var end: UInt64 { offset + length }
     var absolutePayloadOffset: UInt64 { offset + payloadOffset }
@@ -78,8 +80,12 @@ struct RecordHeader {
 
     /// Reads and validates the record at `offset`, which must end at or before `limit`
     /// (the committed end the caller loaded). The 64 header bytes and the key are
-    /// copied once; only the copies are checked and used. Returns the key bytes too.
-    static func read(from mapping: MemoryMapping, at offset: UInt64, limit: UInt64) throws(SegmentError) -> (RecordHeader, [UInt8]) {
+    /// copied once; only the copies are checked and used.
+    ///
+    /// The key is a field, not a second result: a `(RecordHeader, [UInt8])` tuple was
+    /// destroyed through the runtime's generic tuple witnesses, a tenth of a
+    /// small-chunk subscriber's time.
+    static func read(from mapping: MemoryMapping, at offset: UInt64, limit: UInt64) throws(SegmentError) -> RecordHeader {
         let L = SegmentLayout.self
         guard offset % UInt64(L.alignment) == 0 else { throw .badRecord(at: offset, "offset is not 64-byte aligned") }
         guard limit <= UInt64(mapping.length), offset < limit, limit - offset >= UInt64(L.recordHeaderSize) else {
@@ -89,7 +95,7 @@ struct RecordHeader {
         withUnsafeMutableBytes(of: &raw) {
             $0.copyMemory(from: UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(offset)), count: L.recordHeaderSize))
         }
-        return try withUnsafeBytes(of: &raw) { (header) throws(SegmentError) -> (RecordHeader, [UInt8]) in
+        return try withUnsafeBytes(of: &raw) { (header) throws(SegmentError) -> RecordHeader in
             func u64(_ o: Int) -> UInt64 { header.loadUnaligned(fromByteOffset: o, as: UInt64.self) }
             let magic = header.loadUnaligned(fromByteOffset: L.recordMagicOffset, as: UInt32.self)
             guard magic == L.recordMagic else {
@@ -131,8 +137,8 @@ struct RecordHeader {
             let record = RecordHeader(
                 offset: offset, length: length, sequence: u64(L.recordSequenceOffset), timestamp: u64(L.recordTimestampOffset),
                 expiry: u64(L.recordExpiryOffset), payloadLength: payloadLength, payloadOffset: payloadOffset,
-                keyLength: keyLength, attributesLength: attributesLength, checksum: stored)
-            return (record, key)
+                keyLength: keyLength, attributesLength: attributesLength, checksum: stored, key: key)
+            return record
         }
     }
 

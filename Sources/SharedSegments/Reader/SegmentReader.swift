@@ -78,11 +78,11 @@ public final class SegmentReader: Sendable {
     /// The chunk whose record starts at `offset`, validated against `limit` (a
     /// committed end loaded by the caller).
     public func chunk(at offset: UInt64, limit: UInt64) throws(SegmentError) -> Chunk {
-        let (record, key) = try RecordHeader.read(from: mapping, at: offset, limit: limit)
+        let record = try RecordHeader.read(from: mapping, at: offset, limit: limit)
         let keyString: String
-        if key.isEmpty {
+        if record.key.isEmpty {
             keyString = ""
-        } else if let valid = String(validating: key, as: UTF8.self) {
+        } else if let valid = String(validating: record.key, as: UTF8.self) {
             keyString = valid
         } else {
             throw .badRecord(at: offset, "key is not UTF-8")
@@ -122,8 +122,8 @@ public final class SegmentReader: Sendable {
         let limit = try liveState().committedEnd
         return try index.withLock { (index) throws(SegmentError) -> Chunk? in
             while index.scanned < limit {
-                let (record, recordKey) = try RecordHeader.read(from: mapping, at: index.scanned, limit: limit)
-                index.latest[recordKey] = record.offset
+                let record = try RecordHeader.read(from: mapping, at: index.scanned, limit: limit)
+                index.latest[record.key] = record.offset
                 index.scanned = record.end
             }
             guard let offset = index.latest[wanted] else { return nil }

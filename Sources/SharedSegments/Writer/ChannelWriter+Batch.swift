@@ -40,11 +40,28 @@ extension ChannelWriter {
     /// Space for one more chunk of the batch, written in place.
     public struct BatchReservation {
         public let buffer: UnsafeMutableRawBufferPointer
+        /// What else happened, nil for almost every chunk. Behind one reference, a chunk
+        /// that only reserved pays one null check: an optional `Rotation` and
+        /// `CommittedBatch` held inline were tested and destroyed through generic value
+        /// witnesses, 6% of a batch's publishing time.
+        let events: Events?
+
+        final class Events {
+            let rotation: Rotation?
+            let committedFirst: CommittedBatch?
+            init(rotation: Rotation?, committedFirst: CommittedBatch?) {
+                self.rotation = rotation
+                self.committedFirst = committedFirst
+            }
+        }
+
+        /// Whether ``rotation`` or ``committedFirst`` has something to handle.
+        public var hasEvents: Bool { events != nil }
         /// As for ``Reservation/rotation``: register `rotation.new`, then retire.
-        public let rotation: Rotation?
+        public var rotation: Rotation? { events?.rotation }
         /// The batch so far, committed first because this chunk did not fit beside it
         /// (or the segment was due for collection): announce it as any commit.
-        public let committedFirst: CommittedBatch?
+        public var committedFirst: CommittedBatch? { events?.committedFirst }
     }
 
     /// Prepares one more chunk of the open batch (opening one if none is), to be filled
@@ -60,7 +77,8 @@ extension ChannelWriter {
         }
         let (keyBytes, block, layout) = try recordLayout(length: length, key: key, attributes: attributes)
         var committedFirst: CommittedBatch?
-        if let open = batch, layout.length > current.capacity - open.end { committedFirst = commitBatch() }
+        // `batch!`, not `if let`: a copy of the open batch retains its arrays.
+        if batch != nil, layout.length > current.capacity - batch!.end { committedFirst = commitBatch() }
         var rotation: Rotation?
         if batch == nil {
             let timestamp = RealtimeClock.now()
@@ -101,7 +119,8 @@ extension ChannelWriter {
         batch!.bytes += prepared.length
         if !keyBytes.isEmpty { batch!.keyed.append((keyBytes, prepared.recordOffset, prepared.length)) }
         if expiresAt != 0 { batch!.expiring.append((expiresAt, prepared.recordOffset, prepared.length)) }
-        return BatchReservation(buffer: prepared.payload, rotation: rotation, committedFirst: committedFirst)
+        let events = rotation == nil && committedFirst == nil ? nil : BatchReservation.Events(rotation: rotation, committedFirst: committedFirst)
+        return BatchReservation(buffer: prepared.payload, events: events)
     }
 
     /// The part of a batch that ``reserveInBatch(length:key:expiresAt:attributes:)`` committed

@@ -46,6 +46,22 @@ extension ChannelWriter {
     /// The memory the next generation will use, if one is being prepared.
     public var spareMemory: SegmentMemory? { prefaultState.spare }
 
+    /// The bytes of the next generation's memory to fault in before it is needed: its
+    /// header, what garbage collection may copy into it (the retention budget), and a
+    /// window past that. A collection copies up to a quarter of a segment (by default)
+    /// into new memory; faulted in by the writer, that copy was a quarter of a
+    /// small-chunk flood's publishing time (docs/BENCHMARKS.md, "64-byte chunks").
+    var spareBytes: UInt64 {
+        let area = capacity - UInt64(SegmentLayout.headerSize)
+        let copies = UInt64(policy.retainRatio * Double(area))
+        return min(capacity, UInt64(SegmentLayout.headerSize) + copies + prefaultWindow)
+    }
+
+    /// How far before the current segment's end the spare is asked for: early enough
+    /// for the prefaulter, which faults in about four times as fast as a writer of
+    /// small chunks fills, to be through half of it (at the least, a window).
+    func spareLead(window: UInt64) -> UInt64 { max(window, spareBytes / 2) }
+
     /// Asks the prefaulter for a window past the committed end of the current segment
     /// (at least `room` bytes), and, where the current segment has less than a window
     /// left, for the first window of the next generation's memory.
@@ -63,14 +79,17 @@ extension ChannelWriter {
             prefaultState.requested = target
         }
         // Ask again once a quarter of the window is used: one call per window / 4
-        // bytes published, whatever the chunk size.
+        // bytes published, whatever the chunk size; and where the spare is due.
         prefaultState.nextRequestAt = target >= segment.capacity ? .max : segment.committedEnd + max(window / 4, 1)
-        guard target >= segment.capacity, prefaultState.hasRotated || spareWanted else { return }
+        let spareAt = segment.capacity - min(segment.capacity, spareLead(window: window))
+        let spareDue = segment.committedEnd >= spareAt || target >= segment.capacity
+        if !spareDue, prefaultState.hasRotated { prefaultState.nextRequestAt = min(prefaultState.nextRequestAt, spareAt) }
+        guard spareDue, prefaultState.hasRotated || spareWanted else { return }
         if prefaultState.spare.map({ $0.capacity != capacity }) ?? true {
             // Best effort: without it, the next generation is made when needed.
             prefaultState.spare = try? SegmentMemory(channel: channel, capacity: capacity, hugePages: hugePages)
         }
-        prefaultState.spare?.prefault(upTo: Int(min(capacity, window + UInt64(SegmentLayout.headerSize))), with: plan.prefaulter)
+        prefaultState.spare?.prefault(upTo: Int(max(spareBytes, min(capacity, window + UInt64(SegmentLayout.headerSize)))), with: plan.prefaulter)
     }
 
     /// The next generation's memory, if it was prepared for this capacity; it is used

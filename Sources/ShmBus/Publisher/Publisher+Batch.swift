@@ -70,9 +70,11 @@ extension Publisher {
                 if let part = writer.takeUnannouncedBatch() { publisher.announce(part) }
                 throw ShmBusError(error, context: "channel '\(publisher.channel)'")
             }
-            if let part = reserved.committedFirst { publisher.announce(part) }
-            // Queued while the writer is locked, as `publish` does.
-            if let rotation = reserved.rotation { publisher.queue(rotation, of: writer) }
+            if reserved.hasEvents {
+                if let part = reserved.committedFirst { publisher.announce(part) }
+                // Queued while the writer is locked, as `publish` does.
+                if let rotation = reserved.rotation { publisher.queue(rotation, of: writer) }
+            }
             tally.filling = true
             fill(reserved.buffer)
             tally.filling = false
