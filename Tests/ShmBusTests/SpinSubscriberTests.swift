@@ -126,10 +126,21 @@ import Testing
         let live = try ChildProcess(
             fixture.shmbus, ["subscribe", "--channel", "spin/cli", "--from", "now", "--count", "3", "--wait", "spin:100us", "--bus", fixture.address],
             stdout: .pipe, stderr: .pipe)
-        try await Task.sleep(for: .milliseconds(300))
-        for i in 0..<3 { try publisher.publish(Array("live \(i)".utf8)) }
+        // Published until it has its three: `--from now` counts from whenever it
+        // subscribed, which on a loaded machine came after a fixed wait of 300 ms had
+        // passed and three chunks were gone, and the test then waited for ever.
+        let feeder = Task {
+            var i = 0
+            while !Task.isCancelled {
+                try publisher.publish(Array("live \(i)".utf8))
+                i += 1
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
         var lines: [String] = []
         while let line = try await live.readLine() { lines.append(line) }
+        feeder.cancel()
+        _ = await feeder.result
         #expect(await live.exit() == .exited(0))
         #expect(lines.count == 3 && lines.allSatisfy { $0.hasPrefix("sequence ") }, "\(lines)")
         for bad in ["spin:", "spin:fast", "spin:50", "spin:1s", "spin:101ms", "spin:-5us"] {
