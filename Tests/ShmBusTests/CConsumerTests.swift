@@ -35,7 +35,7 @@ import Testing
         return (0..<count).map { UInt8(truncatingIfNeeded: Int(sequence) &* 131 &+ $0 &* 7) }
     }
 
-    @Test(.timeLimit(.minutes(2))) func theCSubscriberFollowsASwiftPublisherThroughCollections() async throws {
+    @Test(.timeLimit(.minutes(5))) func theCSubscriberFollowsASwiftPublisherThroughCollections() async throws {
         let binary = try await Self.compile()
         let fixture = try await RegistryFixture()
         var options = Publisher.Options()
@@ -100,7 +100,7 @@ import Testing
     /// A publisher writes random bytes and extreme words over its own live segment
     /// (the test peer's `scribble`, with a fixed seed): the C reader reads it again after
     /// each round and either reads it or says what is invalid; it never crashes.
-    @Test(.timeLimit(.minutes(2))) func aScribbledSegmentIsRefusedNeverACrash() async throws {
+    @Test(.timeLimit(.minutes(5))) func aScribbledSegmentIsRefusedNeverACrash() async throws {
         let binary = try await Self.compile()
         let fixture = try await RegistryFixture()
         let peer = try ChildProcess(

@@ -51,7 +51,7 @@ import Testing
         #expect(latest.bytes == [UInt8](repeating: UInt8(truncatingIfNeeded: count - 1), count: size))
     }
 
-    @Test(.timeLimit(.minutes(2))) func aContinuingPublisherCarriesOverEveryKeyAndTheRegistrySeesOneNewestEach() async throws {
+    @Test(.timeLimit(.minutes(5))) func aContinuingPublisherCarriesOverEveryKeyAndTheRegistrySeesOneNewestEach() async throws {
         let fixture = try await RegistryFixture()
         let client = try await fixture.client()
         var options = Publisher.Options()
@@ -86,7 +86,7 @@ import Testing
         #expect(String(decoding: kept.bytes, as: UTF8.self) == "a2")
     }
 
-    @Test(.timeLimit(.minutes(3))) func aSubscriberFollowsAHistoryHandedOverThreeTimes() async throws {
+    @Test(.timeLimit(.minutes(5))) func aSubscriberFollowsAHistoryHandedOverThreeTimes() async throws {
         let fixture = try await RegistryFixture()
         var options = Publisher.Options()
         options.capacity = 256 << 10
@@ -125,7 +125,7 @@ import Testing
         subscriber.cancel()
     }
 
-    @Test(.timeLimit(.minutes(3))) func theReadmeScreenshotLoopStaysAtTwoSegments() async throws {
+    @Test(.timeLimit(.minutes(5))) func theReadmeScreenshotLoopStaysAtTwoSegments() async throws {
         // The README's own example, run as a user would: once per screenshot.
         let fixture = try await RegistryFixture()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shots-\(getpid())")
@@ -152,7 +152,7 @@ import Testing
         #expect(latest.sequence == 20)
     }
 
-    @Test(.timeLimit(.minutes(3))) func expiredPersistentDataAreReclaimedWithoutAnyonePublishing() async throws {
+    @Test(.timeLimit(.minutes(5))) func expiredPersistentDataAreReclaimedWithoutAnyonePublishing() async throws {
         let fixture = try await RegistryFixture()
         let client = try await fixture.client()
         var options = Publisher.Options()

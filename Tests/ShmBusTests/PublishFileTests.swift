@@ -7,7 +7,7 @@ import Testing
 /// `shmbus publish FILE` reads a large file straight into the segment (with its memory
 /// faulted in ahead by the prefaulter) and every byte arrives.
 @Suite struct PublishFileTests {
-    @Test(.timeLimit(.minutes(2))) func aLargeFileArrivesByteForByte() async throws {
+    @Test(.timeLimit(.minutes(5))) func aLargeFileArrivesByteForByte() async throws {
         let fixture = try await RegistryFixture()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-publish-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -34,7 +34,7 @@ import Testing
 
     /// `shmbus publish --lines`: every line a chunk, in order, byte for byte: an empty
     /// line, a line longer than one read (1 MiB), and a last line without its newline.
-    @Test(.timeLimit(.minutes(2))) func everyLineOfTheInputIsAChunk() async throws {
+    @Test(.timeLimit(.minutes(5))) func everyLineOfTheInputIsAChunk() async throws {
         let fixture = try await RegistryFixture()
         var lines: [String] = (0..<100_000).map { "line \($0) " + String(repeating: "x", count: $0 % 97) }
         lines[500] = ""
@@ -61,7 +61,7 @@ import Testing
     /// A line longer than the largest chunk is refused while it is still being read
     /// (input without newlines is not buffered without end), and the lines before it
     /// stay published.
-    @Test(.timeLimit(.minutes(2))) func aLineLongerThanTheLargestChunkIsRefusedAndTheLinesBeforeItStay() async throws {
+    @Test(.timeLimit(.minutes(5))) func aLineLongerThanTheLargestChunkIsRefusedAndTheLinesBeforeItStay() async throws {
         let fixture = try await RegistryFixture()
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-long-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(at: input) }

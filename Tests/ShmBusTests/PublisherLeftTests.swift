@@ -14,7 +14,7 @@ import Testing
         return peer
     }
 
-    @Test(.timeLimit(.minutes(2))) func aKilledPublisherEndsTheIterationAfterItsLastChunkWhenAsked() async throws {
+    @Test(.timeLimit(.minutes(5))) func aKilledPublisherEndsTheIterationAfterItsLastChunkWhenAsked() async throws {
         let fixture = try await RegistryFixture()
         let peer = try await Self.publish(fixture, channel: "left/end", count: 50)
         let subscriber = try await Subscriber.open(
@@ -35,7 +35,7 @@ import Testing
         #expect(left == [owner], "then the departure, once, naming the publisher")
     }
 
-    @Test(.timeLimit(.minutes(2))) func aSubscriberGoesOnWithTheChannelsNextPublisher() async throws {
+    @Test(.timeLimit(.minutes(5))) func aSubscriberGoesOnWithTheChannelsNextPublisher() async throws {
         let fixture = try await RegistryFixture()
         let first = try await Self.publish(fixture, channel: "left/again", count: 10)
         let subscriber = try await Subscriber.open(channel: "left/again", on: .address(fixture.address), options: .init(start: .oldest))
@@ -60,7 +60,7 @@ import Testing
         subscriber.cancel()
     }
 
-    @Test(.timeLimit(.minutes(2))) func subscribeUntilPublisherLeavesExitsZeroAfterTheLastChunk() async throws {
+    @Test(.timeLimit(.minutes(5))) func subscribeUntilPublisherLeavesExitsZeroAfterTheLastChunk() async throws {
         let fixture = try await RegistryFixture()
         let peer = try await Self.publish(fixture, channel: "left/cli", count: 5)
         let subscribe = try ChildProcess(
@@ -77,7 +77,7 @@ import Testing
         #expect(lines.last?.contains("\"event\":\"publisher-left\"") == true, "\(lines)")
     }
 
-    @Test(.timeLimit(.minutes(3))) func aPublisherKilledWhilePublishingLeavesNothingUndelivered() async throws {
+    @Test(.timeLimit(.minutes(5))) func aPublisherKilledWhilePublishingLeavesNothingUndelivered() async throws {
         // The departure may be seen between a read that found nothing and the
         // publisher's last commits: every round kills it mid-flood, and the subscriber
         // must still deliver everything committed before saying it left.
@@ -128,7 +128,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2))) func aPersistentChannelWhosePublisherIsGoneEndsAfterItsChunks() async throws {
+    @Test(.timeLimit(.minutes(5))) func aPersistentChannelWhosePublisherIsGoneEndsAfterItsChunks() async throws {
         let fixture = try await RegistryFixture()
         let (published, _, err) = try await fixture.run(["publish", "--channel", "left/kept", "--key", "k", "--persistent", "/etc/hostname"])
         #expect(published == .exited(0), "\(err)")

@@ -17,7 +17,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2))) func subscribersFollowCollectionsWhileTheRegistryIsGone() async throws {
+    @Test(.timeLimit(.minutes(5))) func subscribersFollowCollectionsWhileTheRegistryIsGone() async throws {
         let fixture = try await RegistryFixture()
         let watcher = try await fixture.connect()
         let publisher = try await fixture.smallSegmentPublisher(channel: "unregistered")

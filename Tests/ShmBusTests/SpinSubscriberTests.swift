@@ -49,7 +49,7 @@ import Testing
     /// everything published while it spins comes in order; with nothing more published
     /// its spins run out and it sleeps on the doorbell, from which the next chunk wakes
     /// it. Through `readBlocking` on a thread of its own, and through the iterator.
-    @Test(.timeLimit(.minutes(2)), arguments: [true, false])
+    @Test(.timeLimit(.minutes(5)), arguments: [true, false])
     func aSpinSubscriberGetsEveryChunkAndExactGapsAndParksAfterItsBudget(blocking: Bool) async throws {
         let fixture = try await RegistryFixture()
         let channel = "spin/\(blocking ? "blocking" : "iterator")"
@@ -107,7 +107,7 @@ import Testing
 
     /// `shmbus subscribe --wait spin` and `--wait spin:BUDGET` against a real daemon; a
     /// budget that is not a duration, or is over the longest, is refused up front.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func theCommandLineSubscribesWithASpinWait() async throws {
         let fixture = try await RegistryFixture()
         let publisher = try await Publisher.open(channel: "spin/cli", on: .address(fixture.address))

@@ -79,7 +79,7 @@ import Testing
     /// A bus without systemd activation (this private dbus-daemon; any bus where PID 1 is
     /// not systemd) ignores SystemdService= and starts Exec=: the registry on the first
     /// call, the keeper on the first persistent publish.
-    @Test(.timeLimit(.minutes(2))) func activationWithoutSystemdStillWorks() async throws {
+    @Test(.timeLimit(.minutes(5))) func activationWithoutSystemdStillWorks() async throws {
         let installed = try await Installed()
         let fixture = try await RegistryFixture(startDaemon: false, serviceDirectories: [installed.services.path])
         let client = try await fixture.client()

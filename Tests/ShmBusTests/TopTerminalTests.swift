@@ -71,7 +71,7 @@ import Testing
         #expect(try await session.format("#{cursor_flag}") == "1", "the cursor shows again")
     }
 
-    @Test(.timeLimit(.minutes(3))) func showsTheChannelsMovingSortsFiltersAndQuits() async throws {
+    @Test(.timeLimit(.minutes(5))) func showsTheChannelsMovingSortsFiltersAndQuits() async throws {
         let fixture = try await RegistryFixture()
         let channels = try await Channels(fixture)
         let session = try await TmuxSession(script: Self.script(fixture))
@@ -114,7 +114,7 @@ import Testing
         await channels.close()
     }
 
-    @Test(.timeLimit(.minutes(3))) func redrawsOnResizeAndRestoresTheTerminalOnSignals() async throws {
+    @Test(.timeLimit(.minutes(5))) func redrawsOnResizeAndRestoresTheTerminalOnSignals() async throws {
         let fixture = try await RegistryFixture()
         let channels = try await Channels(fixture)
         let session = try await TmuxSession(script: Self.script(fixture), columns: 160, rows: 30)

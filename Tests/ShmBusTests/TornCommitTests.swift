@@ -41,7 +41,7 @@ import Testing
         return bytes
     }
 
-    @Test(.timeLimit(.minutes(3))) func aPublisherKilledBetweenItsTwoHeaderStoresIsContinuedAfterItsLastRecord() async throws {
+    @Test(.timeLimit(.minutes(5))) func aPublisherKilledBetweenItsTwoHeaderStoresIsContinuedAfterItsLastRecord() async throws {
         let fixture = try await RegistryFixture()
         let client = try await fixture.client()
         let channel = "torn"

@@ -12,7 +12,7 @@ import Testing
 /// ttl from the departure, not from its own start (which would give the segment its
 /// whole ttl again).
 @Suite struct KeeperDepartureTests {
-    @Test(.timeLimit(.minutes(2))) func aTtlCountsFromTheDepartureEvenIfTheRegistryNeverSawIt() async throws {
+    @Test(.timeLimit(.minutes(5))) func aTtlCountsFromTheDepartureEvenIfTheRegistryNeverSawIt() async throws {
         let fixture = try await RegistryFixture()
         let client = try await fixture.client()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-departure-\(UInt32.random(in: 0...UInt32.max))")

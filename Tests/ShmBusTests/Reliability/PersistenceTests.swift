@@ -239,7 +239,7 @@ import Testing
         #expect(dropped != nil, "the keeper let go of the expired segment")
     }
 
-    @Test(.timeLimit(.minutes(2))) func aKilledKeeperIsReplacedAndGivenEverythingAgain() async throws {
+    @Test(.timeLimit(.minutes(5))) func aKilledKeeperIsReplacedAndGivenEverythingAgain() async throws {
         let fixture = try await RegistryFixture()
         let client = try await fixture.client()
         var expected: Expected = [:]
