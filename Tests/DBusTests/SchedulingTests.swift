@@ -12,11 +12,8 @@ import Testing
     /// Handlers running now, per sender, and the most seen at once.
     final class Concurrency: Sendable {
         private let state = Lock((running: [String: Int](), total: 0, mostPerSender: 0, mostTotal: 0))
-        /// The priority of each handler's task, per sender, in the order they started.
-        let priorities = Lock([String: [TaskPriority]]())
 
         func enter(_ sender: String) {
-            priorities.withLock { $0[sender, default: []].append(Task.currentPriority) }
             state.withLock { s in
                 s.running[sender, default: 0] += 1
                 s.total += 1
@@ -161,39 +158,6 @@ import Testing
         #expect(flood.count == 5)
         #expect(flood.filter { !$0.fromIdleSender }.count >= 1, "\(flood.map(\.fromIdleSender))")
         #expect(flood.allSatisfy { $0.handling >= .milliseconds(200) })
-        withExtendedLifetime(export) {}
-    }
-
-    @Test func anIdleSendersCallRunsAtAHigherPriorityThanAFloodsCalls() async throws {
-        let concurrency = Concurrency()
-        let (service, export) = try await Self.service(.init(perSender: 1, total: 1), concurrency)
-        let reports = Lock<[DBusConnection.ServedCall]>([])
-        service.observeServedCalls { call in reports.withLock { $0.append(call) } }
-        let flooder = try await TestBus.connect()
-        let bystander = try await TestBus.connect()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<5 { group.addTask { try await Self.call(flooder, service, "Sleep", [.uint32(50)]) } }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(20))
-                try await Self.call(bystander, service, "Sleep", [.uint32(1)])
-            }
-            try await group.waitForAll()
-        }
-        service.observeServedCalls(nil)
-        let seen = reports.withLock { $0 }
-        let priorities = concurrency.priorities.withLock { $0 }
-        // One handler a sender: the flood's calls ran one after the other, so its
-        // reports and its recorded priorities are in the same order.
-        let flood = seen.filter { $0.sender == flooder.uniqueName }
-        let floodPriorities = try #require(priorities[flooder.uniqueName])
-        #expect(flood.count == 5 && floodPriorities.count == 5)
-        for (call, priority) in zip(flood, floodPriorities) {
-            #expect(priority == (call.fromIdleSender ? .high : .medium), "idle \(call.fromIdleSender): \(priority)")
-        }
-        #expect(flood.contains { !$0.fromIdleSender }, "a flood's later calls find it busy")
-        let alone = try #require(seen.first { $0.sender == bystander.uniqueName })
-        #expect(alone.fromIdleSender)
-        #expect(priorities[bystander.uniqueName] == [.high])
         withExtendedLifetime(export) {}
     }
 }

@@ -217,15 +217,9 @@ final class CallScheduler: Sendable {
         return fromFresh ? state.fresh.popFirst() : state.ready.popFirst()
     }
 
-    /// Starts each job in a task of its own. An idle sender's call (a bystander's
-    /// question) starts at a higher priority than a busy sender's: the executor keeps
-    /// a queue per priority, and a flood of busy senders' tasks on the default one kept
-    /// a bystander's `UnregisterSegment` waiting 348 ms for a thread
-    /// (docs/RELIABILITY.md, "Where A's stalls are"). The priority is set either way, so
-    /// that a job started from a high-priority task does not inherit it.
     private func start(_ jobs: [Startable]) {
         for job in jobs {
-            Task(priority: job.idle ? .high : .medium) { await self.work(job) }
+            Task { await self.work(job) }
         }
     }
 
@@ -248,9 +242,7 @@ final class CallScheduler: Sendable {
             // in the ring behind every flooding sender.
             var next = finished(sender)
             deliver()
-            // An idle sender's high-priority task serves only its call: the calls that
-            // may start now get tasks of their own priority.
-            current = next.isEmpty || idle ? nil : next.removeFirst()
+            current = next.isEmpty ? nil : next.removeFirst()
             start(next)
             if current != nil, served % Self.callsBetweenYields == 0 { await Task.yield() }
         }
