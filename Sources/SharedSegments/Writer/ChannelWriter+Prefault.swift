@@ -49,8 +49,8 @@ extension ChannelWriter {
     /// The bytes of the next generation's memory to fault in before it is needed: its
     /// header, what garbage collection may copy into it (the retention budget), and a
     /// window past that. A collection copies up to a quarter of a segment (by default)
-    /// into new memory; faulted in by the writer, that copy was a quarter of a
-    /// small-chunk flood's publishing time (docs/BENCHMARKS.md, "64-byte chunks").
+    /// into new memory; without this, the publishing thread took that copy's page
+    /// faults itself (docs/BENCHMARKS.md, "64-byte chunks").
     var spareBytes: UInt64 {
         let area = capacity - UInt64(SegmentLayout.headerSize)
         let copies = UInt64(policy.retainRatio * Double(area))
