@@ -55,10 +55,13 @@ class Publisher:
     (a page multiple; the largest chunk is a little less); `persistent` (and `ttl`
     seconds) keep its segments after it leaves; `readers` are grants as
     docs/SECURITY.md says (``user:UID``, ``group:GID``, ``app:ID``, ``any``);
-    `signal_interval`: the shortest time between two ``Committed`` signals."""
+    `signal_interval`: the shortest time between two ``Committed`` signals;
+    `linger`: seconds :meth:`close` stays on the bus after a collection (Swift's
+    ``Options.linger``): a reader still on the retired segment needs the new one,
+    which the registry drops as a non-persistent publisher leaves."""
 
     def __init__(self, channel, bus=None, capacity=64 << 20, persistent=False, ttl=None, readers=(),
-                 signal_interval=0.001, replacing_keys=(), serve=None):
+                 signal_interval=0.001, replacing_keys=(), serve=None, linger=0.5):
         import dbus
         import dbus.lowlevel
         self._dbus = dbus
@@ -72,6 +75,8 @@ class Publisher:
         self.ttl = ttl
         self.readers = list(readers)
         self.signal_interval = signal_interval
+        self.linger = linger
+        self._last_collection = None
         self.signals_sent = 0
         self._pending = None          # (segment, generation, start, end, first, last) not announced yet
         self._last_signal = 0.0
@@ -225,6 +230,7 @@ class Publisher:
         """A collection made `new` current: register it replacing `old`, then retire
         `old` (successor first, then the bit) and wake every sleeper."""
         old, new = rotation
+        self._last_collection = time.monotonic()
         try:
             self._register(new, replaces=old.name)
         except Unavailable:
@@ -293,8 +299,9 @@ class Publisher:
             raise InvalidArgument("the publisher is closed")
 
     def close(self):
-        """Announces what is pending and leaves the bus: the registry then drops the
-        non-persistent segments (persistent ones stay, as registered)."""
+        """Announces what is pending, waits out `linger` if a collection happened
+        within it, and leaves the bus: the registry then drops the non-persistent
+        segments (persistent ones stay, as registered)."""
         if self._closed:
             return
         with self._lock:
@@ -304,6 +311,10 @@ class Publisher:
                 self.flush()
         except Exception:
             pass
+        if not self.persistent and self._last_collection is not None:
+            rest = self.linger - (time.monotonic() - self._last_collection)
+            if rest > 0:
+                time.sleep(rest)
         # The GLib loop thread stops first: it dispatches on the connection, and a
         # connection closed under a dispatch aborts the interpreter (libdbus asserts;
         # seen in a fresh-clone CI run of test_publisher).

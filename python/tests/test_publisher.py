@@ -282,3 +282,36 @@ def test_a_held_back_committed_signal_is_sent_when_its_interval_is_over(peers, c
     out, _ = monitor.communicate(timeout=10)
     committed = [l for l in out.decode().splitlines() if l.startswith("sig") and "Committed" in l]
     assert len(committed) == 2, out.decode()
+
+
+@pytest.mark.parametrize("linger", [3.0, 0.0])
+def test_a_reader_on_the_retired_segment_gets_the_last_chunks_while_the_publisher_lingers(peers, channel, linger):
+    """Closed right after a collection, a non-persistent publisher takes the new
+    segment along (the registry drops it as the publisher leaves); `linger` keeps it
+    on the bus for a reader that is still on the retired one. The reader here maps
+    the first segment, then reads only 0.5 s after the close began."""
+    import threading
+    publisher = shmbus.Publisher(channel, bus=peers.address, capacity=64 * 1024, linger=linger)
+    subscriber = shmbus.Subscriber(channel, bus=peers.address, start="oldest", end_when_publisher_leaves=True)
+    try:
+        first = publisher.current_segment
+        while publisher.current_segment == first:
+            publisher.publish(expected(publisher.last_sequence + 1, 1024))
+        publisher.publish(expected(publisher.last_sequence + 1, 1024))
+        last = publisher.last_sequence
+        closing = threading.Thread(target=publisher.close)
+        closing.start()
+        time.sleep(0.5)
+        events = list(subscriber)
+        closing.join()
+        chunks = [e for e in events if isinstance(e, shmbus.Chunk)]
+        assert [c.sequence for c in chunks] == list(range(1, len(chunks) + 1))
+        assert all(c.payload == expected(c.sequence, 1024) for c in chunks)
+        assert isinstance(events[-1], shmbus.PublisherLeft)
+        if linger:
+            assert len(chunks) == last and subscriber.statistics["successors_lost"] == 0
+        else:
+            assert len(chunks) < last and subscriber.statistics["successors_lost"] == 1
+    finally:
+        subscriber.close()
+        publisher.close()

@@ -61,6 +61,15 @@ public final class Publisher: Sendable {
         /// the registry and this publisher's own `Publisher1.OpenSegment` refuse
         /// everyone else.
         public var readers: ReadPolicy = .ownerOnly
+        /// How long ``Publisher/close()`` keeps this connection on the bus after the
+        /// last garbage collection, when the segments are not persistent. A reader
+        /// still on the retired generation needs the new one from the registry or
+        /// from this publisher, and the registry drops it as this connection leaves:
+        /// without the wait, a publisher that closes right after a collection takes
+        /// its last chunks along (the subscriber ends on the retired generation and
+        /// counts `successorsLost`). Only a close within this time of a collection
+        /// waits, for the rest of it; a killed process cannot wait at all.
+        public var linger: Duration = .milliseconds(500)
         public init() {}
     }
 
@@ -75,6 +84,8 @@ public final class Publisher: Sendable {
     let registrar: Registrar
     private let follower = Lock<Task<Void, Never>?>(nil)
     private let export = Lock<DBusExport?>(nil)
+    /// When the last collection made a new generation (see `Options.linger`).
+    private let lastCollection = Lock<ContinuousClock.Instant?>(nil)
     let logger: Logger
     let metrics: PublisherMetrics
 
@@ -292,6 +303,7 @@ public final class Publisher: Sendable {
     func queue(_ rotation: ChannelWriter.Rotation, of writer: ChannelWriter) {
         if !registrar.enqueue(rotation) { writer.retire(rotation) }
         metrics.collections.increment()
+        lastCollection.withLock { $0 = .now }
     }
 
     /// The segment chunks are published into now.
@@ -307,10 +319,15 @@ public final class Publisher: Sendable {
         notifier.flush()
     }
 
-    /// Stops publishing: flushes, then closes the connection. Non-persistent segments
-    /// leave the registry as the connection leaves the bus; persistent ones stay.
+    /// Stops publishing: flushes, waits out ``Options/linger`` if a collection happened
+    /// within it, then closes the connection. Non-persistent segments leave the
+    /// registry as the connection leaves the bus; persistent ones stay.
     public func close() async {
         await flush()
+        if !options.persistent, let collected = lastCollection.withLock({ $0 }) {
+            let rest = options.linger - (ContinuousClock.now - collected)
+            if rest > .zero { try? await Task.sleep(for: rest) }
+        }
         registrar.stop()
         follower.withLock { $0?.cancel() }
         export.withLock { $0?.cancel() }
