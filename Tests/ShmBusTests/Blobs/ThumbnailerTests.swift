@@ -122,7 +122,7 @@ import ThumbnailerProtocol
         defer { try? FileManager.default.removeItem(at: directory) }
         // The image as a raw file, written row by row.
         let input = directory.appendingPathComponent("image.rgba")
-        FileManager.default.createFile(atPath: input.path, contents: nil)
+        #expect(FileManager.default.createFile(atPath: input.path, contents: nil))
         let file = try FileHandle(forWritingTo: input)
         var row = [UInt8](repeating: 0, count: width * 4)
         for y in 0..<height {
