@@ -24,19 +24,31 @@ public final class PrivateBus: Sendable {
     /// its own user's), as on a system bus, with the same open policy. `launcher` runs
     /// the daemon (`["ip", "netns", "exec", NAME]` puts it in a network namespace); it
     /// must exec it, so that stopping its process stops the daemon.
+    ///
+    /// With `daemon: .dbusBroker` the bus is dbus-broker's instead, with the same open
+    /// policy for every user (``Daemon/dbusBroker``); `serviceDirectories` and
+    /// `everyUser` then do not apply.
     public init(
-        serviceDirectories: [String] = [], environment: [String: String] = [:], everyUser: Bool = false, launcher: [String] = []
+        serviceDirectories: [String] = [], environment: [String: String] = [:], everyUser: Bool = false, launcher: [String] = [],
+        daemon kind: Daemon = .dbusDaemon
     ) throws {
-        guard let daemon = PrivateBus.findExecutable("dbus-daemon") else {
-            throw DBusError.failed(
-                "dbus-daemon is not installed; install it with: apt-get install dbus-daemon")
-        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "shmbus-bus-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = directory.appendingPathComponent("bus.conf")
-        try Self.configuration(socketDirectory: directory.path, serviceDirectories: serviceDirectories, everyUser: everyUser)
-            .write(to: config, atomically: true, encoding: .utf8)
+        let command: [String]
+        switch kind {
+        case .dbusDaemon:
+            guard let daemon = PrivateBus.findExecutable("dbus-daemon") else {
+                throw DBusError.failed(
+                    "dbus-daemon is not installed; install it with: apt-get install dbus-daemon")
+            }
+            try Self.configuration(socketDirectory: directory.path, serviceDirectories: serviceDirectories, everyUser: everyUser)
+                .write(to: config, atomically: true, encoding: .utf8)
+            command = [daemon, "--config-file=\(config.path)", "--nofork", "--print-address=1"]
+        case .dbusBroker:
+            command = try Self.brokerCommand(socket: directory.appendingPathComponent("bus.socket").path)
+        }
 
         // The daemon prints its address on stdout. `read` returns when our end of
         // stdin closes (stop() or this process's death); then the daemon is stopped.
@@ -44,11 +56,11 @@ public final class PrivateBus: Sendable {
         // lets go of stdout once the daemon has it: a daemon that fails to start then
         // ends the address with end of file, instead of leaving the read below blocked
         // on the shell's copy of the pipe (a CI run hung there for an hour).
-        let script = "cfg=$1 log=$2; shift 2; \"$@\" --config-file=\"$cfg\" --nofork --print-address=1 </dev/null 2>\"$log\" & pid=$!; exec >/dev/null; read _; kill $pid; wait $pid"
+        let script = "log=$1; shift; \"$@\" </dev/null 2>\"$log\" & pid=$!; exec >/dev/null; read _; kill $pid; wait $pid"
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         let process = try ChildProcess(
-            "/bin/sh", ["-c", script, "sh", config.path, directory.appendingPathComponent("bus.log").path] + launcher + [daemon],
+            "/bin/sh", ["-c", script, "sh", directory.appendingPathComponent("bus.log").path] + launcher + command,
             environment: env,
             stdin: .pipe, stdout: .pipe)
 
@@ -66,7 +78,7 @@ public final class PrivateBus: Sendable {
             process.closeStandardInput()
             process.waitUntilExit()
             let log = (try? String(contentsOf: directory.appendingPathComponent("bus.log"), encoding: .utf8)) ?? ""
-            throw DBusError.failed("dbus-daemon exited without printing an address (config \(config.path)): \(log)")
+            throw DBusError.failed("\(kind) exited without printing an address (\(command.joined(separator: " "))): \(log)")
         }
         self.address = address
         self.directory = directory

@@ -17,10 +17,13 @@ final class RegistryFixture: Sendable {
 
     var address: String { bus.address }
 
-    /// Starts a bus and (unless `startDaemon` is false) the daemon, waiting until it owns
-    /// its name.
-    init(startDaemon: Bool = true, daemonArguments: [String] = [], serviceDirectories: [String] = []) async throws {
-        bus = try PrivateBus(serviceDirectories: serviceDirectories)
+    /// Starts a bus (`busDaemon`'s) and (unless `startDaemon` is false) the daemon,
+    /// waiting until it owns its name.
+    init(
+        startDaemon: Bool = true, daemonArguments: [String] = [], serviceDirectories: [String] = [],
+        busDaemon: PrivateBus.Daemon = .dbusDaemon
+    ) async throws {
+        bus = try PrivateBus(serviceDirectories: serviceDirectories, daemon: busDaemon)
         if startDaemon {
             daemon = try Self.startDaemon(Self.daemonExecutable, address: bus.address, arguments: daemonArguments)
             try await waitForRegistry()

@@ -1,0 +1,53 @@
+import DBus
+import Foundation
+
+extension PrivateBus {
+    /// Which bus daemon a ``PrivateBus`` runs.
+    public enum Daemon: Sendable, CustomStringConvertible {
+        /// The reference implementation, `dbus-daemon`, with the configuration of
+        /// ``PrivateBus/configuration(socketDirectory:serviceDirectories:everyUser:)``.
+        case dbusDaemon
+        /// `dbus-broker`, the bus of Fedora, Arch and systemd-based desktops, started
+        /// without systemd by `scripts/dbus-broker-bus.py`, which is its controller (as
+        /// `dbus-broker-launch` is on a systemd machine) and gives every user an open
+        /// policy: connect, own any name, send and receive anything.
+        case dbusBroker
+
+        public var description: String {
+            switch self {
+            case .dbusDaemon: "dbus-daemon"
+            case .dbusBroker: "dbus-broker"
+            }
+        }
+    }
+
+    /// The controller script, found from this source file: only tests and
+    /// benchmarks run from a checkout use a dbus-broker bus.
+    static let brokerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/dbus-broker-bus.py").path
+
+    /// Why a dbus-broker bus cannot be started here, with the command that fixes it; nil
+    /// when it can (dbus-broker, python3-gi and the checkout's controller script).
+    public static var brokerUnavailable: String? {
+        guard findExecutable("dbus-broker") != nil else { return "dbus-broker is not installed: apt-get install dbus-broker" }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else { return "/usr/bin/python3 is not installed" }
+        guard FileManager.default.fileExists(atPath: brokerScript) else { return "\(brokerScript) is not there (not a checkout)" }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        probe.arguments = ["-c", "import gi; gi.require_version('Gio', '2.0'); from gi.repository import Gio"]
+        probe.standardError = FileHandle.nullDevice
+        do {
+            try probe.run()
+            probe.waitUntilExit()
+        } catch {
+            return "cannot run /usr/bin/python3: \(error)"
+        }
+        return probe.terminationStatus == 0 ? nil : "python3-gi is not installed: apt-get install python3-gi"
+    }
+
+    /// The command that starts dbus-broker listening on `socket` and prints its address.
+    static func brokerCommand(socket: String) throws -> [String] {
+        if let problem = brokerUnavailable { throw DBusError.failed(problem) }
+        return ["/usr/bin/python3", brokerScript, socket]
+    }
+}
