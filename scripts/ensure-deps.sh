@@ -11,6 +11,8 @@ need() { # need PACKAGE TEST...
 need pkg-config        command -v pkg-config
 need libdbus-1-dev     pkg-config --exists dbus-1
 need dbus-daemon       command -v dbus-daemon
+# The other bus: FairLoadTests also floods a dbus-broker bus (scripts/dbus-broker-bus.py).
+need dbus-broker       command -v dbus-broker
 need dbus-bin          command -v dbus-send
 need systemd           command -v busctl
 need libglib2.0-bin    command -v gdbus
