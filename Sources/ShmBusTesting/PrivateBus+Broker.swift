@@ -13,6 +13,9 @@ extension PrivateBus {
         /// policy: connect, own any name, send and receive anything.
         case dbusBroker
 
+        /// Both, for tests that run on each.
+        public static let both: [Daemon] = [.dbusDaemon, .dbusBroker]
+
         public var description: String {
             switch self {
             case .dbusDaemon: "dbus-daemon"

@@ -4,6 +4,7 @@ import Glibc
 import SharedSegments
 import ShmBus
 import ShmBusSystem
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -71,8 +72,11 @@ import Testing
         subscriber.cancel()
     }
 
-    @Test func subscribersFollowGarbageCollection() async throws {
-        let fixture = try await RegistryFixture()
+    /// On either bus daemon (the reference one and dbus-broker): the same registry,
+    /// signals, match rules and owner checks.
+    @Test(arguments: PrivateBus.Daemon.both)
+    func subscribersFollowGarbageCollection(on bus: PrivateBus.Daemon) async throws {
+        let fixture = try await RegistryFixture(busDaemon: bus)
         // 20,000 chunks of 1 KiB through 256 KiB segments: about a hundred collections.
         // The peer registers the channel and waits; the subscriber opens; then the peer
         // publishes, so every collection happens while the subscription runs.
@@ -108,8 +112,9 @@ import Testing
         reader.cancel()
     }
 
-    @Test func spoofedCommittedSignalsAreIgnored() async throws {
-        let fixture = try await RegistryFixture()
+    @Test(arguments: PrivateBus.Daemon.both)
+    func spoofedCommittedSignalsAreIgnored(on bus: PrivateBus.Daemon) async throws {
+        let fixture = try await RegistryFixture(busDaemon: bus)
         let publisher = try await Publisher.open(channel: "spoof", on: .address(fixture.address))
         let subscriber = try await Subscriber.open(channel: "spoof", on: .address(fixture.address), options: .init(start: .now))
         let spoofer = try await fixture.connect()

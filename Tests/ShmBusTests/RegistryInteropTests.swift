@@ -2,6 +2,7 @@ import DBus
 import Foundation
 import SharedSegments
 import ShmBus
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -10,8 +11,8 @@ import Testing
     static let python = "/usr/bin/python3"
 
     /// A registry with one channel holding a keyed chunk, registered by this process.
-    static func populated() async throws -> (RegistryFixture, RegistryClient, ChannelWriter, String) {
-        let fixture = try await RegistryFixture()
+    static func populated(on bus: PrivateBus.Daemon = .dbusDaemon) async throws -> (RegistryFixture, RegistryClient, ChannelWriter, String) {
+        let fixture = try await RegistryFixture(busDaemon: bus)
         let client = try await fixture.client()
         let payload = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let writer = try makeSegment(channel: "interop/cam", chunks: [("frame", payload), ("meta", Array("{\"w\":640}".utf8))])
@@ -25,8 +26,9 @@ import Testing
         return out
     }
 
-    @Test func busctlCallsEveryFdLessMethod() async throws {
-        let (fixture, client, writer, segment) = try await Self.populated()
+    @Test(arguments: PrivateBus.Daemon.both)
+    func busctlCallsEveryFdLessMethod(on bus: PrivateBus.Daemon) async throws {
+        let (fixture, client, writer, segment) = try await Self.populated(on: bus)
         let base = ["--address=\(fixture.address)", "--json=short", "call", ShmBusProtocol.registryName, "/org/shmbus/Registry1", Registry1.name]
         func json(_ out: String) throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])

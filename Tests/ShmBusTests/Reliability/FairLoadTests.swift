@@ -123,12 +123,8 @@ import Testing
     /// list of every reply the bus expects for each reply it routes, so 20,000 pending
     /// calls delay everyone; dbus-broker keeps expected replies per connection
     /// (docs/RELIABILITY.md, "Fair under load").
-    @Test(.timeLimit(.minutes(10)), arguments: [PrivateBus.Daemon.dbusDaemon, .dbusBroker])
+    @Test(.timeLimit(.minutes(10)), arguments: PrivateBus.Daemon.both)
     func aBystanderIsServedWhileOneClientFloods(on busDaemon: PrivateBus.Daemon) async throws {
-        if busDaemon == .dbusBroker, let problem = PrivateBus.brokerUnavailable {
-            Issue.record("no dbus-broker bus: \(problem) (scripts/ensure-deps.sh installs it)")
-            return
-        }
         let port = try ServedCallPhases.freePort()
         let fixture = try await RegistryFixture(daemonArguments: ["--metrics", "127.0.0.1:\(port)"], busDaemon: busDaemon)
         let bystander = try await Publisher.open(channel: "bystander", on: .address(fixture.address))
