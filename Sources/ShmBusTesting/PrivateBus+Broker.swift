@@ -48,8 +48,9 @@ extension PrivateBus {
         return probe.terminationStatus == 0 ? nil : "python3-gi is not installed: apt-get install python3-gi"
     }
 
-    /// The command that starts dbus-broker listening on `socket` and prints its address.
-    static func brokerCommand(socket: String) throws -> [String] {
+    /// The command that starts dbus-broker listening on `socket` (which every user may
+    /// connect to) and prints its address.
+    public static func brokerCommand(socket: String) throws -> [String] {
         if let problem = brokerUnavailable { throw DBusError.failed(problem) }
         return ["/usr/bin/python3", brokerScript, socket]
     }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import ShmBus
 import ShmBusSystem
+import ShmBusTesting
 import TestSupport
 import Testing
 
@@ -103,12 +104,25 @@ final class SystemBusRegistry: AccessBus, @unchecked Sendable {
     /// The registry's view as root (this process), for names and states.
     let root: RegistryClient
 
-    init(daemonArguments: [String] = []) async throws {
+    ///
+    /// With `busDaemon: .dbusBroker` the bus is dbus-broker's, with its controller's
+    /// open policy (``PrivateBus/Daemon/dbusBroker``) instead of the shipped one: for
+    /// what depends on the broker's per-user accounting, not on the policy.
+    init(daemonArguments: [String] = [], busDaemon: PrivateBus.Daemon = .dbusDaemon) async throws {
         try AccessUsers.prepare()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         chmod(directory.path, 0o755)
-        let (bus, address) = try await SystemBusPolicyTests.systemLikeBus(in: directory)
+        let (bus, address): (ChildProcess, String)
+        switch busDaemon {
+        case .dbusDaemon:
+            (bus, address) = try await SystemBusPolicyTests.systemLikeBus(in: directory)
+        case .dbusBroker:
+            let command = try PrivateBus.brokerCommand(socket: directory.appendingPathComponent("bus.socket").path)
+            bus = try ChildProcess(command[0], Array(command.dropFirst()), stdout: .pipe, stderr: .inherit)
+            address = try await bus.readLine() ?? ""
+            guard address.hasPrefix("unix:") else { throw SetupFailure("dbus-broker printed no address") }
+        }
         let registry = try RegistryFixture.startDaemon(RegistryFixture.daemonExecutable, address: address, arguments: ["--no-keeper"] + daemonArguments)
         let connection = try await DBusConnection.connect(to: .address(address))
         root = RegistryClient(connection: connection)

@@ -159,10 +159,12 @@ import Testing
     /// their own as systemd runs them (``UserSlices``). Every call of both is answered,
     /// and A's lookups find A's chunk; A's latencies are reported, beside the registry's
     /// own account of the calls of idle callers (``ServedCallPhases``).
-    @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)))
-    func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood() async throws {
+    /// On dbus-broker too, with its controller's open policy instead of the shipped one:
+    /// the broker accounts the registry's incoming queue per user.
+    @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)), arguments: PrivateBus.Daemon.both)
+    func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood(on busDaemon: PrivateBus.Daemon) async throws {
         let port = try ServedCallPhases.freePort()
-        let bus = try await SystemBusRegistry(daemonArguments: ["--metrics", "127.0.0.1:\(port)"])
+        let bus = try await SystemBusRegistry(daemonArguments: ["--metrics", "127.0.0.1:\(port)"], busDaemon: busDaemon)
         let peer = BuiltProducts.path("shmbus-test-peer")
         let (connections, calls) = (100, 12_000)
         let flood = try bus.users.spawn(
@@ -187,7 +189,8 @@ import Testing
         let figures = stride(from: 1, to: words.count - 1, by: 2).map { (words[$0], words[$0 + 1] as Any) }
             + (try await ServedCallPhases.scrape("http://127.0.0.1:\(port)/metrics"))
         Reliability.report(
-            "fair-between-users", [("flooding_user", AccessUsers.b), ("measured_user", AccessUsers.a), ("connections", connections),
+            busDaemon == .dbusDaemon ? "fair-between-users" : "fair-between-users-\(busDaemon)",
+            [("bus", "\(busDaemon)"), ("flooding_user", AccessUsers.b), ("measured_user", AccessUsers.a), ("connections", connections),
             ("calls_per_round", calls), ("cpu_groups", UserSlices.description), ("floods", summaries)] + figures)
         flood.closeStandardInput()
         bystander.closeStandardInput()
