@@ -26,12 +26,14 @@ public final class PrivateBus: Sendable {
     /// must exec it, so that stopping its process stops the daemon.
     ///
     /// With `daemon: .dbusBroker` the bus is dbus-broker's instead, with the same open
-    /// policy for every user (``Daemon/dbusBroker``); `serviceDirectories` and
-    /// `everyUser` then do not apply.
+    /// policy for every user (``Daemon/dbusBroker``). Without `daemon`, it is the one
+    /// `SHMBUS_PRIVATE_BUS` names (``Daemon/fromEnvironment``), or dbus-daemon where
+    /// `serviceDirectories` are given: the broker's controller does no activation.
     public init(
         serviceDirectories: [String] = [], environment: [String: String] = [:], everyUser: Bool = false, launcher: [String] = [],
-        daemon kind: Daemon = .dbusDaemon
+        daemon: Daemon? = nil
     ) throws {
+        let kind = daemon ?? (serviceDirectories.isEmpty ? Daemon.fromEnvironment : .dbusDaemon)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "shmbus-bus-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

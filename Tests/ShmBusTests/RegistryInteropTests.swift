@@ -11,7 +11,7 @@ import Testing
     static let python = "/usr/bin/python3"
 
     /// A registry with one channel holding a keyed chunk, registered by this process.
-    static func populated(on bus: PrivateBus.Daemon = .dbusDaemon) async throws -> (RegistryFixture, RegistryClient, ChannelWriter, String) {
+    static func populated(on bus: PrivateBus.Daemon? = nil) async throws -> (RegistryFixture, RegistryClient, ChannelWriter, String) {
         let fixture = try await RegistryFixture(busDaemon: bus)
         let client = try await fixture.client()
         let payload = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }

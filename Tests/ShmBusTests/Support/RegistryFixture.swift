@@ -21,9 +21,12 @@ final class RegistryFixture: Sendable {
     /// waiting until it owns its name.
     init(
         startDaemon: Bool = true, daemonArguments: [String] = [], serviceDirectories: [String] = [],
-        busDaemon: PrivateBus.Daemon = .dbusDaemon
+        busDaemon: PrivateBus.Daemon? = nil
     ) async throws {
-        bus = try PrivateBus(serviceDirectories: serviceDirectories, daemon: busDaemon)
+        // On a thread of its own: starting the bus blocks until it prints its address,
+        // and dbus-broker's controller is a Python program (a second or more on a
+        // loaded machine) that would hold a thread of the two-thread pool meanwhile.
+        bus = try await onOwnThread { try PrivateBus(serviceDirectories: serviceDirectories, daemon: busDaemon) }
         if startDaemon {
             daemon = try Self.startDaemon(Self.daemonExecutable, address: bus.address, arguments: daemonArguments)
             try await waitForRegistry()
