@@ -9,8 +9,10 @@ extension PrivateBus {
         case dbusDaemon
         /// `dbus-broker`, the bus of Fedora, Arch and systemd-based desktops, started
         /// without systemd by `scripts/dbus-broker-bus.py`, which is its controller (as
-        /// `dbus-broker-launch` is on a systemd machine) and gives every user an open
-        /// policy: connect, own any name, send and receive anything.
+        /// `dbus-broker-launch` is on a systemd machine). A ``PrivateBus`` gives every
+        /// user an open policy there: connect, own any name, send and receive anything.
+        /// (``PrivateBus/brokerCommand(socket:config:)`` with a configuration file runs
+        /// that file's policy instead, translated as `dbus-broker-launch` does.)
         case dbusBroker
 
         /// Both, for tests that run on each.
@@ -50,9 +52,13 @@ extension PrivateBus {
     }
 
     /// The command that starts dbus-broker listening on `socket` (which every user may
-    /// connect to) and prints its address.
-    public static func brokerCommand(socket: String) throws -> [String] {
+    /// connect to) and prints its address. Without `config`, with the open policy; with
+    /// it, with the policy of that dbus-daemon busconfig file, translated as
+    /// `dbus-broker-launch` translates it (its <policy> rules, <include>s and
+    /// <includedir>s, <type>; the controller refuses, exiting 2, what it does not
+    /// translate, such as <listen> or <auth>: see `scripts/dbus_broker_policy.py`).
+    public static func brokerCommand(socket: String, config: String? = nil) throws -> [String] {
         if let problem = brokerUnavailable { throw DBusError.failed(problem) }
-        return ["/usr/bin/python3", brokerScript, socket]
+        return ["/usr/bin/python3", brokerScript] + (config.map { ["--config", $0] } ?? []) + [socket]
     }
 }

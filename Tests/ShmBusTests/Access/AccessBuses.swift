@@ -94,8 +94,8 @@ class AccessBus: @unchecked Sendable {
     }
 }
 
-/// A dbus-daemon configured like the system bus with the shipped policy
-/// (``SystemBusPolicyTests/systemLikeBus(in:)``), and a real `shmbus daemon` on it run
+/// A bus configured like the system bus with the shipped policy
+/// (``SystemBusPolicyTests/systemLikeBus(in:policy:daemon:)``), and a real `shmbus daemon` on it run
 /// as root, as the policy and docs/SECURITY.md have it (root may own the name, and
 /// only root can look into other users' processes for sandboxes). `--no-keeper`:
 /// persistent segments stay in the registry after their publishers leave either way;
@@ -105,24 +105,16 @@ final class SystemBusRegistry: AccessBus, @unchecked Sendable {
     let root: RegistryClient
 
     ///
-    /// With `busDaemon: .dbusBroker` the bus is dbus-broker's, with its controller's
-    /// open policy (``PrivateBus/Daemon/dbusBroker``) instead of the shipped one: for
-    /// what depends on the broker's per-user accounting, not on the policy.
+    /// With `busDaemon: .dbusBroker` the bus is dbus-broker's, with the same
+    /// configuration (one file, ``SystemBusPolicyTests/systemLikeConfiguration(in:policy:)``)
+    /// translated into its policy by its controller, as dbus-broker-launch does on a
+    /// system bus: the shipped policy on both.
     init(daemonArguments: [String] = [], busDaemon: PrivateBus.Daemon = .dbusDaemon) async throws {
         try AccessUsers.prepare()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         chmod(directory.path, 0o755)
-        let (bus, address): (ChildProcess, String)
-        switch busDaemon {
-        case .dbusDaemon:
-            (bus, address) = try await SystemBusPolicyTests.systemLikeBus(in: directory)
-        case .dbusBroker:
-            let command = try PrivateBus.brokerCommand(socket: directory.appendingPathComponent("bus.socket").path)
-            bus = try ChildProcess(command[0], Array(command.dropFirst()), stdout: .pipe, stderr: .inherit)
-            address = try await bus.readLine() ?? ""
-            guard address.hasPrefix("unix:") else { throw SetupFailure("dbus-broker printed no address") }
-        }
+        let (bus, address) = try await SystemBusPolicyTests.systemLikeBus(in: directory, daemon: busDaemon)
         let registry = try RegistryFixture.startDaemon(RegistryFixture.daemonExecutable, address: address, arguments: ["--no-keeper"] + daemonArguments)
         let connection = try await DBusConnection.connect(to: .address(address))
         root = RegistryClient(connection: connection)

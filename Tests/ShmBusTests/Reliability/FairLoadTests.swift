@@ -159,8 +159,9 @@ import Testing
     /// their own as systemd runs them (``UserSlices``). Every call of both is answered,
     /// and A's lookups find A's chunk; A's latencies are reported, beside the registry's
     /// own account of the calls of idle callers (``ServedCallPhases``).
-    /// On dbus-broker too, with its controller's open policy instead of the shipped one:
-    /// the broker accounts the registry's incoming queue per user.
+    /// On dbus-broker too, with the same configuration and the shipped policy, which its
+    /// controller translates as dbus-broker-launch does (``SystemBusRegistry``): the
+    /// broker accounts the registry's incoming queue per user.
     @Test(.enabled(if: AccessUsers.isRoot, AccessUsers.needsRoot), .timeLimit(.minutes(10)), arguments: PrivateBus.Daemon.both)
     func aSecondUserIsServedWhileAnotherUsersHundredConnectionsFlood(on busDaemon: PrivateBus.Daemon) async throws {
         let port = try ServedCallPhases.freePort()
