@@ -44,7 +44,10 @@ import Testing
 
     @Test(.timeLimit(.minutes(5))) func aReaderOnTheRetiredGenerationGetsTheLastChunksWhileThePublisherLingers() async throws {
         let fixture = try await RegistryFixture()
-        let (publisher, subscriber) = try await Self.open(fixture, channel: "linger/kept", linger: .seconds(3))
+        // The linger is long because the reader's way to the successor (read the
+        // retired generation, look the new one up) can take seconds on a loaded CI
+        // machine; a 3 s linger was once not enough there.
+        let (publisher, subscriber) = try await Self.open(fixture, channel: "linger/kept", linger: .seconds(20))
         let last = try Self.publishPastACollection(publisher)
         let closing = Task { await publisher.close() }
         // A reader that comes late, but within the linger: without it, the publisher
