@@ -102,7 +102,9 @@ public struct ShmBusError: Error, Sendable, CustomStringConvertible, DBusErrorCo
     public init(_ error: SegmentError, context: String? = nil) {
         let message = context.map { "\($0): \(error.message)" } ?? error.message
         switch error.kind {
-        case .notMemfd, .invalidArgument, .capacityExceeded: self.init(.invalidArgument, message, cause: .segment(error))
+        case .notMemfd, .invalidArgument, .capacityExceeded, .leaseRequired: self.init(.invalidArgument, message, cause: .segment(error))
+        // Its memory went to a later generation: as gone as a segment the registry dropped.
+        case .reclaimed: self.init(.notFound, message, cause: .segment(error))
         case .notSealed: self.init(.notSealed, message, cause: .segment(error))
         case .tooSmall, .badHeader, .badRecord, .badDoorbell, .retired: self.init(.badSegment, message, cause: .segment(error))
         case .system: self.init(.system, message, cause: .segment(error))

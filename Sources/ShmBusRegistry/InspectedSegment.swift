@@ -32,7 +32,10 @@ final class InspectedSegment: Sendable {
         }
         descriptor = readOnly
         do {
-            reader = try SegmentReader(fd: readOnly)
+            // Without a lease: the registry reads the header and the counters, and
+            // records only to see whether one is live, all of it validated; it never
+            // hands out bytes, so memory reused under it misleads nobody.
+            reader = try SegmentReader(fd: readOnly, options: .headersOnly)
         } catch {
             throw Self.map(error)
         }
@@ -63,7 +66,8 @@ final class InspectedSegment: Sendable {
         case .system(let errno) where errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem:
             // Not the segment's fault: the registry (or the system) ran out of descriptors.
             .quotaExceeded("the registry cannot open another descriptor (\(error.message)); unregister segments, or raise its limit")
-        case .notMemfd, .invalidArgument: .invalidArgument(error.message)
+        case .notMemfd, .invalidArgument, .leaseRequired: .invalidArgument(error.message)
+        case .reclaimed: .notFound(error.message)
         case .notSealed: .notSealed(error.message)
         case .tooSmall, .badHeader, .badRecord, .badDoorbell, .capacityExceeded, .retired: .badSegment(error.message)
         case .system: .badSegment(error.message)

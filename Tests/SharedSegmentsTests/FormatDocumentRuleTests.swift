@@ -281,19 +281,27 @@ extension FormatDocumentTests {
     @Test func aReaderRefusesAnyOtherVersionWithTheDocumentedError() throws {
         let text = try Self.document()
         #expect(text.contains("| version | versionOffset | 8 | 4 | u32 | no | format version, `\(SegmentLayout.version)`"))
-        let quoted = try #require(text.firstMatch(of: /\(`format version N is not supported\s+\(this reader knows ([0-9]+)\)`\)/))
+        let quoted = try #require(text.firstMatch(of: /\(`format version N is not supported\s+\(this reader knows ([0-9]+) and ([0-9]+)\)`\)/))
         #expect(UInt32(quoted.1) == SegmentLayout.version)
+        #expect(UInt32(quoted.2) == SegmentLayout.reusableVersion)
         let writer = try ChannelWriter(channel: "test/format/version", capacity: 16 * 1024)
         _ = try [UInt8(1)].withUnsafeBytes { try writer.append($0, key: "k") }
         let (fd, mapping) = try Self.editableCopy(of: try openReader(writer.current))
         defer { try? fd.close() }
         #expect(try SegmentReader(fd: fd, options: .init(requireSeals: false)).header.generation == 1)
-        for version: UInt32 in [0, 2, 0xFFFF_FFFF] {
+        for version: UInt32 in [0, 3, 0xFFFF_FFFF] {
             mapping.store(version, at: SegmentLayout.versionOffset)
             Self.resumHeader(mapping)
             let error = try #require(throws: SegmentError.self) { try SegmentReader(fd: fd, options: .init(requireSeals: false)) }
-            #expect(error.message.contains("format version \(version) is not supported (this reader knows \(SegmentLayout.version))"), "\(error)")
+            let known = "this reader knows \(SegmentLayout.version) and \(SegmentLayout.reusableVersion)"
+            #expect(error.message.contains("format version \(version) is not supported (\(known))"), "\(error)")
         }
+        // Version 2 is known, and needs a lease.
+        mapping.store(SegmentLayout.reusableVersion, at: SegmentLayout.versionOffset)
+        Self.resumHeader(mapping)
+        let error = try #require(throws: SegmentError.self) { try SegmentReader(fd: fd, options: .init(requireSeals: false)) }
+        #expect(error.kind == .leaseRequired)
+        #expect(try SegmentReader(fd: fd, options: .init(requireSeals: false), lease: ReadLease()).header.isReusable)
     }
 
     /// "Readers ignore" reserved bytes and unknown bits: a segment with all of them set

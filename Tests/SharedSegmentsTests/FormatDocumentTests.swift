@@ -26,13 +26,16 @@ import Testing
         "recordKeyOffset": SegmentLayout.recordKeyOffset, "doorbellMagicOffset": SegmentLayout.doorbellMagicOffset,
         "doorbellWordOffset": SegmentLayout.doorbellWordOffset, "doorbellSleepingOffset": SegmentLayout.doorbellSleepingOffset,
         "doorbellAwaitingSignalOffset": SegmentLayout.doorbellAwaitingSignalOffset,
+        "leaseMagicOffset": SegmentLayout.leaseMagicOffset, "leaseLowOffset": SegmentLayout.leaseLowOffset,
+        "leaseHighOffset": SegmentLayout.leaseHighOffset,
     ]
 
     /// Rows `| field | constant | offset | size | …` of every table in the document.
     static func documentedOffsets() throws -> [String: (offset: Int, size: String)] {
         let text = try String(contentsOf: BuiltProducts.repositoryRoot.appendingPathComponent("docs/FORMAT.md"), encoding: .utf8)
         var rows: [String: (Int, String)] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("|") {
+        // Tables inside list items are indented.
+        for line in text.split(separator: "\n").map({ $0.drop { $0 == " " } }) where line.hasPrefix("|") {
             let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             // Field tables only: their constant column names an offset.
             guard cells.count > 5, let offset = Int(cells[3]), cells[2].hasSuffix("Offset") else { continue }
@@ -52,7 +55,7 @@ import Testing
 
     @Test func documentedFieldsDoNotOverlap() throws {
         let documented = try Self.documentedOffsets()
-        let header = documented.filter { !$0.key.hasPrefix("record") && !$0.key.hasPrefix("doorbell") }
+        let header = documented.filter { !$0.key.hasPrefix("record") && !$0.key.hasPrefix("doorbell") && !$0.key.hasPrefix("lease") }
         let spans = header.compactMap { entry -> (Int, Int)? in Int(entry.value.size).map { (entry.value.offset, entry.value.offset + $0) } }
             .sorted { $0.0 < $1.0 }
         for (a, b) in zip(spans, spans.dropFirst()) { #expect(a.1 <= b.0, "header fields overlap at \(a) and \(b)") }
@@ -66,5 +69,6 @@ import Testing
         #expect(ascii(SegmentLayout.magic) == "SHMBUSG1")
         #expect(ascii(SegmentLayout.recordMagic) == "CHNK")
         #expect(ascii(SegmentLayout.doorbellMagic) == "SHMBDOOR")
+        #expect(ascii(SegmentLayout.leaseMagic) == "SHMBLEAS")
     }
 }

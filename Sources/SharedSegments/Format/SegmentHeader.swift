@@ -12,6 +12,12 @@ public struct SegmentHeader: Sendable, Hashable {
     /// CLOCK_REALTIME nanoseconds.
     public var created: UInt64
     public var writerPID: UInt32
+    /// ``SegmentLayout/version``, or ``SegmentLayout/reusableVersion`` for a segment
+    /// whose memory may carry a later generation once no lease holds this one.
+    public var version: UInt32 = SegmentLayout.version
+
+    /// Whether readers must hold a lease on this generation before reading records.
+    public var isReusable: Bool { version == SegmentLayout.reusableVersion }
 
     /// The segment's name: its ID in hex.
     public var name: String { id.name }
@@ -20,7 +26,7 @@ public struct SegmentHeader: Sendable, Hashable {
     func write(to mapping: MemoryMapping) {
         let L = SegmentLayout.self
         mapping.store(L.magic, at: L.magicOffset)
-        mapping.store(L.version, at: L.versionOffset)
+        mapping.store(version, at: L.versionOffset)
         mapping.store(UInt32(L.headerSize), at: L.headerSizeOffset)
         mapping.store(capacity, at: L.capacityOffset)
         mapping.store(bytes: id.bytes, at: L.segmentIDOffset)
@@ -52,8 +58,9 @@ public struct SegmentHeader: Sendable, Hashable {
         guard u64(L.magicOffset) == L.magic else {
             throw .badHeader("magic is 0x\(String(u64(L.magicOffset), radix: 16)), not 0x\(String(L.magic, radix: 16)) (\"SHMBUSG1\")")
         }
-        guard u32(L.versionOffset) == L.version else {
-            throw .badHeader("format version \(u32(L.versionOffset)) is not supported (this reader knows \(L.version))")
+        let version = u32(L.versionOffset)
+        guard version == L.version || version == L.reusableVersion else {
+            throw .badHeader("format version \(version) is not supported (this reader knows \(L.version) and \(L.reusableVersion))")
         }
         guard u32(L.headerSizeOffset) == UInt32(L.headerSize) else {
             throw .badHeader("header size \(u32(L.headerSizeOffset)) is not \(L.headerSize)")
@@ -83,7 +90,7 @@ public struct SegmentHeader: Sendable, Hashable {
         guard !id.isZero else { throw .badHeader("segment ID is zero") }
         return SegmentHeader(
             id: id, channel: channel, generation: u64(L.generationOffset), baseSequence: u64(L.baseSequenceOffset),
-            capacity: capacity, created: u64(L.createdOffset), writerPID: u32(L.writerPIDOffset))
+            capacity: capacity, created: u64(L.createdOffset), writerPID: u32(L.writerPIDOffset), version: version)
     }
 }
 
@@ -97,6 +104,9 @@ public struct SegmentLiveState: Sendable, Hashable {
     public var deadBytes: UInt64
     public var liveChunks: UInt64
     public var isRetired: Bool
+    /// The writer asked for the memory back (version 2; see
+    /// ``SegmentLayout/reclaimedFlag``).
+    public var isReclaimed: Bool = false
     /// Set once retired.
     public var successor: SegmentID?
 

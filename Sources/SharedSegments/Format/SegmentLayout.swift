@@ -1,9 +1,13 @@
-/// Byte offsets of the segment format, version 1 (docs/FORMAT.md is the reference;
-/// a test parses its tables and compares them with these constants).
+/// Byte offsets of the segment format, versions 1 and 2 (docs/FORMAT.md is the
+/// reference; a test parses its tables and compares them with these constants).
 public enum SegmentLayout {
     /// `"SHMBUSG1"` read as a little-endian 64-bit integer.
     public static let magic: UInt64 = 0x3147_5355_424D_4853
     public static let version: UInt32 = 1
+    /// The version of a segment whose memory its writer may use again for a later
+    /// generation once no reader's lease holds it (docs/FORMAT.md, "Reused memory").
+    /// The layout is version 1's; a reader must hold a lease before it reads records.
+    public static let reusableVersion: UInt32 = 2
     /// The header occupies the first page; records start right after it.
     public static let headerSize = 4096
     /// Records and payloads are aligned to this.
@@ -42,6 +46,10 @@ public enum SegmentLayout {
 
     /// Bit of the state word: the segment is retired; `successorID` names its successor.
     public static let retiredFlag: UInt32 = 1
+    /// Bit of the state word (version 2): the writer wants the memory back for a later
+    /// generation. A reader that does not hold this generation already must not start
+    /// reading it; the writer takes the memory only once no lease holds it.
+    public static let reclaimedFlag: UInt32 = 2
 
     // MARK: Record header (at the record's offset, 64-byte aligned)
 
@@ -74,6 +82,17 @@ public enum SegmentLayout {
     public static let doorbellWordOffset = 8      // u32, futex word
     public static let doorbellSleepingOffset = 12 // u32, 1: a reader may sleep on the word
     public static let doorbellAwaitingSignalOffset = 16 // u32, 1: a reader waits for `Committed`
+
+    // MARK: Lease (a one-page memfd per reader, written by the reader alone)
+
+    /// `"SHMBLEAS"` read as a little-endian 64-bit integer.
+    public static let leaseMagic: UInt64 = 0x5341_454C_424D_4853
+    public static let leaseSize = 4096
+    public static let leaseMagicOffset = 0       // u64
+    /// The lowest and highest generation the reader holds, 0 and 0 for none. The
+    /// reader widens the range before it narrows it, one store at a time.
+    public static let leaseLowOffset = 64        // u64, seq_cst
+    public static let leaseHighOffset = 72       // u64, seq_cst
 
     /// Seeds of the two checksums (docs/FORMAT.md, "Checksums").
     public static let headerChecksumSeed: UInt64 = 0x5348_4D42_5553_4844

@@ -27,8 +27,15 @@ public struct Chunk: Sendable {
     /// fits ``count``.
     public let attributes: ChunkAttributes
     let mapping: MemoryMapping
+    /// Keeps the chunk's generation held on the reader's lease, so that a writer that
+    /// reuses memory leaves these bytes alone while the chunk (or `Data` made from it)
+    /// lives; nil when the segment's memory is never reused.
+    let hold: LeaseHold?
 
-    init(record: RecordHeader, key: String, attributes: ChunkAttributes, segment: SegmentID, generation: UInt64, mapping: MemoryMapping) {
+    init(
+        record: RecordHeader, key: String, attributes: ChunkAttributes, segment: SegmentID, generation: UInt64, mapping: MemoryMapping,
+        hold: LeaseHold? = nil
+    ) {
         sequence = record.sequence
         self.key = key
         self.attributes = attributes
@@ -41,6 +48,7 @@ public struct Chunk: Sendable {
         payloadOffset = record.absolutePayloadOffset
         count = Int(record.payloadLength)
         self.mapping = mapping
+        self.hold = hold
     }
 
     /// Calls `body` with the payload in place: no copy.
@@ -52,9 +60,10 @@ public struct Chunk: Sendable {
     public var data: Data {
         guard count > 0 else { return Data() }
         let mapping = self.mapping
+        let hold = self.hold
         return Data(
             bytesNoCopy: mapping.base.advanced(by: Int(payloadOffset)), count: count,
-            deallocator: .custom { _, _ in withExtendedLifetime(mapping) {} })
+            deallocator: .custom { _, _ in withExtendedLifetime((mapping, hold)) {} })
     }
 
     /// Populates the page tables for the payload in one system call

@@ -14,11 +14,25 @@ public final class SegmentReader: Sendable {
         /// Refuse a descriptor that is not a memfd with all four segment seals (the
         /// default). Turning it off is for tests and tools reading copies.
         public var requireSeals = true
-        public init(requireSeals: Bool = true) { self.requireSeals = requireSeals }
+        /// Open a segment whose memory is reused (version 2) without a lease. Only for
+        /// what reads the header and the counters (the registry, `shmbus stat`): the
+        /// records of such a segment may be rewritten for a later generation at any
+        /// time.
+        public var withoutLease = false
+        public init(requireSeals: Bool = true, withoutLease: Bool = false) {
+            self.requireSeals = requireSeals
+            self.withoutLease = withoutLease
+        }
+
+        /// For the registry and tools: seals required, no lease needed.
+        public static let headersOnly = Options(withoutLease: true)
     }
 
     public let header: SegmentHeader
     public let mapping: MemoryMapping
+    /// The generation held on the reader's lease while this reader (or a chunk read
+    /// through it) lives; nil for a segment whose memory is never reused.
+    public let hold: LeaseHold?
     /// Where the newest live chunk of each key was found, and how far the index has scanned.
     private let index = Lock(KeyIndex())
 
@@ -29,7 +43,12 @@ public final class SegmentReader: Sendable {
 
     /// Validates and maps `fd` read-only (`fstat`, `F_GET_SEALS`, `mmap(PROT_READ)`).
     /// The descriptor is only borrowed (the caller may close it); the mapping outlives it.
-    public init(fd: UnixFileDescriptor, options: Options = Options()) throws(SegmentError) {
+    ///
+    /// A segment whose memory is reused (version 2) needs `lease`: the reader holds
+    /// the segment's generation on it first, and throws ``SegmentError/Kind/reclaimed``
+    /// when the writer has asked for the memory back already or given it to a later
+    /// generation. The lease also lends a mapping it made earlier of the same memfd.
+    public init(fd: UnixFileDescriptor, options: Options = Options(), lease: ReadLease? = nil) throws(SegmentError) {
         if options.requireSeals {
             try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
         }
@@ -37,8 +56,15 @@ public final class SegmentReader: Sendable {
         guard size >= SegmentLayout.headerSize + SegmentLayout.pageSize else {
             throw SegmentError(.tooSmall, "the file is \(size) bytes; a segment takes at least \(SegmentLayout.headerSize + SegmentLayout.pageSize)")
         }
-        let mapping = try MemoryMapping(fd: fd, length: size, writable: false)
-        header = try SegmentHeader.read(from: mapping, fileSize: size)
+        let mapping: MemoryMapping
+        if let lease {
+            mapping = try lease.mapping(of: fd, size: size)
+        } else {
+            mapping = try MemoryMapping(fd: fd, length: size, writable: false)
+        }
+        let header = try SegmentHeader.read(from: mapping, fileSize: size)
+        hold = try Self.admit(header, in: mapping, fileSize: size, lease: lease, options: options)
+        self.header = header
         self.mapping = mapping
     }
 
@@ -46,6 +72,32 @@ public final class SegmentReader: Sendable {
     init(mapping: MemoryMapping, fileSize: Int) throws(SegmentError) {
         header = try SegmentHeader.read(from: mapping, fileSize: fileSize)
         self.mapping = mapping
+        hold = nil
+    }
+
+    /// The hold a reader of `header` needs: none for version 1; for version 2 one on
+    /// `lease`, taken before the state word and the header are looked at again, so
+    /// that the writer either sees the hold or the reader sees the memory going.
+    private static func admit(
+        _ header: SegmentHeader, in mapping: MemoryMapping, fileSize: Int, lease: ReadLease?, options: Options
+    ) throws(SegmentError) -> LeaseHold? {
+        guard header.isReusable else { return nil }
+        guard let lease else {
+            if options.withoutLease { return nil }
+            throw SegmentError(
+                .leaseRequired, "segment \(header.name) (generation \(header.generation)) reuses its memory: read it with a lease")
+        }
+        let hold = lease.hold(header.generation)
+        let L = SegmentLayout.self
+        let state = mapping.loadAcquire32(L.stateOffset)
+        // The same generation still? (The memory may have gone to another between the
+        // first look and the hold.)
+        let again = try? SegmentHeader.read(from: mapping, fileSize: fileSize)
+        guard state & L.reclaimedFlag == 0, again == header else {
+            throw SegmentError(
+                .reclaimed, "segment \(header.name) (generation \(header.generation)): its writer has taken the memory back for a later generation")
+        }
+        return hold
     }
 
     public var id: SegmentID { header.id }
@@ -72,7 +124,7 @@ public final class SegmentReader: Sendable {
             committedEnd: committedEnd, lastSequence: mapping.loadAcquire64(L.lastSequenceOffset),
             recordCount: mapping.loadAcquire64(L.recordCountOffset), liveBytes: mapping.loadAcquire64(L.liveBytesOffset),
             deadBytes: mapping.loadAcquire64(L.deadBytesOffset), liveChunks: mapping.loadAcquire64(L.liveChunksOffset),
-            isRetired: retired, successor: successor)
+            isRetired: retired, isReclaimed: state & L.reclaimedFlag != 0, successor: successor)
     }
 
     /// The chunk whose record starts at `offset`, validated against `limit` (a
@@ -98,7 +150,8 @@ public final class SegmentReader: Sendable {
             }
         }
         return Chunk(
-            record: record, key: keyString, attributes: attributes, segment: header.id, generation: header.generation, mapping: mapping)
+            record: record, key: keyString, attributes: attributes, segment: header.id, generation: header.generation, mapping: mapping,
+            hold: hold)
     }
 
     /// Every committed chunk in order, obsolete and expired ones included (see

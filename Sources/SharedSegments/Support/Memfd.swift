@@ -11,6 +11,10 @@ public enum Memfd {
     /// The seals of a doorbell: fixed size and final, but writable by readers.
     public static var doorbellSeals: Int32 { doorbellSealSet.rawValue }
 
+    /// The seals of a reader's lease page: as a doorbell's (its reader writes it, its
+    /// writer maps it read-only and must not be made to fault on a shrunk file).
+    public static var leaseSeals: Int32 { doorbellSealSet.rawValue }
+
     static let segmentSealSet: FileSeals = [.shrink, .grow, .futureWrite, .seal]
     static let doorbellSealSet: FileSeals = [.shrink, .grow, .seal]
 

@@ -22,6 +22,11 @@ public struct SegmentError: Error, Hashable, Sendable, CustomStringConvertible {
         case capacityExceeded
         /// The segment was retired; append to its successor.
         case retired
+        /// The segment's memory went, or is going, to a later generation: whoever
+        /// asked for this generation comes too late (docs/FORMAT.md, "Reused memory").
+        case reclaimed
+        /// A segment whose memory is reused (version 2) read without a lease.
+        case leaseRequired
         /// A system call failed.
         case system(Errno)
     }

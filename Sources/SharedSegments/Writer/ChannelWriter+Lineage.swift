@@ -65,11 +65,12 @@ extension ChannelWriter {
     /// that fails is left out.
     public convenience init(
         channel: String, capacity: UInt64, policy: GarbageCollectionPolicy = .default, continuing lineage: Lineage,
-        hugePages: Bool = false
+        hugePages: Bool = false, reusesMemory: Bool = false
     ) throws(SegmentError) {
         try self.init(
             channel: channel, capacity: capacity, firstCapacity: capacity + lineage.recordBytes, policy: policy,
-            lastSequence: lineage.lastSequence, generation: lineage.generation + 1, hugePages: hugePages)
+            lastSequence: lineage.lastSequence, generation: lineage.generation + 1, hugePages: hugePages,
+            reusesMemory: reusesMemory)
         try inherit(lineage.chunks)
     }
 

@@ -86,6 +86,8 @@ extension ChannelWriter {
         let spareDue = segment.committedEnd >= spareAt || target >= segment.capacity
         if !spareDue, prefaultState.hasRotated { prefaultState.nextRequestAt = min(prefaultState.nextRequestAt, spareAt) }
         guard spareDue, prefaultState.hasRotated || spareWanted else { return }
+        // A retired segment's memory will do, faulted in already (ChannelWriter+Reuse.swift).
+        guard !mayReuseMemory else { return }
         if prefaultState.spare.map({ $0.capacity != capacity }) ?? true {
             // Best effort: without it, the next generation is made when needed.
             prefaultState.spare = try? SegmentMemory(channel: channel, capacity: capacity, hugePages: hugePages)

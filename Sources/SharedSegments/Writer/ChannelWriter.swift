@@ -56,22 +56,31 @@ public final class ChannelWriter {
     /// A part of a batch committed before a failure, not announced yet.
     @exclusivity(unchecked) var unannouncedBatch: CommittedBatch?
     @exclusivity(unchecked) private var nextToken: UInt64 = 1
+    /// Leases and retired segments of a writer that reuses memory; nil for one that
+    /// does not (ChannelWriter+Reuse.swift).
+    @exclusivity(unchecked) var reuse: ReuseState?
 
     /// Creates the channel's first segment (generation 1).
+    ///
+    /// - Parameter reusesMemory: give retired segments' memory to later generations
+    ///   once no reader's lease holds them (format version 2; readers need a
+    ///   ``ReadLease`` and register it with ``addLease(_:)``). A channel that rotates
+    ///   steadily then cycles through four segments' memory that its readers have
+    ///   mapped already, instead of new memory each time.
     public convenience init(
         channel: String, capacity: UInt64, policy: GarbageCollectionPolicy = .default, firstSequence: UInt64 = 1,
-        hugePages: Bool = false
+        hugePages: Bool = false, reusesMemory: Bool = false
     ) throws(SegmentError) {
         try self.init(
             channel: channel, capacity: capacity, firstCapacity: capacity, policy: policy, lastSequence: firstSequence - 1,
-            generation: 1, hugePages: hugePages)
+            generation: 1, hugePages: hugePages, reusesMemory: reusesMemory)
     }
 
     /// Creates a first segment of `firstCapacity` bytes and generation `generation`;
     /// later generations get `capacity`.
     init(
         channel: String, capacity: UInt64, firstCapacity: UInt64, policy: GarbageCollectionPolicy, lastSequence: UInt64,
-        generation: UInt64, hugePages: Bool
+        generation: UInt64, hugePages: Bool, reusesMemory: Bool
     ) throws(SegmentError) {
         self.channel = channel
         self.capacity = try Self.roundedCapacity(capacity)
@@ -79,9 +88,10 @@ public final class ChannelWriter {
         self.hugePages = hugePages
         self.lastSequence = lastSequence
         current = try SegmentWriter(
-            channel: channel, capacity: try Self.roundedCapacity(firstCapacity), generation: generation,
-            baseSequence: lastSequence, hugePages: hugePages)
+            channel: channel, generation: generation, baseSequence: lastSequence, memory: nil,
+            capacity: try Self.roundedCapacity(firstCapacity), hugePages: hugePages, reusable: reusesMemory)
         doorbell = try Doorbell.create()
+        reuse = reusesMemory ? ReuseState() : nil
     }
 
     static func roundedCapacity(_ capacity: UInt64) throws(SegmentError) -> UInt64 {
@@ -297,8 +307,8 @@ public final class ChannelWriter {
         let copied = live.suffix(kept)
 
         let new = try SegmentWriter(
-            channel: channel, generation: old.header.generation + 1, baseSequence: lastSequence, memory: takeSpareMemory(),
-            capacity: capacity, hugePages: hugePages)
+            channel: channel, generation: old.header.generation + 1, baseSequence: lastSequence,
+            memory: takeReusableMemory() ?? takeSpareMemory(), capacity: capacity, hugePages: hugePages, reusable: reusesMemory)
         var newIndex: [[UInt8]: (offset: UInt64, length: UInt64)] = [:]
         var end = UInt64(L.headerSize)
         for record in copied {
@@ -332,6 +342,7 @@ public final class ChannelWriter {
     public func retire(_ rotation: Rotation) {
         rotation.old.retire(successor: rotation.new.id)
         unretired.removeAll { $0.old === rotation.old }
+        keepForReuse(rotation.old)
         doorbell.ringAlways(&ringPacing)
     }
 

@@ -8,12 +8,16 @@ import ShmBusSystem
 /// fills up, and has it faulted in on the prefaulter's thread, so that the chunk that
 /// causes a collection is copied into memory that is already there. Nobody else can
 /// see it: its descriptor leaves the writer only once ``SegmentWriter`` has written
-/// the header and sealed it, so the memory readers later map has only ever been this
-/// generation's. (Memory a reader has mapped is never used for another generation.)
+/// the header and sealed it. A writer that reuses memory (format version 2) gives a
+/// retired segment's memory to a later generation only once no reader's lease holds
+/// it (ChannelWriter+Reuse.swift); every other writer's memory has only ever been one
+/// generation's.
 public final class SegmentMemory {
     public let capacity: UInt64
     let fileDescriptor: UnixFileDescriptor
     let mapping: MemoryMapping
+    /// Sealed already: memory that carried an earlier generation.
+    var isSealed = false
     /// How far the prefaulter got with it; the segment made from it keeps counting.
     public let prefault = PrefaultProgress()
 

@@ -17,6 +17,8 @@ public final class SegmentWriter {
     /// the writer; lend it to send it, duplicate it only for an owner of its own.
     public let fileDescriptor: UnixFileDescriptor
     let mapping: MemoryMapping
+    /// The memory, for a later generation once this one is retired (when it is reusable).
+    let memory: SegmentMemory
     /// How far the prefaulter has faulted this segment's memory in.
     public let prefault: PrefaultProgress
     /// The end of the last committed record.
@@ -44,14 +46,22 @@ public final class SegmentWriter {
     public convenience init(
         channel: String, capacity: UInt64, generation: UInt64, baseSequence: UInt64, hugePages: Bool = false
     ) throws(SegmentError) {
-        try self.init(channel: channel, generation: generation, baseSequence: baseSequence, memory: nil, capacity: capacity, hugePages: hugePages)
+        try self.init(
+            channel: channel, generation: generation, baseSequence: baseSequence, memory: nil, capacity: capacity, hugePages: hugePages,
+            reusable: false)
     }
 
     /// Creates and seals a segment in `memory`, made (and perhaps faulted in) earlier,
-    /// or in new memory of `capacity` bytes when `memory` is nil.
+    /// or in new memory of `capacity` bytes when `memory` is nil. `reusable` writes
+    /// format version 2: this memory may carry a later generation.
+    ///
+    /// Memory that carried an earlier generation is sealed already and has the
+    /// reclaimed bit in its state word, so no reader starts on it while the header is
+    /// rewritten; the counters and the successor are reset and the state word cleared
+    /// last (a release store). Nobody learns this generation's name before it is done.
     init(
         channel: String, generation: UInt64, baseSequence: UInt64, memory prepared: SegmentMemory?, capacity: UInt64,
-        hugePages: Bool
+        hugePages: Bool, reusable: Bool
     ) throws(SegmentError) {
         try ChannelName.validate(channel)
         let L = SegmentLayout.self
@@ -62,7 +72,8 @@ public final class SegmentWriter {
         guard capacity <= UInt64(Int.max) else { throw SegmentError(.invalidArgument, "capacity \(capacity) is too large") }
         let header = SegmentHeader(
             id: .random(), channel: channel, generation: generation, baseSequence: baseSequence, capacity: capacity,
-            created: RealtimeClock.now(), writerPID: UInt32(bitPattern: getpid()))
+            created: RealtimeClock.now(), writerPID: UInt32(bitPattern: getpid()),
+            version: reusable ? L.reusableVersion : L.version)
         let memory: SegmentMemory
         if let given = prepared {
             memory = given
@@ -71,7 +82,17 @@ public final class SegmentWriter {
         }
         mapping = memory.mapping
         header.write(to: mapping)
-        try Memfd.addSeals(Memfd.segmentSeals, to: memory.fileDescriptor)
+        if memory.isSealed {
+            for offset in [L.recordCountOffset, L.liveBytesOffset, L.deadBytesOffset, L.liveChunksOffset] {
+                mapping.store(UInt64(0), at: offset)
+            }
+            mapping.store(bytes: [UInt8](repeating: 0, count: 16), at: L.successorIDOffset)
+            mapping.storeRelease32(0, at: L.stateOffset)
+        } else {
+            try Memfd.addSeals(Memfd.segmentSeals, to: memory.fileDescriptor)
+            memory.isSealed = true
+        }
+        self.memory = memory
         self.header = header
         name = header.id.name
         fileDescriptor = memory.fileDescriptor
