@@ -27,7 +27,7 @@ import Testing
         "doorbellWordOffset": SegmentLayout.doorbellWordOffset, "doorbellSleepingOffset": SegmentLayout.doorbellSleepingOffset,
         "doorbellAwaitingSignalOffset": SegmentLayout.doorbellAwaitingSignalOffset,
         "leaseMagicOffset": SegmentLayout.leaseMagicOffset, "leaseLowOffset": SegmentLayout.leaseLowOffset,
-        "leaseHighOffset": SegmentLayout.leaseHighOffset,
+        "leaseHighOffset": SegmentLayout.leaseHighOffset, "leaseSlotsOffset": SegmentLayout.leaseSlotsOffset,
     ]
 
     /// Rows `| field | constant | offset | size | …` of every table in the document.

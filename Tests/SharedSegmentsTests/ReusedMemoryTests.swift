@@ -57,7 +57,7 @@ import Testing
         var reader: SegmentReader? = try open(writer.current, lease: lease)
         var held: Chunk? = try reader!.allChunks().first
         let generation = reader!.header.generation
-        #expect(lease.heldRange == generation...generation)
+        #expect(lease.heldGenerations == [generation])
         reader = nil
         // Forty rotations later, with bytes of another value everywhere else.
         let made = try publish(writer, count: 40, size: 8 << 10, value: 0x5C)
@@ -68,7 +68,7 @@ import Testing
         #expect(Set(try made.map(inode)).count <= 5)
         // Let go, and the memory goes back into the cycle.
         held = nil
-        #expect(lease.heldRange == nil)
+        #expect(lease.heldGenerations.isEmpty)
         let before = writer.reuseCounts.reused
         try publish(writer, count: 20, size: 8 << 10)
         #expect(writer.reuseCounts.reused > before)
@@ -92,7 +92,7 @@ import Testing
         } catch {
             #expect(error.kind == .reclaimed)
         }
-        #expect(late.heldRange == nil)
+        #expect(late.heldGenerations.isEmpty)
         withExtendedLifetime(pinned) {}
     }
 
@@ -147,6 +147,44 @@ import Testing
         #expect(intact)
         #expect(writer.reuseCounts.reused > 20)
         #expect(Set(try segments.values.map(inode)).count <= 5)
+    }
+
+    @Test func aLeaseNamesEightGenerationsInSlotsAndTheRestInARange() throws {
+        let lease = try ReadLease()
+        let writer = try ChannelWriter(channel: "test/reuse-slots", capacity: 16 << 10, policy: .whenFull, reusesMemory: true)
+        _ = try writer.addLease(lease.fileDescriptor)
+        // Twelve generations, a reader of each.
+        var segments = [writer.current]
+        segments += try publish(writer, count: 12, size: 8 << 10)
+        var readers = try segments.prefix(12).map { try open($0, lease: lease) }
+        let generations = readers.map(\.header.generation)
+        #expect(lease.heldGenerations.isSuperset(of: generations))
+        // The first eight have slots; four more make a range, holding what is between.
+        #expect(lease.heldGenerations == Set(generations))
+        readers.removeFirst(2)
+        #expect(lease.heldGenerations == Set(generations.dropFirst(2)))
+        readers.removeLast(4)
+        #expect(lease.heldGenerations == Set(generations.dropFirst(2).dropLast(4)))
+        readers.removeAll()
+        #expect(lease.heldGenerations.isEmpty)
+    }
+
+    @Test func anOldChunkKeptInASlotKeepsOnlyItsOwnMemoryFromReuse() throws {
+        let writer = try ChannelWriter(channel: "test/reuse-old", capacity: 16 << 10, policy: .whenFull, reusesMemory: true)
+        let lease = try ReadLease()
+        _ = try writer.addLease(lease.fileDescriptor)
+        let kept = try open(writer.current, lease: lease).allChunks()
+        var reading = try open(writer.current, lease: lease)
+        for _ in 0..<40 {
+            let appended = try [UInt8](repeating: 3, count: 8 << 10).withUnsafeBytes { try writer.append($0) }
+            if let rotation = appended.rotation {
+                writer.retire(rotation)
+                // The reader moves on, as a cursor does, holding the current generation.
+                reading = try open(rotation.new, lease: lease)
+            }
+        }
+        #expect(writer.reuseCounts.reused >= 30, "\(writer.reuseCounts)")
+        withExtendedLifetime((kept, reading)) {}
     }
 
     @Test func leasePagesThatAreNotSealedPagesAreRefused() throws {

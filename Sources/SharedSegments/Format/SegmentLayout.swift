@@ -89,10 +89,13 @@ public enum SegmentLayout {
     public static let leaseMagic: UInt64 = 0x5341_454C_424D_4853
     public static let leaseSize = 4096
     public static let leaseMagicOffset = 0       // u64
-    /// The lowest and highest generation the reader holds, 0 and 0 for none. The
-    /// reader widens the range before it narrows it, one store at a time.
+    /// The lowest and highest generation the reader holds beyond its slots, 0 and 0
+    /// for none. The reader widens the range before it narrows it, one store at a time.
     public static let leaseLowOffset = 64        // u64, seq_cst
     public static let leaseHighOffset = 72       // u64, seq_cst
+    /// Generations the reader holds, one per slot, 0 for a free slot.
+    public static let leaseSlotsOffset = 128     // u64 × leaseSlotCount, seq_cst
+    public static let leaseSlotCount = 8
 
     /// Seeds of the two checksums (docs/FORMAT.md, "Checksums").
     public static let headerChecksumSeed: UInt64 = 0x5348_4D42_5553_4844

@@ -51,6 +51,10 @@ public struct Chunk: Sendable {
         self.hold = hold
     }
 
+    /// Whether the chunk holds its generation on a reader's lease (its segment's
+    /// memory is reused once nobody holds it; docs/FORMAT.md, "Reused memory").
+    public var isLeased: Bool { hold != nil }
+
     /// Calls `body` with the payload in place: no copy.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: mapping.base.advanced(by: Int(payloadOffset)), count: count))

@@ -10,9 +10,10 @@ import ShmBusSystem
 ///
 /// The reader alone writes the page; each writer it reads from gets the descriptor
 /// once (a publisher through `Publisher1.Lease`) and maps it read-only. The page
-/// holds a range of generations, `[low, high]`, that covers every generation a live
-/// ``SegmentReader`` of this lease holds: a hold is taken when a reader of a
-/// version-2 segment is made and released when the last chunk that needs it is gone.
+/// names every generation a live ``SegmentReader`` of this lease holds: the first
+/// eight in slots of their own, any more in a range `[low, high]` (which holds the
+/// generations between as well). A hold is taken when a reader of a version-2 segment
+/// is made and released when the last chunk that needs it is gone.
 ///
 /// The handshake is Dekker's: the reader stores the range, makes a sequentially
 /// consistent fence and then loads the segment's state word; the writer sets the
@@ -28,6 +29,9 @@ public final class ReadLease: Sendable {
     public let fileDescriptor: UnixFileDescriptor
     let page: MemoryMapping
     private let state = Lock(State())
+    /// What must live as long as the lease: the connection through which a writer
+    /// got it, which forgets the lease when that connection leaves the bus.
+    private let anchor: (any AnyObject & Sendable)?
 
     /// How many mappings stay cached for segments to come back in.
     public static let cachedMappings = 4
@@ -35,6 +39,10 @@ public final class ReadLease: Sendable {
     private struct State {
         /// Holds per generation.
         var held: [UInt64: Int] = [:]
+        /// What each slot of the page says (0: free).
+        var slots = [UInt64](repeating: 0, count: SegmentLayout.leaseSlotCount)
+        /// Generations held beyond the slots, which the range covers.
+        var overflow: Set<UInt64> = []
         var low: UInt64 = 0
         var high: UInt64 = 0
         /// Most recently used last.
@@ -50,7 +58,12 @@ public final class ReadLease: Sendable {
     /// A new lease page (`memfd_create`, `ftruncate(4096)`, `mmap`, then
     /// `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`: a writer that maps it can never be
     /// made to fault on a shrunk file).
-    public init() throws(SegmentError) {
+    ///
+    /// - Parameter anchor: kept alive with the lease (and so with every chunk read
+    ///   through it): the bus connection that registered the page, when its leaving
+    ///   would end the lease.
+    public init(keeping anchor: (any AnyObject & Sendable)? = nil) throws(SegmentError) {
+        self.anchor = anchor
         let L = SegmentLayout.self
         let fd = try Memfd.create(name: "shmbus-lease", size: L.leaseSize)
         page = try MemoryMapping(fd: fd, length: L.leaseSize, writable: true)
@@ -59,12 +72,14 @@ public final class ReadLease: Sendable {
         fileDescriptor = fd
     }
 
-    /// The range the page says now (for tests and `shmbus stat`).
-    public var heldRange: ClosedRange<UInt64>? {
+    /// The generations the page names now, slots and range (for tests).
+    public var heldGenerations: Set<UInt64> {
         let L = SegmentLayout.self
+        var held = Set((0..<L.leaseSlotCount).map { page.loadAcquire64(L.leaseSlotsOffset + 8 * $0) }.filter { $0 != 0 })
         let low = page.loadAcquire64(L.leaseLowOffset)
         let high = page.loadAcquire64(L.leaseHighOffset)
-        return low == 0 || high < low ? nil : low...high
+        if low != 0, high >= low { held.formUnion(low...high) }
+        return held
     }
 
     /// Holds `generation` until the hold returned is released, then fences: the
@@ -72,7 +87,14 @@ public final class ReadLease: Sendable {
     func hold(_ generation: UInt64) -> LeaseHold {
         state.withLock { state in
             state.held[generation, default: 0] += 1
-            publish(&state)
+            guard state.held[generation] == 1 else { return }
+            if let free = state.slots.firstIndex(of: 0) {
+                state.slots[free] = generation
+                store(generation, slot: free)
+            } else {
+                state.overflow.insert(generation)
+                publishRange(&state)
+            }
         }
         shmbus_fence_seq_cst()
         return LeaseHold(lease: self, generation: generation)
@@ -81,19 +103,34 @@ public final class ReadLease: Sendable {
     fileprivate func release(_ generation: UInt64) {
         state.withLock { state in
             guard let count = state.held[generation] else { return }
-            state.held[generation] = count > 1 ? count - 1 : nil
-            publish(&state)
+            guard count == 1 else {
+                state.held[generation] = count - 1
+                return
+            }
+            state.held[generation] = nil
+            if let slot = state.slots.firstIndex(of: generation) {
+                state.slots[slot] = 0
+                store(0, slot: slot)
+            } else {
+                state.overflow.remove(generation)
+                publishRange(&state)
+            }
         }
     }
 
-    /// Stores the range of `state.held` into the page: widening stores first, then
+    private func store(_ generation: UInt64, slot: Int) {
+        let L = SegmentLayout.self
+        shmbus_store_release_u64(page.base.advanced(by: L.leaseSlotsOffset + 8 * slot).assumingMemoryBound(to: UInt64.self), generation)
+    }
+
+    /// Stores the range of `state.overflow` into the page: widening stores first, then
     /// narrowing ones, so that every range a writer can see on the way covers every
     /// generation held both before and after. A hold or a release changes the range in
     /// one direction only.
-    private func publish(_ state: inout State) {
+    private func publishRange(_ state: inout State) {
         let L = SegmentLayout.self
-        let newLow = state.held.keys.min() ?? 0
-        let newHigh = state.held.keys.max() ?? 0
+        let newLow = state.overflow.min() ?? 0
+        let newHigh = state.overflow.max() ?? 0
         let low = page.base.advanced(by: L.leaseLowOffset).assumingMemoryBound(to: UInt64.self)
         let high = page.base.advanced(by: L.leaseHighOffset).assumingMemoryBound(to: UInt64.self)
         if state.low == 0 {

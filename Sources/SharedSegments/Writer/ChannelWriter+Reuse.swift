@@ -24,9 +24,12 @@ final class LeasePage {
         self.mapping = mapping
     }
 
-    /// Whether the reader holds `generation` now.
+    /// Whether the reader holds `generation` now: in a slot, or in its range.
     func holds(_ generation: UInt64) -> Bool {
         let L = SegmentLayout.self
+        for slot in 0..<L.leaseSlotCount where mapping.loadAcquire64(L.leaseSlotsOffset + 8 * slot) == generation {
+            return true
+        }
         let low = mapping.loadAcquire64(L.leaseLowOffset)
         let high = mapping.loadAcquire64(L.leaseHighOffset)
         return low != 0 && low <= generation && generation <= high

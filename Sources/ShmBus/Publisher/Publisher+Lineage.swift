@@ -41,8 +41,9 @@ extension Publisher {
                 } catch where error.code == .notFound {
                     continue   // removed in between
                 }
-                // A segment that does not map cannot give anything to continue.
-                guard let reader = try? SegmentReader(fd: fd) else { continue }
+                // A segment that does not map cannot give anything to continue. Without a
+                // lease: its writer has left (above), so nobody can reuse its memory.
+                guard let reader = try? SegmentReader(fd: fd, options: .init(withoutLease: true)) else { continue }
                 readers.append(reader)
                 if let properties = try? await registry.segmentProperties(info.name), properties.expires > 0 {
                     let remaining = Double(properties.expires) / 1e6 - Double(RealtimeClock.now()) / 1e9

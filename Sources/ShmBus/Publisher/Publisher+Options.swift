@@ -46,6 +46,17 @@ extension Publisher {
         /// counts `successorsLost`). Only a close within this time of a collection
         /// waits, for the rest of it; a killed process cannot wait at all.
         public var linger: Duration = .milliseconds(500)
+        /// Give the memory of retired segments to later generations once no
+        /// subscriber can still be reading it (format version 2, docs/FORMAT.md
+        /// "Reused memory"). Subscribers hand this publisher a lease page
+        /// (`Publisher1.Lease`) and keep the generations they have views of in it;
+        /// a channel that rotates steadily then cycles through four segments' memory
+        /// that its subscribers have mapped already, and a large chunk is read
+        /// without filling page tables again (docs/BENCHMARKS.md). Readers that know
+        /// only format version 1 (ShmBus before it, the Python package today) cannot
+        /// read such a channel. Not with `persistent`: the registry keeps persistent
+        /// segments, and no lease outlives the publisher.
+        public var reuseMemory = false
         public init() {}
     }
 }

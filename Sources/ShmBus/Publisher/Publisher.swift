@@ -36,6 +36,7 @@ public final class Publisher: Sendable {
     let heldBackRingScheduled = Atomic(false)
     let notifier: CommitNotifier
     let registrar: Registrar
+    let leases: PublisherLeases
     private let follower = Lock<Task<Void, Never>?>(nil)
     private let export = Lock<DBusExport?>(nil)
     /// When the last collection made a new generation (see `Options.linger`).
@@ -56,6 +57,7 @@ public final class Publisher: Sendable {
         self.writer = writer
         self.logger = logger
         metrics = PublisherMetrics(channel: channel)
+        leases = PublisherLeases(writer: writer, connection: connection, logger: logger)
         let notifier = CommitNotifier(
             connection: connection, channel: channel, minimumInterval: options.minimumSignalInterval, doorbell: doorbell)
         self.notifier = notifier
@@ -78,6 +80,9 @@ public final class Publisher: Sendable {
         if let problem = ChannelName.problem(with: channel) {
             throw .invalidArgument("invalid channel name '\(channel)': \(problem)")
         }
+        if options.reuseMemory, options.persistent {
+            throw .invalidArgument("reuseMemory and persistent do not go together: no lease outlives the publisher")
+        }
         let connection = try await ShmBusError.rethrowing { try await DBusConnection.connect(to: bus, logger: logger) }
         let registry = RegistryClient(connection: connection)
         let publisher: Publisher
@@ -87,6 +92,10 @@ public final class Publisher: Sendable {
             let history = try await History.find(channel: channel, registry: registry, excludingKeys: options.replacingKeys)
             var options = options
             if history?.persistent == true, !options.persistent {
+                if options.reuseMemory {
+                    throw ShmBusError.invalidArgument(
+                        "channel '\(channel)' holds persistent chunks, which cannot live in reused memory; open it without reuseMemory")
+                }
                 // The history's persistent chunks are carried over into this
                 // publisher's segments: they stay persistent, as the channel's data.
                 options.persistent = true
@@ -97,10 +106,11 @@ public final class Publisher: Sendable {
                 if let lineage = history?.lineage {
                     writer = try ChannelWriter(
                         channel: channel, capacity: options.capacity, policy: options.garbageCollection, continuing: lineage,
-                        hugePages: options.hugePages)
+                        hugePages: options.hugePages, reusesMemory: options.reuseMemory)
                 } else {
                     writer = try ChannelWriter(
-                        channel: channel, capacity: options.capacity, policy: options.garbageCollection, hugePages: options.hugePages)
+                        channel: channel, capacity: options.capacity, policy: options.garbageCollection, hugePages: options.hugePages,
+                        reusesMemory: options.reuseMemory)
                 }
             } catch {
                 throw ShmBusError(error, context: "channel '\(channel)'")
@@ -121,6 +131,7 @@ public final class Publisher: Sendable {
 
     deinit {
         registrar.stop()
+        leases.close()
         follower.withLock { $0?.cancel() }
         connection.close()
     }
@@ -283,6 +294,7 @@ public final class Publisher: Sendable {
             if rest > .zero { try? await Task.sleep(for: rest) }
         }
         registrar.stop()
+        leases.close()
         follower.withLock { $0?.cancel() }
         export.withLock { $0?.cancel() }
         connection.close()
@@ -293,7 +305,7 @@ public final class Publisher: Sendable {
     private func exportObject() async throws(ShmBusError) {
         let object = PublisherObject(
             channel: channel, writer: writer, peers: PeerDirectory(connection: connection, otherUsers: .takeForTheirUser),
-            owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers)
+            owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers, leases: leases)
         let handle = try await ShmBusError.rethrowing {
             try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
         }

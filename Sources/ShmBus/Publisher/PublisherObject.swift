@@ -15,6 +15,7 @@ struct PublisherObject: Publisher1.Implementation {
     /// This process's user (and app, when it is sandboxed), whose channel it is.
     let owner: ChannelOwner
     let readers: ReadPolicy
+    let leases: PublisherLeases
 
     /// Errors are this contract's `org.shmbus.Error.*`, like the registry's.
     func invalidArguments(_ error: DBusError) -> any Error { ShmBusError.invalidArgument(error.message) }
@@ -22,6 +23,13 @@ struct PublisherObject: Publisher1.Implementation {
     func openSegment(segment name: String, call: DBusMethodCall) async throws -> UnixFileDescriptor {
         try AccessRules.checkRead(try await peers.identity(of: call.sender), channel: channel, owner: owner, policy: readers)
         return try Self.readOnlyDescriptor(of: name, in: writer)
+    }
+
+    /// A subscriber's lease page, for a publisher that reuses memory: granted by the
+    /// read policy, like the segments it protects.
+    func lease(page: UnixFileDescriptor, call: DBusMethodCall) async throws {
+        try AccessRules.checkRead(try await peers.identity(of: call.sender), channel: channel, owner: owner, policy: readers)
+        try await leases.add(page, for: call.sender)
     }
 
     var channels: [String] { [channel] }

@@ -16,17 +16,17 @@ extension RegistryClient {
     ///   fails validation.
     public func latest(channel: String, key: String) async throws(ShmBusError) -> Chunk {
         var found = try await lookup(channel: channel, key: key)
-        let fd: UnixFileDescriptor
+        let opened: (fd: UnixFileDescriptor, info: Registry1.SegmentInfoDictionary)
         do {
-            fd = try await openSegment(found.segment).fd
+            opened = try await openSegment(found.segment)
         } catch where error.code == .notFound {
             // Collected between the two calls: look once more, in its successor.
             found = try await lookup(channel: channel, key: key)
-            fd = try await openSegment(found.segment).fd
+            opened = try await openSegment(found.segment)
         }
         let chunk: Chunk?
         do throws(SegmentError) {
-            chunk = try SegmentReader(fd: fd).latest(key: key)
+            chunk = try await reader(of: opened.fd, writer: opened.info.owner).latest(key: key)
         } catch {
             throw ShmBusError(error, context: "segment \(found.segment)")
         }
@@ -34,6 +34,24 @@ extension RegistryClient {
             throw .notFound("the chunk with key '\(key)' in channel '\(channel)' is gone (replaced or expired)")
         }
         return chunk
+    }
+
+    /// A reader of `fd`; for a segment whose memory its writer reuses, with a lease of
+    /// its own registered at the writer first (`Publisher1.Lease`) and anchored to
+    /// this connection, which the chunks read keep open.
+    private func reader(of fd: UnixFileDescriptor, writer: String?) async throws(SegmentError) -> SegmentReader {
+        do {
+            return try SegmentReader(fd: fd)
+        } catch where error.kind == .leaseRequired {
+            guard let writer, !writer.isEmpty else { throw error }
+            let lease = try ReadLease(keeping: connection)
+            do {
+                try await ShmBusProtocol.publisher(writer, on: connection).lease(page: lease.fileDescriptor)
+            } catch {
+                throw SegmentError(.reclaimed, "the segment's writer did not take a lease: \(error)")
+            }
+            return try SegmentReader(fd: fd, lease: lease)
+        }
     }
 }
 
@@ -49,7 +67,16 @@ extension Subscriber {
         channel: String, key: String, on bus: DBusConnection.Bus = .session
     ) async throws(ShmBusError) -> Chunk {
         let registry = try await RegistryClient.connect(to: bus)
-        defer { registry.connection.close() }
-        return try await registry.latest(channel: channel, key: key)
+        let chunk: Chunk
+        do {
+            chunk = try await registry.latest(channel: channel, key: key)
+        } catch {
+            registry.connection.close()
+            throw error
+        }
+        // A leased chunk keeps the connection its lease was registered on (the
+        // publisher forgets the lease when it leaves the bus); it closes with the chunk.
+        if !chunk.isLeased { registry.connection.close() }
+        return chunk
     }
 }

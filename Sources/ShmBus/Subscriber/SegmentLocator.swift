@@ -14,6 +14,8 @@ protocol SegmentSources: Sendable {
     func openSegment(_ name: String, fromPublisher owner: String) async throws(ShmBusError) -> UnixFileDescriptor
     /// `Publisher1.CurrentSegment` of the connection `owner`.
     func currentSegment(ofPublisher owner: String) async throws(ShmBusError) -> String
+    /// `Publisher1.Lease` of the connection `owner`.
+    func lease(_ page: UnixFileDescriptor, atPublisher owner: String) async throws(ShmBusError)
 }
 
 /// The sources on the bus.
@@ -44,6 +46,11 @@ struct BusSegmentSources: SegmentSources {
                 .decode(as: String.self)
         }
     }
+
+    func lease(_ page: UnixFileDescriptor, atPublisher owner: String) async throws(ShmBusError) {
+        let publisher = ShmBusProtocol.publisher(owner, on: registry.connection)
+        try await ShmBusError.rethrowing { try await publisher.lease(page: page, timeout: Self.publisherCallTimeout) }
+    }
 }
 
 /// A segment opened for reading, with the doorbell its writer registered.
@@ -64,6 +71,8 @@ struct SegmentLocator: Sendable {
     let channel: String
     let sources: any SegmentSources
     let logger: Logger
+    /// The subscriber's lease, for segments whose memory their writer reuses.
+    let lease: SubscriberLease
 
     /// The channel's current segment and owner, nil when the registry has no such
     /// channel or it has no segment.
@@ -88,15 +97,47 @@ struct SegmentLocator: Sendable {
     /// Opens a segment and its doorbell through the registry.
     func open(_ name: String) async throws(ShmBusError) -> OpenedSegment {
         let (fd, info) = try await sources.openSegment(name)
-        let reader: SegmentReader
-        do {
-            reader = try SegmentReader(fd: fd)
-        } catch {
-            throw ShmBusError(error, context: "segment \(name)")
-        }
+        let reader = try await reader(of: fd, name: name, writer: info.owner)
         // A doorbell that does not open leaves the subscriber polling, not failing.
         let doorbell = info.doorbell.flatMap { try? Doorbell.open($0) }
         return OpenedSegment(reader: reader, doorbell: doorbell)
+    }
+
+    /// A reader of segment `name` in `fd`. A segment whose memory its writer reuses
+    /// (format version 2) is read with the subscriber's lease, handed to `writer` first
+    /// if it does not have it yet; one whose memory went to another generation
+    /// meanwhile is `NotFound`, as if the registry had dropped it.
+    func reader(of fd: UnixFileDescriptor, name: String, writer: String?) async throws(ShmBusError) -> SegmentReader {
+        let reader: SegmentReader
+        if let writer, let page = lease.page(registeredWith: writer) {
+            reader = try Self.read(fd, name, lease: page)
+        } else {
+            switch Result(catching: { () throws(SegmentError) in try SegmentReader(fd: fd) }) {
+            case .success(let plain):
+                reader = plain
+            case .failure(let error) where error.kind == .leaseRequired:
+                guard let writer, !writer.isEmpty else {
+                    throw .badSegment("segment \(name) reuses its memory, and nobody says who writes it")
+                }
+                reader = try Self.read(fd, name, lease: try await lease.register(with: writer, through: sources))
+            case .failure(let error):
+                throw ShmBusError(error, context: "segment \(name)")
+            }
+        }
+        guard reader.header.name == name else {
+            // Reused memory carries another generation now; anything else lied.
+            if reader.header.isReusable { throw .notFound("segment \(name) is gone: its memory holds \(reader.header.name) now") }
+            throw .badSegment("the descriptor for segment \(name) holds segment \(reader.header.name)")
+        }
+        return reader
+    }
+
+    private static func read(_ fd: UnixFileDescriptor, _ name: String, lease: ReadLease) throws(ShmBusError) -> SegmentReader {
+        do {
+            return try SegmentReader(fd: fd, lease: lease)
+        } catch {
+            throw ShmBusError(error, context: "segment \(name)")
+        }
     }
 
     /// Opens a segment, or returns nil when the registry does not have it (any more).
@@ -133,8 +174,8 @@ struct SegmentLocator: Sendable {
             return .failed
         }
         do {
-            let reader = try SegmentReader(fd: fd)
-            guard reader.header.name == name, reader.header.channel == channel, reader.header.generation > leaving else {
+            let reader = try await reader(of: fd, name: name, writer: owner)
+            guard reader.header.channel == channel, reader.header.generation > leaving else {
                 logger.warning(
                     "the channel's owner sent a segment that does not follow the one being read",
                     metadata: [

@@ -175,7 +175,8 @@ public final class Subscriber: AsyncSequence, Sendable {
             throw .invalidArgument("invalid channel name '\(channel)': \(problem)")
         }
         let registry = RegistryClient(connection: connection)
-        let locator = SegmentLocator(channel: channel, sources: BusSegmentSources(registry: registry), logger: logger)
+        let locator = SegmentLocator(
+            channel: channel, sources: BusSegmentSources(registry: registry), logger: logger, lease: SubscriberLease(anchor: connection))
         // Listen first, then look: nothing committed after this point is missed.
         let committed = Lock<WeakSubscriber?>(nil)
         var handler: DBusSignalHandler?

@@ -23,6 +23,14 @@ public enum Publisher1 {
                 ],
                 annotations: [DBusAnnotation("org.shmbus.Doc", "Returns a read-only descriptor (opened O_RDONLY; the seals forbid writable mappings) of one of this publisher's segments that readers may still need: the current one or one not retired yet. Subscribers use it to follow a garbage collection while the registry is away; the registry's OpenSegment is the way otherwise. org.shmbus.Error.NotFound for any other name.")]
             ),
+            DBusMethod(
+                "Lease",
+                inputs: [
+                    DBusArgument("page", "h"),
+                ],
+                outputs: [],
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Registers the caller's lease page (docs/FORMAT.md, \"Reused memory\") with this publisher, which reuses the memory of retired segments (format version 2): no memory holding a generation in the page's range is given to a later generation. One lease per connection (a second call replaces the first), kept until the caller leaves the bus. A subscriber calls it before it reads a version 2 segment. org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded past 64 leases; AccessDenied for a caller who may not read the channel.")]
+            ),
         ],
         signals: [
             DBusSignal(
@@ -90,6 +98,15 @@ extension Publisher1 {
         /// registry is away; the registry's OpenSegment is the way otherwise.
         /// org.shmbus.Error.NotFound for any other name.
         func openSegment(segment: String, call: DBusMethodCall) async throws -> UnixFileDescriptor
+        /// Registers the caller's lease page (docs/FORMAT.md, "Reused memory") with this
+        /// publisher, which reuses the memory of retired segments (format version 2): no memory
+        /// holding a generation in the page's range is given to a later generation. One lease
+        /// per connection (a second call replaces the first), kept until the caller leaves the
+        /// bus. A subscriber calls it before it reads a version 2 segment.
+        /// org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd
+        /// starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded
+        /// past 64 leases; AccessDenied for a caller who may not read the channel.
+        func lease(page: UnixFileDescriptor, call: DBusMethodCall) async throws
         var channels: [String] { get async throws }
         /// The segment this publisher appends to now. Subscribers that fell behind a collection
         /// while the registry is away move here and report the chunks in between as a gap.
@@ -105,6 +122,12 @@ extension Publisher1 {
             let arguments: String
             do throws(DBusError) { arguments = try call.arguments.decode(String.self) } catch { throw object.invalidArguments(error) }
             return [try await object.openSegment(segment: arguments, call: call).dbusValue]
+        }
+        interface.methods[1].handler = { call in
+            let arguments: UnixFileDescriptor
+            do throws(DBusError) { arguments = try call.arguments.decode(UnixFileDescriptor.self) } catch { throw object.invalidArguments(error) }
+            try await object.lease(page: arguments, call: call)
+            return []
         }
         interface.properties[0].get = { try await object.channels.dbusValue }
         interface.properties[1].get = { try await object.currentSegment.dbusValue }
@@ -130,6 +153,18 @@ extension Publisher1 {
         /// org.shmbus.Error.NotFound for any other name.
         public func openSegment(segment: String, timeout: Duration? = DBusConnection.defaultTimeout) async throws -> UnixFileDescriptor {
             return try await base.call("OpenSegment", [segment.dbusValue], timeout: timeout).decode(UnixFileDescriptor.self)
+        }
+
+        /// Registers the caller's lease page (docs/FORMAT.md, "Reused memory") with this
+        /// publisher, which reuses the memory of retired segments (format version 2): no memory
+        /// holding a generation in the page's range is given to a later generation. One lease
+        /// per connection (a second call replaces the first), kept until the caller leaves the
+        /// bus. A subscriber calls it before it reads a version 2 segment.
+        /// org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd
+        /// starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded
+        /// past 64 leases; AccessDenied for a caller who may not read the channel.
+        public func lease(page: UnixFileDescriptor, timeout: Duration? = DBusConnection.defaultTimeout) async throws {
+            _ = try await base.call("Lease", [page.dbusValue], timeout: timeout)
         }
 
         public var channels: [String] {

@@ -1,3 +1,4 @@
+import Logging
 import Glibc
 import Locking
 import SharedSegments
@@ -10,9 +11,11 @@ import Testing
 @Suite struct PublisherObjectTests {
     @Test func itServesItsLiveSegmentsReadOnlyAndNothingElse() async throws {
         let writer = Lock(try ChannelWriter(channel: "served", capacity: 64 << 10))
+        let connection = try await TestBus.connect()
         let object = PublisherObject(
-            channel: "served", writer: writer, peers: PeerDirectory(connection: try await TestBus.connect()),
-            owner: ChannelOwner(uid: getuid()), readers: .ownerOnly)
+            channel: "served", writer: writer, peers: PeerDirectory(connection: connection),
+            owner: ChannelOwner(uid: getuid()), readers: .ownerOnly,
+            leases: PublisherLeases(writer: writer, connection: connection, logger: Logger(label: "test")))
         let (first, rotation) = try writer.withLock { writer in (writer.current.id.name, try writer.collectGarbage()) }
         // Until retired, the replaced generation is still served; both read-only.
         for name in [first, rotation.new.id.name] {

@@ -55,6 +55,12 @@ import Testing
                 return current
             }
         }
+
+        /// These generations do not reuse memory: a lease is never asked for.
+        func lease(_ page: UnixFileDescriptor, atPublisher owner: String) async throws(ShmBusError) {
+            state.withLock { $0.calls.append("lease \(owner)") }
+            throw .invalidArgument("this publisher does not reuse memory")
+        }
     }
 
     /// A channel collected `count` times: its generations in order.
@@ -69,7 +75,7 @@ import Testing
     }
 
     static func locator(_ sources: Sources) -> SegmentLocator {
-        SegmentLocator(channel: "locate", sources: sources, logger: Logger(label: "test"))
+        SegmentLocator(channel: "locate", sources: sources, logger: Logger(label: "test"), lease: SubscriberLease(anchor: nil))
     }
 
     @Test func theRegistryIsAskedFirst() async throws {
