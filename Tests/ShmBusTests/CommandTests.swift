@@ -34,6 +34,7 @@ import Testing
             #expect(blob["errors"] as? Int == 0)
             #expect(((blob["shmbus"] as? [String: Any])?["count"] as? Int) == 3)
             #expect(((blob["shmbusFutex"] as? [String: Any])?["count"] as? Int) == 3, "the futex path too")
+            #expect(((blob["shmbusReuse"] as? [String: Any])?["count"] as? Int) == 3, "and with reused memory")
             #expect(blob["dbus"] != nil)
         }
         let throughput = try #require(json["throughput"] as? [[String: Any]])

@@ -174,6 +174,11 @@ public final class ReadLease: Sendable {
     }
 }
 
+extension ReadLease {
+    /// The mappings kept, most recently used last.
+    var cached: [MemoryMapping] { state.withLock { $0.mappings.map(\.mapping) } }
+}
+
 /// One hold of a generation on a ``ReadLease``, released when the last reference
 /// goes (a ``SegmentReader`` and every ``Chunk`` read through it keep one).
 public final class LeaseHold: Sendable {

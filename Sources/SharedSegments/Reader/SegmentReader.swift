@@ -68,6 +68,26 @@ public final class SegmentReader: Sendable {
         self.mapping = mapping
     }
 
+    /// A reader of segment `id` in memory `lease` mapped earlier, if one of its cached
+    /// mappings holds that segment now: a writer that reuses memory names the
+    /// successor of a retired segment, and readers that kept the memory it reused
+    /// find it there without asking anyone for a descriptor. Nil when none does (or
+    /// the memory went on to yet another generation meanwhile).
+    public static func reused(_ id: SegmentID, lease: ReadLease) -> SegmentReader? {
+        for mapping in lease.cached.reversed() {
+            guard let header = try? SegmentHeader.read(from: mapping, fileSize: mapping.length), header.id == id, header.isReusable
+            else { continue }
+            return try? SegmentReader(mapping: mapping, header: header, lease: lease)
+        }
+        return nil
+    }
+
+    private init(mapping: MemoryMapping, header: SegmentHeader, lease: ReadLease) throws(SegmentError) {
+        hold = try Self.admit(header, in: mapping, fileSize: mapping.length, lease: lease, options: Options())
+        self.header = header
+        self.mapping = mapping
+    }
+
     /// A reader over an existing mapping (the writer's own, or a test's buffer).
     init(mapping: MemoryMapping, fileSize: Int) throws(SegmentError) {
         header = try SegmentHeader.read(from: mapping, fileSize: fileSize)

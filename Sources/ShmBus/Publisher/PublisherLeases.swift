@@ -26,8 +26,11 @@ final class PublisherLeases: Sendable {
     }
 
     /// Registers `page` for `sender`, replacing its earlier page (the new one is on the
-    /// writer before the old one goes, so the sender's holds never lapse).
-    func add(_ page: UnixFileDescriptor, for sender: String) async throws(ShmBusError) {
+    /// writer before the old one goes, so the sender's holds never lapse). Returns once
+    /// the writer has it; watching for the sender's departure goes on in a task of its
+    /// own (its bus calls are not the caller's to wait for: under load they took longer
+    /// than a subscriber waits for the reply).
+    func add(_ page: UnixFileDescriptor, for sender: String) throws(ShmBusError) {
         let id: UInt64
         do throws(SegmentError) {
             id = try writer.withLock { (writer) throws(SegmentError) -> UInt64 in try writer.addLease(page) }
@@ -41,7 +44,7 @@ final class PublisherLeases: Sendable {
             return (earlier?.lease, earlier?.watch != nil)
         }
         if let replaced { writer.withLock { $0.removeLease(replaced) } }
-        if !watched { await watch(sender) }
+        if !watched { Task { await self.watch(sender) } }
     }
 
     /// Forgets `sender`'s lease once it leaves the bus (or now, if it has left already).

@@ -29,7 +29,7 @@ struct PublisherObject: Publisher1.Implementation {
     /// read policy, like the segments it protects.
     func lease(page: UnixFileDescriptor, call: DBusMethodCall) async throws {
         try AccessRules.checkRead(try await peers.identity(of: call.sender), channel: channel, owner: owner, policy: readers)
-        try await leases.add(page, for: call.sender)
+        try leases.add(page, for: call.sender)
     }
 
     var channels: [String] { [channel] }

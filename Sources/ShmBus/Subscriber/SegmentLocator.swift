@@ -47,9 +47,18 @@ struct BusSegmentSources: SegmentSources {
         }
     }
 
+    /// With the default timeout, not ``publisherCallTimeout``: nothing of this
+    /// publisher's can be read without it, so there is no fallback to hurry to.
     func lease(_ page: UnixFileDescriptor, atPublisher owner: String) async throws(ShmBusError) {
         let publisher = ShmBusProtocol.publisher(owner, on: registry.connection)
-        try await ShmBusError.rethrowing { try await publisher.lease(page: page, timeout: Self.publisherCallTimeout) }
+        do {
+            try await publisher.lease(page: page)
+        } catch let error as DBusError where !error.name.hasPrefix("org.shmbus.Error.") {
+            // Not the registry's: a publisher that did not answer, or left.
+            throw ShmBusError(.bus, "the publisher \(owner) did not take the lease page: \(error.message)", cause: .bus(error))
+        } catch {
+            throw ShmBusError.wrapping(error) ?? ShmBusError(.bus, "Publisher1.Lease: \(error)")
+        }
     }
 }
 
@@ -195,6 +204,16 @@ struct SegmentLocator: Sendable {
     func ownersCurrentSegment(_ owner: String) async -> String? {
         guard let name = try? await sources.currentSegment(ofPublisher: owner), !name.isEmpty else { return nil }
         return name
+    }
+
+    /// The successor `id` of a retired segment of generation `generation`, in memory
+    /// the subscriber's lease mapped before (reused by its writer), if it is there: no
+    /// call to anyone. Checked as a segment from the registry is, and that it follows.
+    func cachedSuccessor(_ id: SegmentID, after generation: UInt64) -> SegmentReader? {
+        guard let page = lease.page, let reader = SegmentReader.reused(id, lease: page),
+            reader.header.channel == channel, reader.header.generation > generation
+        else { return nil }
+        return reader
     }
 
     /// Finds the successor of the retired segment being read (`mine`, of generation

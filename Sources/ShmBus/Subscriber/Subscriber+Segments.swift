@@ -10,6 +10,11 @@ extension Subscriber {
     /// read to the end, and the departure is reported.
     func follow(_ successor: SegmentID) async throws {
         let (mine, generation) = reading.withLock { ($0.cursor.segment.name, $0.cursor.segment.header.generation) }
+        // Reused memory this subscriber has mapped already: nothing to ask for.
+        if let reader = locator.cachedSuccessor(successor, after: generation) {
+            move(to: reader, doorbell: nil)
+            return
+        }
         let status = self.status
         let opened = try await locator.successor(
             successor, of: mine, generation: generation, owner: { status.withLock { $0.owner } },

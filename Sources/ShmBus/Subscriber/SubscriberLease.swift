@@ -23,6 +23,9 @@ final class SubscriberLease: Sendable {
         self.anchor = anchor
     }
 
+    /// The page, if it was made (and so handed to some writer).
+    var page: ReadLease? { state.withLock { $0.page } }
+
     /// The page, if `writer` has it already.
     func page(registeredWith writer: String) -> ReadLease? {
         state.withLock { $0.writers.contains(writer) ? $0.page : nil }

@@ -21,20 +21,22 @@ extension BenchResults {
     private var blobTable: String {
         func ms(_ s: Samples) -> String { s.count == 0 ? "-" : "\(f(s.p50, 3)) / \(f(s.p99, 3))" }
         var table = TextTable(
-            "SIZE", "SHMBUS", "SHMBUS FUTEX", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS", "D-BUS/FUTEX",
-            "SHMBUS/MEMCPY", "SHMBUS/FRESH", "COPY/FRESH", "D-BUS/COPY", "OK")
+            "SIZE", "SHMBUS", "SHMBUS FUTEX", "FUTEX REUSE", "SHMBUS COPY", "D-BUS ay", "MEMCPY", "MEMCPY FRESH", "D-BUS/SHMBUS",
+            "D-BUS/FUTEX", "REUSE/FUTEX", "SHMBUS/MEMCPY", "SHMBUS/FRESH", "COPY/FRESH", "D-BUS/COPY", "OK")
         for b in blobs {
             table.add(
-                ByteCount.human(b.size), ms(b.shmbus), ms(b.shmbusFutex), ms(b.shmbusCopy), b.dbus.map(ms) ?? "cannot (>64 MiB)", ms(b.memcpy),
-                ms(b.memcpyFresh), b.dbusOverShmbus.map { f($0, 1) + "x" } ?? "-", b.dbusOverFutex.map { f($0, 1) + "x" } ?? "-",
-                f(b.shmbusOverMemcpy) + "x", f(b.shmbusOverFreshMemcpy) + "x",
+                ByteCount.human(b.size), ms(b.shmbus), ms(b.shmbusFutex), ms(b.shmbusReuse), ms(b.shmbusCopy),
+                b.dbus.map(ms) ?? "cannot (>64 MiB)", ms(b.memcpy), ms(b.memcpyFresh), b.dbusOverShmbus.map { f($0, 1) + "x" } ?? "-",
+                b.dbusOverFutex.map { f($0, 1) + "x" } ?? "-", b.shmbusReuse.count == 0 ? "-" : f(b.reuseOverFutex) + "x", f(b.shmbusOverMemcpy) + "x", f(b.shmbusOverFreshMemcpy) + "x",
                 f(b.copyOverFreshMemcpy) + "x", b.dbusOverCopy.map { f($0, 1) + "x" } ?? "-", b.errors == 0 ? "yes" : "\(b.errors) errors")
         }
         let preparing = blobs.map { "\(ByteCount.human($0.size)) \(ms($0.shmbusCopyPrepare))" }.joined(separator: ", ")
         return """
             1. Blob transfer: publisher holds the bytes -> subscriber has read every byte (ms, p50 / p99)
                SHMBUS: zero-copy publish (bytes written in place), the subscriber on the bus path; SHMBUS FUTEX: the same,
-               the subscriber asleep on the doorbell (`Wait.futex`, async iterator); SHMBUS COPY: `publish(bytes)` from private memory,
+               the subscriber asleep on the doorbell (`Wait.futex`, async iterator); FUTEX REUSE: the same with
+               `Publisher.Options.reuseMemory`, four blobs to a segment, measured once the channel cycles through memory the
+               subscriber has mapped; SHMBUS COPY: `publish(bytes)` from private memory,
                after `Publisher.prepare` had the segment memory faulted in, off the clock (it waited \(preparing) ms);
                MEMCPY FRESH: mmap, copy and read in this process; COPY/FRESH: SHMBUS COPY over MEMCPY FRESH (p50)
             \(table.rendered)

@@ -6,6 +6,9 @@ struct BlobResult: Encodable, Sendable {
     var shmbus = Samples(nanoseconds: [])
     /// Zero-copy publishing to a subscriber asleep on the doorbell (`Wait.futex`).
     var shmbusFutex = Samples(nanoseconds: [])
+    /// The same with reused memory (`Publisher.Options.reuseMemory`), four blobs to a
+    /// segment, after the channel has cycled through its memory.
+    var shmbusReuse = Samples(nanoseconds: [])
     /// Publishing from private memory: one copy into the segment inside the timing.
     var shmbusCopy = Samples(nanoseconds: [])
     /// How long the publisher waited, off the clock, for the memory of each copy to be
@@ -20,6 +23,8 @@ struct BlobResult: Encodable, Sendable {
     /// D-Bus time over ShmBus time, at the median.
     var dbusOverShmbus: Double? { dbus.map { $0.p50 / shmbus.p50 } }
     var dbusOverFutex: Double? { dbus.map { $0.p50 / shmbusFutex.p50 } }
+    /// Reused memory's time over fresh memory's, on the futex path, at the median.
+    var reuseOverFutex: Double { shmbusReuse.p50 / shmbusFutex.p50 }
     /// ShmBus time over memcpy time, at the median.
     var shmbusOverMemcpy: Double { shmbus.p50 / memcpy.p50 }
     var shmbusOverFreshMemcpy: Double { shmbus.p50 / memcpyFresh.p50 }

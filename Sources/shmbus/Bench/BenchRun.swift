@@ -66,25 +66,9 @@ final class BenchRun {
                 subscriber = try await worker(
                     "blob-sub", ["--channel", channel, "--count", "\(repetitions + warmup)", "--wait", "futex"])
             }
-            var samples: [UInt64] = []
-            var preparing: [UInt64] = []
-            for rep in 0..<(repetitions + warmup) {
-                try publisher.send("go \(mode == "futex" ? "in-place" : mode)")
-                // The subscriber's line first: this process stays asleep (off the two
-                // cores) until the transfer is over; the publisher's line waits in its pipe.
-                let got = try await subscriber.line().split(separator: " ")
-                let sent = try await publisher.line().split(separator: " ")
-                guard sent.count == 5, got.count == 4, let start = UInt64(sent[2]), let done = UInt64(got[2]),
-                    let prepared = UInt64(sent[4])
-                else {
-                    throw ShmBusError(.bus, "unexpected worker output: \(sent) / \(got)")
-                }
-                if sent[1] != got[1] || sent[3] != got[3] { result.errors += 1 }
-                if rep >= warmup {
-                    samples.append(done - start)
-                    preparing.append(prepared)
-                }
-            }
+            let (samples, preparing, errors) = try await transfers(
+                publisher, subscriber, mode: mode == "futex" ? "in-place" : mode, count: repetitions, warmup: warmup)
+            result.errors += errors
             if mode == "in-place" {
                 result.shmbus = Samples(nanoseconds: samples, unit: "ms")
             } else if mode == "futex" {
@@ -97,6 +81,23 @@ final class BenchRun {
         try publisher.send("quit")
         await publisher.finish()
         await subscriber.finish()
+
+        // The futex path again, with reused memory (`Publisher.Options.reuseMemory`):
+        // four blobs to a segment, so the channel moves to a new generation every
+        // fourth transfer, and after a warm-up of six rotations it cycles through
+        // memory the subscriber has mapped (and filled page tables for) already.
+        let reuseWarmup = 24
+        let reuseChannel = channel + "-reuse"
+        let reusing = try await worker(
+            "blob-pub", ["--channel", reuseChannel, "--size", "\(size)", "--capacity", "\(slot * 4)", "--reuse"])
+        let reader = try await worker(
+            "blob-sub", ["--channel", reuseChannel, "--count", "\(repetitions + reuseWarmup)", "--wait", "futex"])
+        let reused = try await transfers(reusing, reader, mode: "in-place", count: repetitions, warmup: reuseWarmup)
+        result.shmbusReuse = Samples(nanoseconds: reused.samples, unit: "ms")
+        result.errors += reused.errors
+        try reusing.send("quit")
+        await reusing.finish()
+        await reader.finish()
 
         // D-Bus: the same bytes as the `ay` argument of a method call through the same daemon.
         if size <= UInt64(DBusLimits.maximumArrayLength) {
@@ -147,6 +148,36 @@ final class BenchRun {
         result.memcpy = Samples(nanoseconds: copies, unit: "ms")
         result.memcpyFresh = Samples(nanoseconds: fresh, unit: "ms")
         return result
+    }
+
+    /// `count` transfers after `warmup` more, each once the one before has arrived:
+    /// the time from the publisher having the bytes to the subscriber having read
+    /// them all, the time the publisher spent preparing memory before each, and how
+    /// many arrived wrong.
+    func transfers(
+        _ publisher: Worker, _ subscriber: Worker, mode: String, count: Int, warmup: Int
+    ) async throws -> (samples: [UInt64], preparing: [UInt64], errors: Int) {
+        var samples: [UInt64] = []
+        var preparing: [UInt64] = []
+        var errors = 0
+        for rep in 0..<(count + warmup) {
+            try publisher.send("go \(mode)")
+            // The subscriber's line first: this process stays asleep (off the two
+            // cores) until the transfer is over; the publisher's line waits in its pipe.
+            let got = try await subscriber.line().split(separator: " ")
+            let sent = try await publisher.line().split(separator: " ")
+            guard sent.count == 5, got.count == 4, let start = UInt64(sent[2]), let done = UInt64(got[2]),
+                let prepared = UInt64(sent[4])
+            else {
+                throw ShmBusError(.bus, "unexpected worker output: \(sent) / \(got)")
+            }
+            if sent[1] != got[1] || sent[3] != got[3] { errors += 1 }
+            if rep >= warmup {
+                samples.append(done - start)
+                preparing.append(prepared)
+            }
+        }
+        return (samples, preparing, errors)
     }
 
     // MARK: 3. Small-chunk throughput

@@ -24,6 +24,8 @@ struct BenchWorker: AsyncParsableCommand {
     @Option var dest = ""
     /// flood-pub: chunks per `publishBatch` (0: one `publish` per chunk).
     @Option var batch = 0
+    /// blob-pub: `Publisher.Options.reuseMemory`.
+    @Flag var reuse = false
 
     func run() async throws {
         let address = DBusConnection.Bus.address(bus)
@@ -57,6 +59,7 @@ struct BenchWorker: AsyncParsableCommand {
         options.garbageCollection = .whenFull
         // For comparisons only: the prefaulter's window (0 turns it off).
         if let bytes = ProcessEnvironment.value("SHMBUS_BENCH_PREFAULT_BYTES").flatMap(UInt64.init) { options.prefaultBytes = bytes }
+        options.reuseMemory = reuse
         let publisher = try await Publisher.open(channel: channel, on: bus, options: options)
         var blob = [UInt8](repeating: 0, count: size)
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
