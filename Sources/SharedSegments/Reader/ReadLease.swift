@@ -33,8 +33,9 @@ public final class ReadLease: Sendable {
     /// got it, which forgets the lease when that connection leaves the bus.
     private let anchor: (any AnyObject & Sendable)?
 
-    /// How many mappings stay cached for segments to come back in.
-    public static let cachedMappings = 4
+    /// How many mappings stay cached for segments to come back in: the four a
+    /// steadily rotating writer cycles through, and one more a kept chunk may pin.
+    public static let cachedMappings = 5
 
     private struct State {
         /// Holds per generation.

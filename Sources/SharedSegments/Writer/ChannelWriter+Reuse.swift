@@ -43,6 +43,9 @@ struct ReuseState {
     var nextLease: UInt64 = 1
     /// Retired segments, oldest first; at most ``ChannelWriter/reusableSegments``.
     var retired: [SegmentWriter] = []
+    /// Segments being registered with a registry, by name: their memory stays theirs
+    /// until the registry has read them.
+    var registering: [String: Int] = [:]
     var counts = ChannelWriter.ReuseCounts()
 
     /// The retired segments that may be reused: all but the one retired last, which a
@@ -109,7 +112,7 @@ extension ChannelWriter {
     func takeReusableMemory() -> SegmentMemory? {
         guard let state = reuse else { return nil }
         let L = SegmentLayout.self
-        for segment in state.candidates where segment.capacity == capacity {
+        for segment in state.candidates where segment.capacity == capacity && state.registering[segment.name] == nil {
             let word = segment.mapping.base.advanced(by: L.stateOffset).assumingMemoryBound(to: UInt32.self)
             _ = shmbus_fetch_or_u32(word, L.reclaimedFlag)
             shmbus_fence_seq_cst()
@@ -123,6 +126,26 @@ extension ChannelWriter {
             return segment.memory
         }
         return nil
+    }
+
+    /// Keeps the memory of segment `name` for its generation while a registry reads it
+    /// (until ``endRegistration(of:)``), so that what is registered under a name is
+    /// that segment. False when its memory carries a later generation already, or
+    /// is being taken for one: then there is nothing to register. Always true for a
+    /// writer that does not reuse memory.
+    public func beginRegistration(of name: String) -> Bool {
+        guard reuse != nil else { return true }
+        let L = SegmentLayout.self
+        guard let segment = (liveSegments + reuse!.retired).first(where: { $0.name == name }),
+            segment.mapping.loadAcquire32(L.stateOffset) & L.reclaimedFlag == 0
+        else { return false }
+        reuse!.registering[name, default: 0] += 1
+        return true
+    }
+
+    public func endRegistration(of name: String) {
+        guard let count = reuse?.registering[name] else { return }
+        reuse!.registering[name] = count > 1 ? count - 1 : nil
     }
 
     /// Whether the next collection will probably reuse memory (there is a candidate):

@@ -266,7 +266,16 @@ public final class Publisher: Sendable {
     /// commit into the new generation can see no rotation pending and announce it
     /// before it is registered. Every rotation is a collection.
     func queue(_ rotation: ChannelWriter.Rotation, of writer: ChannelWriter) {
-        if !registrar.enqueue(rotation) { writer.retire(rotation) }
+        if !registrar.enqueue(rotation) {
+            writer.retire(rotation)
+        } else if writer.reusesMemory {
+            // Retired at once, not after the registry has the new generation: readers
+            // with a lease find it in memory they mapped already, and the others ask
+            // this publisher (Publisher1.OpenSegment) until the registry has it. A
+            // registration round trip on every rotation is what made reuse slower than
+            // new memory for small chunks (docs/BENCHMARKS.md, "Reused memory").
+            writer.retire(rotation)
+        }
         metrics.collections.increment()
         lastCollection.withLock { $0 = .now }
     }

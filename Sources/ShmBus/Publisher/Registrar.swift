@@ -268,6 +268,15 @@ final class Registrar: Sendable {
     /// (it knows nothing of the segment we would replace, or already has a newer one of
     /// ours), asks it what it has and tries once more.
     private func registerAsCurrent(_ segment: UnixFileDescriptor, name: String) async throws(ShmBusError) {
+        // A writer that reuses memory may have given this generation's memory to a later
+        // one by now (it retires at once: Publisher.queue); what would be registered is
+        // then that one, under its own name, before its turn. Skipped instead: readers
+        // find it in memory they mapped, or through Publisher1.OpenSegment.
+        guard writer.withLock({ $0.beginRegistration(of: name) }) else {
+            logger.debug("generation not registered: its memory carries a later one", metadata: ["segment": "\(name)"])
+            return
+        }
+        defer { writer.withLock { $0.endRegistration(of: name) } }
         let known = registered
         do {
             try await register(segment, replacing: known.isEmpty ? nil : known)
