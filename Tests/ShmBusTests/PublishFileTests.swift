@@ -1,3 +1,4 @@
+import Glibc
 import Foundation
 import ShmBus
 import ShmBusSystem
@@ -56,6 +57,48 @@ import Testing
         subscriber.cancel()
         #expect(read.count == lines.count)
         #expect(read == lines, "every line, in order, without its newline")
+    }
+
+    /// `shmbus publish --lines --reuse-memory` into segments of three lines each, fed
+    /// through a FIFO three lines at a time while a subscriber reads: the generations
+    /// go round four segments' memory, and the subscriber gets every line intact,
+    /// each chunk leased.
+    @Test(.timeLimit(.minutes(5))) func linesPublishedIntoReusedMemoryArriveIntact() async throws {
+        let fixture = try await RegistryFixture()
+        let lines = (0..<240).map { "line \($0) " + String(repeating: String(UnicodeScalar(UInt8(97 + $0 % 26))), count: 4000) }
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("shmbus-reuse-\(UInt32.random(in: 0...UInt32.max))").path
+        try #require(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let publishing = Task {
+            try await fixture.run(["publish", "--channel", "logs/reused", "--lines", "--reuse-memory", "--capacity", "16384", "--json", fifo])
+        }
+        // The channel exists once the publisher is open; it reads the FIFO after that.
+        let client = try await fixture.client()
+        while try await client.channel("logs/reused") == nil { try await Task.sleep(for: .milliseconds(20)) }
+        let subscriber = try await Subscriber.open(
+            channel: "logs/reused", on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))
+        let writer = try await onOwnThread { FileHandle(forWritingAtPath: fifo) }
+        let input = try #require(writer)
+        var read: [String] = []
+        var leased = true
+        var iterator = subscriber.makeAsyncIterator()
+        for step in stride(from: 0, to: lines.count, by: 3) {
+            try input.write(contentsOf: Data(lines[step..<step + 3].map { $0 + "\n" }.joined().utf8))
+            while read.count < step + 3, let event = try await iterator.next() {
+                guard case .chunk(let chunk) = event else { continue }
+                read.append(String(decoding: chunk.withUnsafeBytes { Array($0) }, as: UTF8.self))
+                leased = leased && chunk.isLeased
+            }
+        }
+        try input.close()
+        let (status, out, err) = try await publishing.value
+        try #require(status == .exited(0), "\(err)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(summary["lines"] as? Int == lines.count)
+        #expect((summary["reusedGenerations"] as? Int ?? 0) > 40, "\(summary)")
+        #expect(read == lines, "every line, intact and in order")
+        #expect(leased, "chunks of a channel that reuses memory are leased")
+        subscriber.cancel()
     }
 
     /// A line longer than the largest chunk is refused while it is still being read

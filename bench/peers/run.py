@@ -267,11 +267,12 @@ def table(results):
         f"Python {cost['python']}; load average {results['loadBefore']} before, {results['loadAfter']} after"
     )
     out.append("")
-    rows = [["SIZE", "SHMBUS (bus path)", "SHMBUS (futex)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay", "FUTEX/ICEORYX2",
-             "FUTEX/ZENOH", "D-BUS/SHMBUS", "SUM ONLY", "COPY FRESH+SUM", "OK"]]
+    rows = [["SIZE", "SHMBUS (bus path)", "SHMBUS (futex)", "SHMBUS (futex, reuse)", "ICEORYX2 (Python)", "ZENOH+SHM (Python)", "D-BUS ay",
+             "FUTEX/ICEORYX2", "REUSE/ICEORYX2", "FUTEX/ZENOH", "REUSE/ZENOH", "D-BUS/SHMBUS", "SUM ONLY", "COPY FRESH+SUM", "OK"]]
     out.append("1. Blob transfer, publisher holds the bytes in shared memory -> subscriber has summed every byte (ms, p50 / p99)")
     out.append("   ShmBus: bus path (the async iterator, Committed signal) and futex path (the async iterator asleep on the doorbell)")
-    out.append("   FUTEX/PEER > 1: ShmBus's futex path slower; D-BUS/SHMBUS > 1: ShmBus's bus path faster")
+    out.append("   futex, reuse: the same with Publisher.Options.reuseMemory, four blobs to a segment (shmbus bench's FUTEX REUSE)")
+    out.append("   FUTEX/PEER, REUSE/PEER > 1: ShmBus's futex path slower; D-BUS/SHMBUS > 1: ShmBus's bus path faster")
     out.append("   Zenoh: its Python wheel has no buffer view of a ZShm, so its subscriber sums a bytes copy (to_bytes)")
     out.append("   Floors, no transfer: SUM ONLY = the checksum over private memory already mapped (this process);")
     out.append("   COPY FRESH+SUM = shmbus bench's MEMCPY FRESH, a copy into a new mapping and the checksum (a forced copy-out's cost)")
@@ -287,11 +288,14 @@ def table(results):
             size_name(size),
             pair(sb["shmbus"]) if sb else "-",
             pair(sb["shmbusFutex"]) if sb and sb.get("shmbusFutex") else "-",
+            pair(sb["shmbusReuse"]) if sb and sb.get("shmbusReuse", {}).get("count") else "-",
             pair(ib["transfer"]),
             pair(zb["transfer"]) + shm_note,
             dbus,
             f"{sb['shmbusFutex']['p50'] / ib['transfer']['p50']:.2f}x" if sb and sb.get("shmbusFutex") else "-",
+            f"{sb['shmbusReuse']['p50'] / ib['transfer']['p50']:.2f}x" if sb and sb.get("shmbusReuse", {}).get("count") else "-",
             f"{sb['shmbusFutex']['p50'] / zb['transfer']['p50']:.2f}x" if sb and sb.get("shmbusFutex") else "-",
+            f"{sb['shmbusReuse']['p50'] / zb['transfer']['p50']:.2f}x" if sb and sb.get("shmbusReuse", {}).get("count") else "-",
             f"{sb['dbus']['p50'] / sb['shmbus']['p50']:.2f}x" if sb and sb.get("dbus") else "-",
             f"{floors[size]['p50']:.3f}",
             f"{sb['memcpyFresh']['p50']:.3f}" if sb else "-",

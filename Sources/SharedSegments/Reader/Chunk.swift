@@ -72,10 +72,11 @@ public struct Chunk: Sendable {
 
     /// Populates the page tables for the payload in one system call
     /// (`madvise(MADV_POPULATE_READ)`, Linux 5.14+), so that reading a large chunk does
-    /// not take a page fault every few pages. Optional; a no-op where unsupported.
+    /// not take a page fault every few pages. Optional; a no-op where unsupported, and
+    /// nearly free for memory read through this mapping before (a segment whose
+    /// memory is reused), whose whole 2 MiB blocks it does not populate again.
     public func prefetch() {
-        guard count > 0 else { return }
-        _ = shmbus_populate_read(mapping.base.advanced(by: Int(payloadOffset)), count)
+        mapping.populate(offset: Int(payloadOffset), count: count)
     }
 
     /// The whole record in place (header, key, payload), for copying it byte for byte.

@@ -1,5 +1,6 @@
 import CShmBusLinux
 import Glibc
+import Locking
 import ShmBusSystem
 import SystemPackage
 
@@ -17,6 +18,8 @@ public final class MemoryMapping: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let length: Int
     public let writable: Bool
+    /// The 2 MiB blocks ``populate(offset:count:)`` has populated (MemoryMapping+Populate.swift).
+    let populated = Lock(Set<Int>())
 
     /// Maps `length` bytes of `fd` from `fileOffset` (a multiple of the page size) shared
     /// (`mmap(MAP_SHARED)`), read-only unless `writable`. The descriptor is only

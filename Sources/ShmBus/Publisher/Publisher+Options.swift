@@ -55,7 +55,9 @@ extension Publisher {
         /// without filling page tables again (docs/BENCHMARKS.md). Readers that know
         /// only format version 1 (ShmBus before it, the Python package today) cannot
         /// read such a channel. Not with `persistent`: the registry keeps persistent
-        /// segments, and no lease outlives the publisher.
+        /// segments, and no lease outlives the publisher. A subscriber's lease lasts
+        /// as long as its connection: a chunk kept after `Subscriber.cancel()` closed
+        /// it may change, so copy what must outlive the subscription.
         public var reuseMemory = false
         public init() {}
     }

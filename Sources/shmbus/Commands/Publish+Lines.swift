@@ -16,6 +16,8 @@ extension Publish {
         var firstSequence: UInt64?
         var lastSequence: UInt64?
         var segment: String
+        /// With --reuse-memory: generations written into a retired segment's memory.
+        var reusedGenerations: UInt64?
     }
 
     func publishLines() async throws {
@@ -23,6 +25,7 @@ extension Publish {
         var options = Publisher.Options()
         if let capacity { options.capacity = capacity.bytes }
         options.persistent = persistent
+        options.reuseMemory = reuseMemory
         options.readers = ReadPolicy(grants: readers.flatMap(\.grants))
         options.hugePages = hugePages
         options.ttl = ttl.map { .seconds(Int64($0)) }
@@ -60,6 +63,7 @@ extension Publish {
         }
         await publisher.flush()
         summary.segment = publisher.currentSegment
+        if reuseMemory { summary.reusedGenerations = publisher.memoryReuse.reusedGenerations }
         if json {
             try JSONOutput.print(summary)
         } else {

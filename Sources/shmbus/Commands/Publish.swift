@@ -31,6 +31,11 @@ struct Publish: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Ask for transparent huge pages for the segment (where shmem_enabled allows them).")
     var hugePages = true
 
+    @Flag(help: ArgumentHelp(
+        "With --lines: write later generations into memory of retired segments that no reader holds (format version 2).",
+        discussion: "Readers that have mapped it read on without mapping again (docs/FORMAT.md, \"Reused memory\"). Not with --persistent."))
+    var reuseMemory = false
+
     @Flag(help: "Stay running (and keep non-persistent segments) until SIGINT or SIGTERM.")
     var hold = false
 
@@ -62,6 +67,8 @@ struct Publish: AsyncParsableCommand {
     func validate() throws {
         if ttl != nil && !persistent { throw ValidationError("--ttl needs --persistent") }
         if lines && hold { throw ValidationError("--lines publishes until the input ends; --hold has nothing to hold") }
+        if reuseMemory && !lines { throw ValidationError("--reuse-memory needs --lines: a one-shot publish never makes a second generation") }
+        if reuseMemory && persistent { throw ValidationError("--reuse-memory and --persistent do not go together: no lease outlives the publisher") }
         // Duration.seconds takes an Int64: a larger value would trap, not be refused.
         if let ttl, ttl > UInt64(Int64.max) { throw ValidationError("--ttl \(ttl) is too large") }
         // Here, before a segment is registered, rather than by the publish after it.
