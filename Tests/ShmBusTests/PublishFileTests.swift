@@ -72,13 +72,13 @@ import Testing
         let publishing = Task {
             try await fixture.run(["publish", "--channel", "logs/reused", "--lines", "--reuse-memory", "--capacity", "16384", "--json", fifo])
         }
-        // The channel exists once the publisher is open; it reads the FIFO after that.
+        // The command opens the FIFO first (which waits for a writer), then the channel.
+        let opening = Task { try await onOwnThread { FileHandle(forWritingAtPath: fifo) } }
         let client = try await fixture.client()
         while try await client.channel("logs/reused") == nil { try await Task.sleep(for: .milliseconds(20)) }
         let subscriber = try await Subscriber.open(
             channel: "logs/reused", on: .address(fixture.address), options: .init(start: .oldest, endWhenPublisherLeaves: true))
-        let writer = try await onOwnThread { FileHandle(forWritingAtPath: fifo) }
-        let input = try #require(writer)
+        let input = try #require(try await opening.value)
         var read: [String] = []
         var leased = true
         var iterator = subscriber.makeAsyncIterator()
