@@ -107,6 +107,30 @@ import Testing
         await publisher.close()
     }
 
+    /// Two subscribers on one connection have a lease page each, and the publisher
+    /// keeps both: the second one's page does not take the place of the first's.
+    @Test(.timeLimit(.minutes(5))) func twoSubscribersOnOneConnectionKeepTheirLeasesApart() async throws {
+        let fixture = try await RegistryFixture()
+        let publisher = try await Publisher.open(channel: "reuse/shared", on: .address(fixture.address), options: Self.options())
+        let connection = try await fixture.connect()
+        let first = try await Subscriber.open(channel: "reuse/shared", connection: connection, options: .init(start: .oldest))
+        let (read, task) = Self.reader(first, keep: { $0.sequence == 2 })
+        try await Self.publishInStep(publisher, count: 4, read: read)
+        let second = try await Subscriber.open(channel: "reuse/shared", connection: connection, options: .init(start: .now))
+        let (_, secondTask) = Self.reader(second)
+        try await Self.publishInStep(publisher, count: 40, read: read)
+        let kept = try #require(read.withLock { $0.kept.first })
+        #expect(Self.intact(kept), "the first subscriber's chunk changed when the second one's lease came")
+        let reuse = publisher.memoryReuse
+        #expect(reuse.leases == 2, "\(reuse)")
+        #expect(reuse.reusedGenerations > 20, "\(reuse)")
+        first.cancel()
+        second.cancel()
+        _ = try? await task.value
+        _ = try? await secondTask.value
+        await publisher.close()
+    }
+
     @Test(.timeLimit(.minutes(5))) func aSubscriberThatLeavesTheBusGivesItsLeaseBack() async throws {
         let fixture = try await RegistryFixture()
         let publisher = try await Publisher.open(channel: "reuse/leave", on: .address(fixture.address), options: Self.options())

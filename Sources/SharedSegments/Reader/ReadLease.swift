@@ -46,8 +46,8 @@ public final class ReadLease: Sendable {
         var overflow: Set<UInt64> = []
         var low: UInt64 = 0
         var high: UInt64 = 0
-        /// Most recently used last.
-        var mappings: [(file: FileIdentity, mapping: MemoryMapping)] = []
+        /// Most recently used last, with the writer that handed each out.
+        var mappings: [(file: FileIdentity, mapping: MemoryMapping, writer: String)] = []
     }
 
     struct FileIdentity: Hashable {
@@ -153,14 +153,15 @@ public final class ReadLease: Sendable {
 
     /// A read-only mapping of the whole of `fd`: one made earlier for the same file
     /// (same device, inode and size) if this lease still has it, else a new one
-    /// (`fstat`, `mmap(PROT_READ)`), kept for next time.
-    func mapping(of fd: UnixFileDescriptor, size: Int) throws(SegmentError) -> MemoryMapping {
+    /// (`fstat`, `mmap(PROT_READ)`), kept for next time as `writer`'s.
+    func mapping(of fd: UnixFileDescriptor, size: Int, writer: String) throws(SegmentError) -> MemoryMapping {
         let info: stat
         do throws(SystemError) { info = try fd.status() } catch { throw SegmentError(error) }
         let file = FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: size)
         if let cached = state.withLock({ state -> MemoryMapping? in
             guard let index = state.mappings.firstIndex(where: { $0.file == file }) else { return nil }
-            let entry = state.mappings.remove(at: index)
+            var entry = state.mappings.remove(at: index)
+            entry.writer = writer
             state.mappings.append(entry)
             return entry.mapping
         }) {
@@ -168,7 +169,7 @@ public final class ReadLease: Sendable {
         }
         let mapping = try MemoryMapping(fd: fd, length: size, writable: false)
         state.withLock { state in
-            state.mappings.append((file, mapping))
+            state.mappings.append((file, mapping, writer))
             if state.mappings.count > Self.cachedMappings { state.mappings.removeFirst() }
         }
         return mapping
@@ -176,8 +177,10 @@ public final class ReadLease: Sendable {
 }
 
 extension ReadLease {
-    /// The mappings kept, most recently used last.
-    var cached: [MemoryMapping] { state.withLock { $0.mappings.map(\.mapping) } }
+    /// The mappings kept that `writer` handed out, most recently used last.
+    func cached(from writer: String) -> [MemoryMapping] {
+        state.withLock { $0.mappings.filter { $0.writer == writer }.map(\.mapping) }
+    }
 }
 
 /// One hold of a generation on a ``ReadLease``, released when the last reference

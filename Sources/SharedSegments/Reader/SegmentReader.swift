@@ -48,7 +48,9 @@ public final class SegmentReader: Sendable {
     /// the segment's generation on it first, and throws ``SegmentError/Kind/reclaimed``
     /// when the writer has asked for the memory back already or given it to a later
     /// generation. The lease also lends a mapping it made earlier of the same memfd.
-    public init(fd: UnixFileDescriptor, options: Options = Options(), lease: ReadLease? = nil) throws(SegmentError) {
+    /// `writer` names who handed `fd` out (a publisher's bus name): the lease offers
+    /// the mapping as a successor (``reused(_:lease:writer:)``) only for that writer.
+    public init(fd: UnixFileDescriptor, options: Options = Options(), lease: ReadLease? = nil, writer: String = "") throws(SegmentError) {
         if options.requireSeals {
             try Memfd.checkSealed(fd, required: Memfd.segmentSeals)
         }
@@ -58,7 +60,7 @@ public final class SegmentReader: Sendable {
         }
         let mapping: MemoryMapping
         if let lease {
-            mapping = try lease.mapping(of: fd, size: size)
+            mapping = try lease.mapping(of: fd, size: size, writer: writer)
         } else {
             mapping = try MemoryMapping(fd: fd, length: size, writable: false)
         }
@@ -71,10 +73,12 @@ public final class SegmentReader: Sendable {
     /// A reader of segment `id` in memory `lease` mapped earlier, if one of its cached
     /// mappings holds that segment now: a writer that reuses memory names the
     /// successor of a retired segment, and readers that kept the memory it reused
-    /// find it there without asking anyone for a descriptor. Nil when none does (or
-    /// the memory went on to yet another generation meanwhile).
-    public static func reused(_ id: SegmentID, lease: ReadLease) -> SegmentReader? {
-        for mapping in lease.cached.reversed() {
+    /// find it there without asking anyone for a descriptor. Only memory `writer`
+    /// handed out is looked at: an earlier writer of the channel, still running, could
+    /// write any ID into its own. Nil when none has it (or the memory went on to yet
+    /// another generation meanwhile).
+    public static func reused(_ id: SegmentID, lease: ReadLease, writer: String) -> SegmentReader? {
+        for mapping in lease.cached(from: writer).reversed() {
             guard let header = try? SegmentHeader.read(from: mapping, fileSize: mapping.length), header.id == id, header.isReusable
             else { continue }
             return try? SegmentReader(mapping: mapping, header: header, lease: lease)
@@ -102,6 +106,8 @@ public final class SegmentReader: Sendable {
         _ header: SegmentHeader, in mapping: MemoryMapping, fileSize: Int, lease: ReadLease?, options: Options
     ) throws(SegmentError) -> LeaseHold? {
         guard header.isReusable else { return nil }
+        // 0 is a lease page's "free slot": no generation to hold.
+        guard header.generation > 0 else { throw .badHeader("a segment whose memory is reused has generation 0") }
         guard let lease else {
             if options.withoutLease { return nil }
             throw SegmentError(

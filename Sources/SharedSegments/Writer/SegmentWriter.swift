@@ -19,6 +19,8 @@ public final class SegmentWriter {
     let mapping: MemoryMapping
     /// The memory, for a later generation once this one is retired (when it is reusable).
     let memory: SegmentMemory
+    /// The memory carried an earlier generation: padding is not zero by itself.
+    let inReusedMemory: Bool
     /// How far the prefaulter has faulted this segment's memory in.
     public let prefault: PrefaultProgress
     /// The end of the last committed record.
@@ -82,6 +84,7 @@ public final class SegmentWriter {
         }
         mapping = memory.mapping
         header.write(to: mapping)
+        inReusedMemory = memory.isSealed
         if memory.isSealed {
             for offset in [L.recordCountOffset, L.liveBytesOffset, L.deadBytesOffset, L.liveChunksOffset] {
                 mapping.store(UInt64(0), at: offset)
@@ -124,6 +127,16 @@ public final class SegmentWriter {
         RecordHeader.write(
             to: mapping, at: Int(offset), length: layout.length, sequence: sequence, timestamp: timestamp, expiry: expiry,
             payloadLength: payloadLength, payloadOffset: layout.payloadOffset, key: key, attributes: attributes)
+        if inReusedMemory {
+            // Padding is zero (docs/FORMAT.md, "Records"): new memory is, memory an
+            // earlier generation wrote is not.
+            let head = attributes.isEmpty
+                ? SegmentLayout.recordKeyOffset + key.count : ChunkAttributes.blockOffset(keyLength: key.count) + attributes.count
+            let record = mapping.base.advanced(by: Int(offset))
+            record.advanced(by: head).initializeMemory(as: UInt8.self, repeating: 0, count: Int(layout.payloadOffset) - head)
+            let tail = Int(layout.payloadOffset + payloadLength)
+            record.advanced(by: tail).initializeMemory(as: UInt8.self, repeating: 0, count: Int(layout.length) - tail)
+        }
         let payload = UnsafeMutableRawBufferPointer(
             start: mapping.base.advanced(by: Int(offset + layout.payloadOffset)), count: Int(payloadLength))
         return (offset, layout.length, payload)

@@ -56,8 +56,9 @@ extension Publisher {
         /// only format version 1 (ShmBus before it, the Python package today) cannot
         /// read such a channel. Not with `persistent`: the registry keeps persistent
         /// segments, and no lease outlives the publisher. A subscriber's lease lasts
-        /// as long as its connection: a chunk kept after `Subscriber.cancel()` closed
-        /// it may change, so copy what must outlive the subscription.
+        /// as long as its connection, which the subscriber keeps open while it or a
+        /// chunk read through it lives; on a connection you passed in and close
+        /// yourself, chunks kept after the close may change.
         public var reuseMemory = false
         public init() {}
     }

@@ -3,9 +3,10 @@ import Locking
 import Logging
 import SharedSegments
 
-/// The lease pages subscribers handed this publisher (`Publisher1.Lease`), one per
-/// connection, each kept on the writer until its connection leaves the bus
-/// (docs/FORMAT.md, "Reused memory").
+/// The lease pages subscribers handed this publisher (`Publisher1.Lease`), kept on the
+/// writer until the connection that sent them leaves the bus (docs/FORMAT.md, "Reused
+/// memory"). A connection may send several: each subscriber on it has a page of its
+/// own, and so does each `Subscriber.latest` chunk.
 final class PublisherLeases: Sendable {
     private let writer: Lock<ChannelWriter>
     private let connection: DBusConnection
@@ -13,9 +14,10 @@ final class PublisherLeases: Sendable {
     private let state = Lock(State())
 
     private struct State {
-        /// The writer's lease ID for each connection, and the task that waits for that
-        /// connection to leave.
-        var byConnection: [String: (lease: UInt64, watch: Task<Void, Never>?)] = [:]
+        /// The writer's lease IDs of each connection, and whether its departure is
+        /// watched.
+        var byConnection: [String: (leases: [UInt64], watched: Bool)] = [:]
+        var watches: [Task<Void, Never>] = []
         var closed = false
     }
 
@@ -25,11 +27,10 @@ final class PublisherLeases: Sendable {
         self.logger = logger
     }
 
-    /// Registers `page` for `sender`, replacing its earlier page (the new one is on the
-    /// writer before the old one goes, so the sender's holds never lapse). Returns once
-    /// the writer has it; watching for the sender's departure goes on in a task of its
-    /// own (its bus calls are not the caller's to wait for: under load they took longer
-    /// than a subscriber waits for the reply).
+    /// Registers `page` for `sender`, beside any it sent before. Returns once the
+    /// writer has it; watching for the sender's departure goes on in a task of its
+    /// own (its bus calls are not the caller's to wait for: under load they took
+    /// longer than a subscriber waits for the reply).
     func add(_ page: UnixFileDescriptor, for sender: String) throws(ShmBusError) {
         let id: UInt64
         do throws(SegmentError) {
@@ -38,59 +39,53 @@ final class PublisherLeases: Sendable {
             if error.kind == .capacityExceeded { throw .quotaExceeded("lease: \(error.message)") }
             throw ShmBusError(error, context: "lease")
         }
-        let (replaced, watched) = state.withLock { state -> (UInt64?, Bool) in
-            let earlier = state.byConnection[sender]
-            state.byConnection[sender] = (id, earlier?.watch)
-            return (earlier?.lease, earlier?.watch != nil)
+        let watch = state.withLock { state -> Bool in
+            var entry = state.byConnection[sender] ?? ([], false)
+            entry.leases.append(id)
+            defer { entry.watched = true; state.byConnection[sender] = entry }
+            return !entry.watched && !state.closed
         }
-        if let replaced { writer.withLock { $0.removeLease(replaced) } }
-        if !watched { Task { await self.watch(sender) } }
+        if watch {
+            let task = Task { await self.watchDeparture(of: sender) }
+            state.withLock { $0.watches.append(task) }
+        }
     }
 
-    /// Forgets `sender`'s lease once it leaves the bus (or now, if it has left already).
-    private func watch(_ sender: String) async {
+    /// Forgets `sender`'s leases once it leaves the bus (or now, if it has left).
+    private func watchDeparture(of sender: String) async {
         let changes: AsyncThrowingCompactMapSequence<DBusSignalStream, DBusConnection.NameOwnerChange>
-        let present: String?
         do {
             changes = try await connection.nameOwnerChanges(for: sender)
-            // It may have left before the match rule: ask once.
-            present = try await connection.nameOwner(of: sender)
         } catch {
-            // The connection is closing; nothing reuses memory after that.
+            // This connection is closing; nothing reuses memory after that.
             return
         }
-        guard present != nil else {
+        // It may have left before the match rule: ask once. No answer (a slow bus)
+        // is not a departure; the signal still comes.
+        if (try? await connection.nameOwner(of: sender)) == .some(nil) {
             remove(sender)
             return
         }
-        let task = Task { [weak self] in
-            do {
-                var departures = changes.filter { $0.newOwner == nil }.makeAsyncIterator()
-                guard try await departures.next() != nil else { return }
-            } catch {
-                return
-            }
-            self?.remove(sender)
+        do {
+            var departures = changes.filter { $0.newOwner == nil }.makeAsyncIterator()
+            guard try await departures.next() != nil else { return }
+        } catch {
+            return
         }
-        let keep = state.withLock { state -> Bool in
-            guard !state.closed, state.byConnection[sender] != nil else { return false }
-            state.byConnection[sender]?.watch = task
-            return true
-        }
-        if !keep { task.cancel() }
+        remove(sender)
     }
 
     private func remove(_ sender: String) {
-        guard let lease = state.withLock({ $0.byConnection.removeValue(forKey: sender)?.lease }) else { return }
-        writer.withLock { $0.removeLease(lease) }
-        logger.debug("lease dropped: its connection left", metadata: ["connection": "\(sender)"])
+        guard let leases = state.withLock({ $0.byConnection.removeValue(forKey: sender)?.leases }) else { return }
+        writer.withLock { writer in for lease in leases { writer.removeLease(lease) } }
+        logger.debug("leases dropped: their connection left", metadata: ["connection": "\(sender)", "leases": "\(leases.count)"])
     }
 
     /// Stops watching (the publisher closes).
     func close() {
         let watches = state.withLock { state -> [Task<Void, Never>] in
             state.closed = true
-            return state.byConnection.values.compactMap(\.watch)
+            return state.watches
         }
         for watch in watches { watch.cancel() }
     }

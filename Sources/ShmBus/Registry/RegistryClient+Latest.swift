@@ -26,7 +26,12 @@ extension RegistryClient {
         }
         let chunk: Chunk?
         do throws(SegmentError) {
-            chunk = try await reader(of: opened.fd, writer: opened.info.owner).latest(key: key)
+            let reader = try await reader(of: opened.fd, writer: opened.info.owner)
+            // Memory reused since the lookup holds another generation now.
+            guard reader.header.name == found.segment else {
+                throw SegmentError(.reclaimed, "its memory holds segment \(reader.header.name) now")
+            }
+            chunk = try reader.latest(key: key)
         } catch {
             throw ShmBusError(error, context: "segment \(found.segment)")
         }
@@ -50,7 +55,7 @@ extension RegistryClient {
             } catch {
                 throw SegmentError(.reclaimed, "the segment's writer did not take a lease: \(error)")
             }
-            return try SegmentReader(fd: fd, lease: lease)
+            return try SegmentReader(fd: fd, lease: lease, writer: writer)
         }
     }
 }

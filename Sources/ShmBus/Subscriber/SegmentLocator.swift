@@ -119,7 +119,7 @@ struct SegmentLocator: Sendable {
     func reader(of fd: UnixFileDescriptor, name: String, writer: String?) async throws(ShmBusError) -> SegmentReader {
         let reader: SegmentReader
         if let writer, let page = lease.page(registeredWith: writer) {
-            reader = try Self.read(fd, name, lease: page)
+            reader = try Self.read(fd, name, lease: page, writer: writer)
         } else {
             switch Result(catching: { () throws(SegmentError) in try SegmentReader(fd: fd) }) {
             case .success(let plain):
@@ -128,7 +128,7 @@ struct SegmentLocator: Sendable {
                 guard let writer, !writer.isEmpty else {
                     throw .badSegment("segment \(name) reuses its memory, and nobody says who writes it")
                 }
-                reader = try Self.read(fd, name, lease: try await lease.register(with: writer, through: sources))
+                reader = try Self.read(fd, name, lease: try await lease.register(with: writer, through: sources), writer: writer)
             case .failure(let error):
                 throw ShmBusError(error, context: "segment \(name)")
             }
@@ -141,9 +141,9 @@ struct SegmentLocator: Sendable {
         return reader
     }
 
-    private static func read(_ fd: UnixFileDescriptor, _ name: String, lease: ReadLease) throws(ShmBusError) -> SegmentReader {
+    private static func read(_ fd: UnixFileDescriptor, _ name: String, lease: ReadLease, writer: String) throws(ShmBusError) -> SegmentReader {
         do {
-            return try SegmentReader(fd: fd, lease: lease)
+            return try SegmentReader(fd: fd, lease: lease, writer: writer)
         } catch {
             throw ShmBusError(error, context: "segment \(name)")
         }
@@ -209,8 +209,8 @@ struct SegmentLocator: Sendable {
     /// The successor `id` of a retired segment of generation `generation`, in memory
     /// the subscriber's lease mapped before (reused by its writer), if it is there: no
     /// call to anyone. Checked as a segment from the registry is, and that it follows.
-    func cachedSuccessor(_ id: SegmentID, after generation: UInt64) -> SegmentReader? {
-        guard let page = lease.page, let reader = SegmentReader.reused(id, lease: page),
+    func cachedSuccessor(_ id: SegmentID, after generation: UInt64, writer: String?) -> SegmentReader? {
+        guard let writer, let page = lease.page, let reader = SegmentReader.reused(id, lease: page, writer: writer),
             reader.header.channel == channel, reader.header.generation > generation
         else { return nil }
         return reader
@@ -223,16 +223,18 @@ struct SegmentLocator: Sendable {
     /// up to ten seconds of a running registry otherwise. Nil when no one has it and
     /// `ownerGone` says the publisher has left the bus: a publisher that was not
     /// persistent takes its segments with it, so there is nothing to wait for. Throws
-    /// ``ShmBusError`` or `CancellationError`.
+    /// ``ShmBusError`` or `CancellationError`. `passed` says which segments the reader
+    /// has read and left: a current segment among them is not a place to jump to.
     func successor(
         _ successor: SegmentID, of mine: String, generation: UInt64, owner: @Sendable () -> String?,
-        ownerGone: @Sendable () -> Bool = { false }
+        passed: @Sendable (String) -> Bool = { _ in false }, ownerGone: @Sendable () -> Bool = { false }
     ) async throws -> OpenedSegment? {
         var deadline = ContinuousClock.now + .seconds(10)
         while true {
             let attempt: Result<OpenedSegment?, ShmBusError>
             do {
-                attempt = .success(try await successorThroughRegistry(successor, of: mine, generation: generation, owner: owner()))
+                attempt = .success(
+                    try await successorThroughRegistry(successor, of: mine, generation: generation, owner: owner(), passed: passed))
             } catch {
                 attempt = .failure(error)
             }
@@ -264,7 +266,7 @@ struct SegmentLocator: Sendable {
     /// One look through the registry, then the owner, then the channel's current
     /// segment; nil when none has it yet.
     private func successorThroughRegistry(
-        _ successor: SegmentID, of mine: String, generation: UInt64, owner: String?
+        _ successor: SegmentID, of mine: String, generation: UInt64, owner: String?, passed: (String) -> Bool
     ) async throws(ShmBusError) -> OpenedSegment? {
         if let opened = try await openIfRegistered(successor.name) { return opened }
         // Not in the registry: not yet (a restarted registry learns only the
@@ -274,7 +276,9 @@ struct SegmentLocator: Sendable {
         if let owner, case .opened(let reader) = await openFromOwner(owner, successor.name, after: generation) {
             return OpenedSegment(reader: reader)
         }
-        if let current = try await current()?.segment, current != successor.name, current != mine {
+        // Not one read before: the registry is behind then (a publisher that reuses
+        // memory retires a segment before it registers the next).
+        if let current = try await current()?.segment, current != successor.name, current != mine, !passed(current) {
             return try await openIfRegistered(current)
         }
         return nil

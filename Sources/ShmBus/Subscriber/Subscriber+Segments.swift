@@ -11,13 +11,14 @@ extension Subscriber {
     func follow(_ successor: SegmentID) async throws {
         let (mine, generation) = reading.withLock { ($0.cursor.segment.name, $0.cursor.segment.header.generation) }
         // Reused memory this subscriber has mapped already: nothing to ask for.
-        if let reader = locator.cachedSuccessor(successor, after: generation) {
+        if let reader = locator.cachedSuccessor(successor, after: generation, writer: status.withLock({ $0.owner })) {
             move(to: reader, doorbell: nil)
             return
         }
         let status = self.status
         let opened = try await locator.successor(
             successor, of: mine, generation: generation, owner: { status.withLock { $0.owner } },
+            passed: { [weak self] in self?.isReadOrPassed($0) ?? false },
             ownerGone: { status.withLock { $0.departed != nil && $0.departed == $0.owner } })
         guard let opened else {
             status.withLock {
@@ -66,16 +67,26 @@ extension Subscriber {
         return true
     }
 
-    /// The channel's current segment, opened, when it is not the one being read.
+    /// The channel's current segment, opened, when it is neither the one being read
+    /// nor one the subscriber has passed already: a publisher that reuses memory
+    /// retires a segment before the registry has its successor, and a subscriber that
+    /// followed through its own mappings is ahead of the registry for a while.
+    /// (Moving back would read that older segment as a new history, from its start,
+    /// and deliver its chunks again.)
     private func openCurrentIfMoved() async throws(ShmBusError) -> OpenedSegment? {
-        guard let current = try await locator.current()?.segment, current != reading.withLock({ $0.cursor.segment.name }) else {
-            return nil
-        }
+        guard let current = try await locator.current()?.segment, !isReadOrPassed(current) else { return nil }
         return try await locator.openIfRegistered(current)
+    }
+
+    /// Whether `segment` is the one being read or one read before.
+    func isReadOrPassed(_ segment: String) -> Bool {
+        reading.withLock { $0.cursor.segment.name == segment || $0.passed.contains(segment) }
     }
 
     func move(to reader: SegmentReader, doorbell: Doorbell?) {
         reading.withLock { state in
+            state.passed.append(state.cursor.segment.name)
+            if state.passed.count > Self.passedSegmentsKept { state.passed.removeFirst() }
             let last = state.cursor.lastSequence ?? 0
             // A segment that continues this history (a successor after a collection,
             // or a new publisher taking over persistent segments) accepted appends only

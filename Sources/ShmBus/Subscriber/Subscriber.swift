@@ -107,7 +107,13 @@ public final class Subscriber: AsyncSequence, Sendable {
         var doorbell: Doorbell?
         /// ``Wait/spin(_:)`` only.
         var spinPacing: SpinPacing?
+        /// Segments this subscriber read and moved on from, the latest last (at most
+        /// ``passedSegmentsKept``): a registry that names one of them as the channel's
+        /// current segment is behind, not ahead (Subscriber+Segments.swift).
+        var passed: [String] = []
     }
+
+    static let passedSegmentsKept = 64
 
     /// What the bus side updates (on the connection's loop thread among others); never
     /// held across a wait.
@@ -227,13 +233,16 @@ public final class Subscriber: AsyncSequence, Sendable {
     }
 
     /// Ends the subscription: iteration ends, match rules are removed, and an own
-    /// connection is closed.
+    /// connection is closed. On a channel whose memory its publisher reuses, the
+    /// connection carries this subscriber's lease (the publisher forgets it when the
+    /// connection leaves the bus), so it is not closed here: it closes once the
+    /// subscriber and every chunk read through it are gone.
     public func cancel() {
         cancelled.withLock { $0 = true }
         wake.finish()
         committedHandler.withLock { $0?.cancel() }
         for task in tasks.withLock({ $0 }) { task.cancel() }
-        if ownsConnection { connection.close() }
+        if ownsConnection, locator.lease.page == nil { connection.close() }
     }
 
     public var statistics: Statistics { status.withLock { $0.statistics } }

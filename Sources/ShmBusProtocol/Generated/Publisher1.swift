@@ -29,7 +29,7 @@ public enum Publisher1 {
                     DBusArgument("page", "h"),
                 ],
                 outputs: [],
-                annotations: [DBusAnnotation("org.shmbus.Doc", "Registers the caller's lease page (docs/FORMAT.md, \"Reused memory\") with this publisher, which reuses the memory of retired segments (format version 2): no memory holding a generation in the page's range is given to a later generation. One lease per connection (a second call replaces the first), kept until the caller leaves the bus. A subscriber calls it before it reads a version 2 segment. org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded past 64 leases; AccessDenied for a caller who may not read the channel.")]
+                annotations: [DBusAnnotation("org.shmbus.Doc", "Registers the caller's lease page (docs/FORMAT.md, \"Reused memory\") with this publisher, which reuses the memory of retired segments (format version 2): no memory holding a generation in the page's range is given to a later generation. A connection may register several (each subscriber on it has its own page); all are kept until it leaves the bus. A subscriber calls it before it reads a version 2 segment. org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded past 64 leases; AccessDenied for a caller who may not read the channel.")]
             ),
         ],
         signals: [
@@ -100,12 +100,13 @@ extension Publisher1 {
         func openSegment(segment: String, call: DBusMethodCall) async throws -> UnixFileDescriptor
         /// Registers the caller's lease page (docs/FORMAT.md, "Reused memory") with this
         /// publisher, which reuses the memory of retired segments (format version 2): no memory
-        /// holding a generation in the page's range is given to a later generation. One lease
-        /// per connection (a second call replaces the first), kept until the caller leaves the
-        /// bus. A subscriber calls it before it reads a version 2 segment.
-        /// org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd
-        /// starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded
-        /// past 64 leases; AccessDenied for a caller who may not read the channel.
+        /// holding a generation in the page's range is given to a later generation. A
+        /// connection may register several (each subscriber on it has its own page); all are
+        /// kept until it leaves the bus. A subscriber calls it before it reads a version 2
+        /// segment. org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte
+        /// memfd starting with SHMBLEAS, or when this publisher does not reuse memory;
+        /// QuotaExceeded past 64 leases; AccessDenied for a caller who may not read the
+        /// channel.
         func lease(page: UnixFileDescriptor, call: DBusMethodCall) async throws
         var channels: [String] { get async throws }
         /// The segment this publisher appends to now. Subscribers that fell behind a collection
@@ -157,12 +158,13 @@ extension Publisher1 {
 
         /// Registers the caller's lease page (docs/FORMAT.md, "Reused memory") with this
         /// publisher, which reuses the memory of retired segments (format version 2): no memory
-        /// holding a generation in the page's range is given to a later generation. One lease
-        /// per connection (a second call replaces the first), kept until the caller leaves the
-        /// bus. A subscriber calls it before it reads a version 2 segment.
-        /// org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte memfd
-        /// starting with SHMBLEAS, or when this publisher does not reuse memory; QuotaExceeded
-        /// past 64 leases; AccessDenied for a caller who may not read the channel.
+        /// holding a generation in the page's range is given to a later generation. A
+        /// connection may register several (each subscriber on it has its own page); all are
+        /// kept until it leaves the bus. A subscriber calls it before it reads a version 2
+        /// segment. org.shmbus.Error.InvalidArgument for a page that is not a sealed 4096-byte
+        /// memfd starting with SHMBLEAS, or when this publisher does not reuse memory;
+        /// QuotaExceeded past 64 leases; AccessDenied for a caller who may not read the
+        /// channel.
         public func lease(page: UnixFileDescriptor, timeout: Duration? = DBusConnection.defaultTimeout) async throws {
             _ = try await base.call("Lease", [page.dbusValue], timeout: timeout)
         }
