@@ -15,9 +15,9 @@ import ShmBusSystem
 /// generations between as well). A hold is taken when a reader of a version-2 segment
 /// is made and released when the last chunk that needs it is gone.
 ///
-/// The handshake is Dekker's: the reader stores the range, makes a sequentially
-/// consistent fence and then loads the segment's state word; the writer sets the
-/// reclaimed bit with an atomic OR, fences, and then loads every lease's range. At
+/// The handshake is Dekker's: the reader stores its hold (a slot, or the range), makes
+/// a sequentially consistent fence and then loads the segment's state word; the writer
+/// sets the reclaimed bit with an atomic OR, fences, and then loads every lease page. At
 /// least one of them sees the other's store: either the writer sees the hold and
 /// keeps the memory, or the reader sees the bit and does not read.
 ///

@@ -37,10 +37,11 @@ public final class Publisher: Sendable {
     let notifier: CommitNotifier
     let registrar: Registrar
     let leases: PublisherLeases
-    private let follower = Lock<Task<Void, Never>?>(nil)
-    private let export = Lock<DBusExport?>(nil)
+    /// The task that follows the registry's name (Publisher+Bus.swift).
+    let follower = Lock<Task<Void, Never>?>(nil)
+    let export = Lock<DBusExport?>(nil)
     /// When the last collection made a new generation (see `Options.linger`).
-    private let lastCollection = Lock<ContinuousClock.Instant?>(nil)
+    let lastCollection = Lock<ContinuousClock.Instant?>(nil)
     let logger: Logger
     let metrics: PublisherMetrics
 
@@ -248,38 +249,6 @@ public final class Publisher: Sendable {
         let ringOwed: Bool
     }
 
-    /// Collects garbage now: copies the live chunks into a new generation.
-    public func collectGarbage() throws(ShmBusError) {
-        try writer.withLock { writer throws(ShmBusError) in
-            let rotation: ChannelWriter.Rotation
-            do throws(SegmentError) {
-                rotation = try writer.collectGarbage()
-            } catch {
-                throw ShmBusError(error, context: "channel '\(channel)'")
-            }
-            queue(rotation, of: writer)
-        }
-    }
-
-    /// Hands a new generation to the registrar (or retires it when the registrar has
-    /// stopped), with the writer locked, right where the rotation happened: so that no
-    /// commit into the new generation can see no rotation pending and announce it
-    /// before it is registered. Every rotation is a collection.
-    func queue(_ rotation: ChannelWriter.Rotation, of writer: ChannelWriter) {
-        if !registrar.enqueue(rotation) {
-            writer.retire(rotation)
-        } else if writer.reusesMemory {
-            // Retired at once, not after the registry has the new generation: readers
-            // with a lease find it in memory they mapped already, and the others ask
-            // this publisher (Publisher1.OpenSegment) until the registry has it. A
-            // registration round trip on every rotation is what made reuse slower than
-            // new memory for small chunks (docs/BENCHMARKS.md, "Reused memory").
-            writer.retire(rotation)
-        }
-        metrics.collections.increment()
-        lastCollection.withLock { $0 = .now }
-    }
-
     /// The segment chunks are published into now.
     public var currentSegment: String { writer.withLock { $0.current.id.name } }
     /// The last sequence published.
@@ -307,39 +276,5 @@ public final class Publisher: Sendable {
         follower.withLock { $0?.cancel() }
         export.withLock { $0?.cancel() }
         connection.close()
-    }
-
-    // MARK: The bus side
-
-    private func exportObject() async throws(ShmBusError) {
-        let object = PublisherObject(
-            channel: channel, writer: writer, peers: PeerDirectory(connection: connection, otherUsers: .takeForTheirUser),
-            owner: ChannelOwner(uid: getuid(), appID: FlatpakInfo.ownAppID()), readers: options.readers, leases: leases)
-        let handle = try await ShmBusError.rethrowing {
-            try await connection.export([Publisher1.interface(implementedBy: object)], at: ShmBusProtocol.publisherPath)
-        }
-        export.withLock { $0 = handle }
-    }
-
-    /// Re-registers the current segment whenever a registry (re)appears on the bus.
-    private func startFollowingRegistry() async throws(ShmBusError) {
-        let owners = try await ShmBusError.rethrowing { try await connection.nameOwnerChanges(for: ShmBusProtocol.registryName) }
-        let registrar = self.registrar
-        let notifier = self.notifier
-        let logger = self.logger
-        let task = Task {
-            do {
-                for try await change in owners {
-                    if let owner = change.newOwner {
-                        logger.info("registry appeared; registering again", metadata: ["owner": "\(owner)"])
-                    }
-                    registrar.registryChanged(owner: change.newOwner)
-                    notifier.flush()
-                }
-            } catch {
-                // The connection closed.
-            }
-        }
-        follower.withLock { $0 = task }
     }
 }
