@@ -1,4 +1,3 @@
-import CShmBusLinux
 import ShmBusSystem
 
 /// A reader's lease page as a writer sees it: mapped read-only, its range read with
@@ -111,11 +110,8 @@ extension ChannelWriter {
     /// collection; its holder reads on undisturbed.
     func takeReusableMemory() -> SegmentMemory? {
         guard let state = reuse else { return nil }
-        let L = SegmentLayout.self
         for segment in state.candidates where segment.capacity == capacity && state.registering[segment.name] == nil {
-            let word = segment.mapping.base.advanced(by: L.stateOffset).assumingMemoryBound(to: UInt32.self)
-            _ = shmbus_fetch_or_u32(word, L.reclaimedFlag)
-            shmbus_fence_seq_cst()
+            segment.markReclaimed()
             let generation = segment.header.generation
             if state.leases.values.contains(where: { $0.holds(generation) }) {
                 reuse!.counts.held += 1

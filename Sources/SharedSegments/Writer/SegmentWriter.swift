@@ -222,6 +222,16 @@ public final class SegmentWriter {
         isRetired = true
     }
 
+    /// Sets the reclaimed bit (version 2, an atomic OR that leaves the retired bit),
+    /// then a sequentially consistent fence: from here on a reader that has not held
+    /// this generation already does not start on it, and the leases loaded after this
+    /// show every reader that has (docs/FORMAT.md, "Reused memory").
+    func markReclaimed() {
+        let L = SegmentLayout.self
+        _ = shmbus_fetch_or_u32(mapping.base.advanced(by: L.stateOffset).assumingMemoryBound(to: UInt32.self), L.reclaimedFlag)
+        shmbus_fence_seq_cst()
+    }
+
     /// A reader of this segment through the writer's own descriptor (for copying during
     /// GC and for tests).
     func reader() throws(SegmentError) -> SegmentReader {

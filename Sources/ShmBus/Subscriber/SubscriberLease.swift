@@ -31,8 +31,9 @@ final class SubscriberLease: Sendable {
         state.withLock { $0.writers.contains(writer) ? $0.page : nil }
     }
 
-    /// Hands the page to `writer` and returns it (once per writer; a second call for
-    /// the same writer only replaces its copy with the same page).
+    /// Hands the page to `writer` and returns it. Once per writer as a rule; two
+    /// readers racing to the same writer's first segment may both hand it over, and
+    /// the publisher then keeps the page twice (one of its 64), which costs nothing else.
     func register(with writer: String, through sources: any SegmentSources) async throws(ShmBusError) -> ReadLease {
         let page: ReadLease
         do throws(SegmentError) {
